@@ -1,0 +1,82 @@
+"""Hub-ready folders: write locally in the exact layout the Hub expects, push the same bytes when asked.
+
+A dataset folder holds one sub-folder of parquet shards per config plus a README.md whose YAML front matter
+declares the configs, so `datasets.load_dataset(folder, config)` works offline and `push_dataset_folder` publishes
+the same files with `HfApi.upload_folder`.
+
+    outputs/tiny/captions/
+        README.md                      # card, YAML `configs:` -> captions/train-*.parquet
+        captions/train-00000-of-00001.parquet
+        drops.json, ...                # stage extras (statistics, prompts, pipeline.yaml)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from datasets import Dataset, load_dataset
+
+
+logger = logging.getLogger(__name__)
+
+_SHARD_NAME = "{split}-{index:05d}-of-{total:05d}.parquet"
+
+
+def configs_metadata(config_names: list[str], default: str | None = None, split: str = "train") -> list[dict]:
+    """The `configs:` block of a dataset card for folders laid out by `write_dataset_config`."""
+    default = default or config_names[0]
+    return [
+        {
+            "config_name": name,
+            "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"}],
+            **({"default": True} if name == default else {}),
+        }
+        for name in config_names
+    ]
+
+
+def write_dataset_config(
+    dataset: Dataset, folder: str | Path, config_name: str, split: str = "train", max_shard_rows: int | None = None
+) -> list[Path]:
+    """Write `dataset` as parquet shards under `folder/config_name/`, replacing any earlier shards of that split."""
+    config_dir = Path(folder) / config_name
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for stale in config_dir.glob(f"{split}-*.parquet"):
+        stale.unlink()
+    total = max(1, math.ceil(len(dataset) / max_shard_rows)) if max_shard_rows else 1
+    paths = []
+    for index in range(total):
+        shard = dataset.shard(num_shards=total, index=index, contiguous=True) if total > 1 else dataset
+        path = config_dir / _SHARD_NAME.format(split=split, index=index, total=total)
+        shard.to_parquet(str(path))
+        paths.append(path)
+    logger.info("Wrote %d rows of config %r to %s (%d shard(s))", len(dataset), config_name, config_dir, total)
+    return paths
+
+
+def write_card(folder: str | Path, metadata: Mapping, body: str) -> Path:
+    """Write README.md with YAML front matter (`metadata`) and a markdown body."""
+    front = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True)
+    path = Path(folder) / "README.md"
+    path.write_text(f"---\n{front}---\n\n{body.strip()}\n")
+    return path
+
+
+def load_dataset_folder(path_or_repo: str | Path, config_name: str, split: str = "train") -> Dataset:
+    """Load one config of a stage output, from a local folder or a Hub repo id."""
+    return load_dataset(str(path_or_repo), config_name, split=split)
+
+
+def push_folder(folder: str | Path, repo_id: str, repo_type: str, private: bool | None = None, **kwargs) -> str:
+    """Publish a folder written by this package as-is; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, **kwargs)
+    logger.info("Pushed %s to the Hub: %s", folder, info)
+    return str(info)
