@@ -52,12 +52,22 @@ def materialize_gguf(model_dir: str | Path, gguf_file: str, output_dir: str | Pa
 
     logger.info("Converting %s/%s to %s (one-off)", model_dir, gguf_file, output_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), gguf_file=gguf_file)
+    model = forget_gguf_quantization(AutoModelForCausalLM.from_pretrained(str(model_dir), gguf_file=gguf_file))
     tmp_dir = output_dir.with_name(output_dir.name + ".tmp")
     model.save_pretrained(tmp_dir)
     tokenizer.save_pretrained(tmp_dir)
     tmp_dir.rename(output_dir)  # atomic: an interrupted conversion never looks finished
     return output_dir
+
+
+def forget_gguf_quantization(model):
+    """transformers dequantises GGUF weights on load but keeps a non-serialisable GGUF quantizer attached; the
+    weights are plain float tensors, so drop the bookkeeping to make `save_pretrained` work."""
+    if getattr(model, "hf_quantizer", None) is not None and type(model.hf_quantizer).__name__ == "GgufHfQuantizer":
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model
 
 
 def imagenet_classnames() -> list[str]:
