@@ -1,0 +1,86 @@
+"""Configuration of the Unicorn vision-language model.
+
+Self-contained (imports only transformers and the standard library) so that `push_to_hub` can ship it as remote
+code next to `modeling_unicorn.py` and `processing_unicorn.py`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+PROJECTOR_PATTERN = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
+
+
+def projector_depth(projector_type: str) -> int:
+    """Number of linear layers of a projector type: `linear` -> 1, `mlp2x_gelu` -> 2 (LLaVA-1.5), `mlpNx_gelu` -> N."""
+    match = PROJECTOR_PATTERN.match(projector_type)
+    if match is None:
+        raise ValueError(f"projector_type={projector_type!r} is not supported; expected 'linear' or 'mlp<N>x_gelu'.")
+    depth = 1 if match.group(1) == "linear" else int(match.group(2))
+    if depth < 1:
+        raise ValueError(f"projector_type={projector_type!r} needs at least one layer.")
+    return depth
+
+
+class UnicornConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`UnicornForConditionalGeneration`]: a causal LM (`text_config`) fed with one embedding per
+    sample from a CLIP-style encoder (`embed_dim` wide), projected and copied into `num_image_tokens` positions.
+
+    Args:
+        text_config (`dict` or `PreTrainedConfig`):
+            Config of the language model; any architecture that `AutoModelForCausalLM` knows (Llama, Qwen2, ...).
+        embed_dim (`int`):
+            Width of `image_embeds` (1280 for the paper's LLM2CLIP encoder).
+        projector_type (`str`):
+            `linear` or `mlp<N>x_gelu` (`mlp2x_gelu` as in LLaVA-1.5 and the paper).
+        num_image_tokens (`int`):
+            How many `<image>` positions receive the projected embedding (576 in the paper, 1 is allowed).
+        image_token_id (`int`):
+            Token id of `<image>` in the tokenizer.
+        encoder_id (`str`, *optional*):
+            Id of the paired text/image encoder whose embeddings the model was trained on.
+        renormalize_after_shift (`bool`):
+            Whether embeddings are L2-normalised again after the mean shift (the paper's text does, its code not).
+        has_image_mean (`bool`):
+            Whether the `image_mean` buffer holds a real image-embedding mean (else only `text_mean` is known).
+    """
+
+    model_type = "unicorn"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama")}
+
+    text_config: dict | PreTrainedConfig | None = None
+    embed_dim: int = 1280
+    projector_type: str = "mlp2x_gelu"
+    num_image_tokens: int = 576
+    image_token_id: int | None = None
+    encoder_id: str | None = None
+    renormalize_after_shift: bool = False
+    has_image_mean: bool = False
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        text_type = self.text_config.model_type
+        if text_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+            raise ValueError(
+                f"text_config.model_type={text_type!r} is not a causal language model known to "
+                "AutoModelForCausalLM; Unicorn needs a decoder-only LM (llama, qwen2, mistral, ...)."
+            )
+        projector_depth(self.projector_type)
+        if self.embed_dim < 1:
+            raise ValueError(f"embed_dim must be positive, got {self.embed_dim}.")
+        if self.num_image_tokens < 1:
+            raise ValueError(f"num_image_tokens must be >= 1, got {self.num_image_tokens}.")
+        # Same workaround as LLaVA: the embedding tying of the wrapped LM is decided by its own config.
+        if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
+            self.tie_word_embeddings = True
+
+
+__all__ = ["UnicornConfig"]
