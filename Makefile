@@ -1,0 +1,32 @@
+# unicorn-hf: the commands a newcomer and CI run. `make install` expects an activated virtual environment.
+PYTHON ?= python
+CHECK_DIRS := unicorn_hf recipes tests bench
+
+.PHONY: install install-gpu quality style test test-slow quickstart bench
+
+install:  ## CPU machine: the torch pair that imports without CUDA, then the package, its tools and packaged models
+	$(PYTHON) -m pip install -r requirements/torch-cpu.txt
+	$(PYTHON) -m pip install -c requirements/constraints-cpu.txt -e ".[dev,quickstart]"
+
+install-gpu:  ## GPU machine: keeps your CUDA torch, adds vLLM
+	$(PYTHON) -m pip install -e ".[dev,quickstart,vllm]"
+
+quality:
+	ruff check $(CHECK_DIRS)
+	ruff format --check $(CHECK_DIRS)
+
+style:
+	ruff check --fix $(CHECK_DIRS)
+	ruff format $(CHECK_DIRS)
+
+test:  ## offline CPU suite (tests/slow is for GPUs and long runs)
+	$(PYTHON) -m pytest tests --ignore=tests/slow -q
+
+test-slow:
+	$(PYTHON) -m pytest tests/slow -q
+
+quickstart:  ## the whole tiny recipe on packaged real models: seeds -> captions -> dialogues -> transfer -> pretrain -> SFT -> eval
+	$(PYTHON) recipes/quickstart.py --config recipes/tiny/quickstart.yaml
+
+bench:
+	$(PYTHON) bench/run_all.py
