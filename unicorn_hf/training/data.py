@@ -1,0 +1,361 @@
+"""Stage-3 datasets -> model inputs: validation, tokenization, loss masks, counted drops.
+
+Both stages turn a row into `input_ids` holding ONE `<image>` token (the collator expands it to `num_image_tokens`
+copies, so the stored dataset does not grow 576-fold), a 0/1 `loss_mask` of the same length (1 = the token is a
+target) and the row's `image_embeds`.
+
+- Pretraining, the paper's "plain" format: `[bos] <image> caption <eos>`, loss on the caption and EOS only. A caption
+  that does not fit is truncated (and counted); the image token is never cut.
+- SFT: the dialogue rendered with the chat template; loss on the assistant turns (each with its end-of-turn token).
+  Rows that cannot train are dropped with a reason in a `DropLog`: no `<image>`, two of them, an empty assistant
+  turn, or nothing left to learn from after truncation to `max_length`.
+
+Dataset-level problems (no `image_embeds` column, a column named `image`/`images`, another encoder's width) are
+errors: they mean the wrong folder or config, not a bad row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+from ..drops import DropLog
+
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EMBEDS = "image_embeds"
+STATS_TENSORS = "transfer_stats.safetensors"
+STATS_JSON = "transfer_stats.json"
+_FORBIDDEN_COLUMNS = ("image", "images")  # TRL switches to its PIL image pipeline on these names
+_KEPT_COLUMNS = ("id", "input_ids", "loss_mask", IMAGE_EMBEDS)
+
+
+# ---- modality statistics -----------------------------------------------------------------------------------------
+@dataclass
+class ModalityStatistics:
+    """What the training code needs from stage 3's transfer statistics.
+
+    Contract of the files (written by stage 3 next to the data):
+    - `transfer_stats.safetensors`: `text_mean` [D] (float), optional `image_mean` [D];
+    - `transfer_stats.json`: `encoder_id` (str), `dim` (int, = D), `renormalize_after_shift` (bool), optional
+      `num_rows` (int), `center` (bool, default true), `add_image_mean` (bool, default false).
+
+    `unicorn_hf.transfer.statistics.TransferStatistics` writes these files; `load_modality_statistics` reads them
+    through it and this class is the subset training needs.
+    """
+
+    text_mean: torch.Tensor  # [D]
+    image_mean: torch.Tensor | None  # [D]
+    encoder_id: str
+    dim: int
+    renormalize_after_shift: bool
+    num_rows: int | None = None
+    source: str | None = None
+    center: bool = True  # False: the noise-only ablation, embeddings are not mean-shifted
+    add_image_mean: bool = False  # training used u - mu_T + mu_V, so images are used unshifted at inference
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ModalityStatistics:
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        tensors_path, json_path = folder / STATS_TENSORS, folder / STATS_JSON
+        for path in (tensors_path, json_path):
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} is missing: the training stages read the modality statistics that stage 3 (transfer) "
+                    "writes beside the data. Point `statistics_path` (or `dataset_name`) at the transfer output."
+                )
+        tensors = load_file(str(tensors_path))
+        meta = json.loads(json_path.read_text())
+        for key in ("encoder_id", "dim", "renormalize_after_shift"):
+            if key not in meta:
+                raise ValueError(f"{json_path} has no {key!r} field (keys: {sorted(meta)}).")
+        if "text_mean" not in tensors:
+            raise ValueError(f"{tensors_path} has no 'text_mean' tensor (keys: {sorted(tensors)}).")
+        stats = cls(
+            text_mean=tensors["text_mean"].float(),
+            image_mean=tensors["image_mean"].float() if "image_mean" in tensors else None,
+            encoder_id=meta["encoder_id"],
+            dim=int(meta["dim"]),
+            renormalize_after_shift=bool(meta["renormalize_after_shift"]),
+            num_rows=meta.get("num_rows"),
+            source=str(folder),
+            center=bool(meta.get("center", True)),
+            add_image_mean=bool(meta.get("add_image_mean", False)),
+        )
+        for name, tensor in (("text_mean", stats.text_mean), ("image_mean", stats.image_mean)):
+            if tensor is not None and tuple(tensor.shape) != (stats.dim,):
+                raise ValueError(f"{tensors_path}: {name} has shape {tuple(tensor.shape)} but dim={stats.dim}.")
+        return stats
+
+    def check_matches(self, embed_dim: int | None, encoder_id: str | None, what: str) -> None:
+        """Raise if `what` (the YAML, the model config) names another encoder or width than the statistics."""
+        if embed_dim is not None and embed_dim != self.dim:
+            raise ValueError(
+                f"{what} says embed_dim={embed_dim} but the dataset's embeddings ({self.source}) are {self.dim} wide "
+                f"(encoder {self.encoder_id!r}); the model must be trained on the encoder it was built for."
+            )
+        if encoder_id is not None and encoder_id != self.encoder_id:
+            raise ValueError(
+                f"{what} names encoder {encoder_id!r} but the dataset ({self.source}) was embedded with "
+                f"{self.encoder_id!r}."
+            )
+
+    def to_dict(self) -> dict:
+        return {
+            "encoder_id": self.encoder_id,
+            "dim": self.dim,
+            "renormalize_after_shift": self.renormalize_after_shift,
+            "has_image_mean": self.image_mean is not None,
+            "num_rows": self.num_rows,
+            "center": self.center,
+            "add_image_mean": self.add_image_mean,
+            "source": self.source,
+        }
+
+
+def load_modality_statistics(folder: str | Path) -> ModalityStatistics:
+    """Read stage 3's statistics through the transfer module's own class when present, else the files directly."""
+    try:
+        from ..transfer.statistics import TransferStatistics
+    except ImportError:  # the transfer stage is optional for training: the file contract above is enough
+        return ModalityStatistics.load(folder)
+    loaded = TransferStatistics.load(folder)
+    return ModalityStatistics(
+        text_mean=loaded.text_mean.float(),
+        image_mean=None if loaded.image_mean is None else loaded.image_mean.float(),
+        encoder_id=loaded.encoder_id,
+        dim=int(loaded.dim),
+        renormalize_after_shift=bool(loaded.renormalize_after_shift),
+        num_rows=loaded.num_rows,
+        source=str(folder),
+        center=loaded.center,
+        add_image_mean=loaded.add_image_mean,
+    )
+
+
+# ---- dataset-level checks ----------------------------------------------------------------------------------------
+def check_columns(dataset: Dataset, required: tuple[str, ...], where: str) -> None:
+    """Raise a clear error when the dataset is not a stage-3 output of the expected config."""
+    columns = set(dataset.column_names)
+    if bad := [c for c in _FORBIDDEN_COLUMNS if c in columns]:
+        raise ValueError(
+            f"{where} has a column named {bad}: TRL would treat it as PIL images. Unicorn stores the embedding in "
+            f"{IMAGE_EMBEDS!r}; rename the column."
+        )
+    if IMAGE_EMBEDS not in columns:
+        raise ValueError(
+            f"{where} has no {IMAGE_EMBEDS!r} column (columns: {sorted(columns)}). Train on the output of the "
+            "transfer stage (recipes/transfer.py), which adds the embeddings, not on the synthesis output."
+        )
+    if missing := [c for c in required if c not in columns]:
+        raise ValueError(f"{where} lacks column(s) {missing} (columns: {sorted(columns)}).")
+    if len(dataset) == 0:
+        raise ValueError(f"{where} is empty.")
+
+
+def check_embed_width(dataset: Dataset, embed_dim: int, where: str) -> None:
+    """The first row's width must be the model's (the column is a fixed-length list; rows are re-checked later)."""
+    width = len(dataset[0][IMAGE_EMBEDS])
+    if width != embed_dim:
+        raise ValueError(
+            f"{where}: image_embeds are {width} wide but the model expects embed_dim={embed_dim}; the dataset was "
+            "embedded by another encoder than the one the model / statistics name."
+        )
+
+
+# ---- row -> tokens -----------------------------------------------------------------------------------------------
+def _bad_embedding_reason(embeds: list[float], embed_dim: int, row_id: str) -> str | None:
+    if len(embeds) != embed_dim:
+        raise ValueError(f"row {row_id!r}: image_embeds has {len(embeds)} values, expected {embed_dim}.")
+    if not all(math.isfinite(x) for x in embeds):
+        return "non_finite_image_embeds"
+    return None
+
+
+def _fit(length: int, num_image_tokens: int, max_length: int | None) -> int | None:
+    """How many stored tokens fit once `<image>` counts for `num_image_tokens` positions (None = no limit)."""
+    return None if max_length is None else max_length - (num_image_tokens - 1)
+
+
+def tokenize_caption(
+    row: dict, tokenizer, image_token_id: int, num_image_tokens: int, max_length: int | None, embed_dim: int
+) -> dict:
+    """Pretraining ("plain" format): `[bos] <image> caption <eos>`, loss on caption + EOS."""
+    row_id = str(row.get("id"))
+    out = {"input_ids": [], "loss_mask": [], "drop_reason": "", "truncated": False}
+    if reason := _bad_embedding_reason(row[IMAGE_EMBEDS], embed_dim, row_id):
+        return {**out, "drop_reason": reason}
+    caption = (row["caption"] or "").strip()
+    if not caption:
+        return {**out, "drop_reason": "empty_caption"}
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and _adds_bos(tokenizer) else []
+    prefix = [*bos, image_token_id]
+    caption_ids = tokenizer(caption, add_special_tokens=False)["input_ids"]
+    if image_token_id in caption_ids:
+        return {**out, "drop_reason": "image_token_in_caption"}
+    target = [*caption_ids, tokenizer.eos_token_id]
+    budget = _fit(len(prefix) + len(target), num_image_tokens, max_length)
+    truncated = budget is not None and len(prefix) + len(target) > budget
+    if truncated:
+        # Keep the image and as much caption as fits; no EOS after a cut caption (it did not end there).
+        target = caption_ids[: budget - len(prefix)]
+    return {
+        "input_ids": prefix + target,
+        "loss_mask": [0] * len(prefix) + [1] * len(target),
+        "drop_reason": "",
+        "truncated": truncated,
+    }
+
+
+def _adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts a BOS in front of plain text (Llama-3 does, SmolLM2 does not)."""
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and ids[0] == tokenizer.bos_token_id
+
+
+def assistant_char_spans(messages: list[dict], tokenizer, chat_template: str | None) -> tuple[str, list[tuple]]:
+    """Render the dialogue and return (text, [(start, end)] character spans of every assistant turn).
+
+    Template-agnostic: the span of assistant turn i starts where `messages[:i]` + generation prompt ends and stops
+    where `messages[:i+1]` ends, so it holds the reply and its end-of-turn token (the model learns to stop). This
+    needs a prefix-preserving template (ChatML, Llama-3, ...); one that is not raises instead of mis-masking.
+    """
+
+    def render(msgs: list[dict], add_generation_prompt: bool) -> str:
+        return tokenizer.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=add_generation_prompt, chat_template=chat_template
+        )
+
+    text = render(messages, False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before, through = render(messages[:i], True), render(messages[: i + 1], False)
+        if not (text.startswith(through) and through.startswith(before)):
+            raise ValueError(
+                "The chat template is not prefix-preserving (rendering the first turns of a dialogue does not give a "
+                "prefix of the whole), so assistant turns cannot be located; set `chat_template` in the SFT YAML."
+            )
+        spans.append((len(before), len(through)))
+    return text, spans
+
+
+def tokenize_dialogue(
+    row: dict,
+    tokenizer,
+    image_token: str,
+    image_token_id: int,
+    num_image_tokens: int,
+    max_length: int | None,
+    embed_dim: int,
+    chat_template: str | None,
+) -> dict:
+    """SFT: the rendered dialogue, loss on assistant turns only; drop reasons for rows that cannot train."""
+    row_id = str(row.get("id"))
+    out = {"input_ids": [], "loss_mask": [], "drop_reason": "", "truncated": False}
+    if reason := _bad_embedding_reason(row[IMAGE_EMBEDS], embed_dim, row_id):
+        return {**out, "drop_reason": reason}
+    messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+    counts = [(m["content"] or "").count(image_token) for m in messages]
+    first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+    if sum(counts) == 0:
+        return {**out, "drop_reason": "no_image_token"}
+    if sum(counts) > 1:
+        return {**out, "drop_reason": "multiple_image_tokens"}
+    if first_user is None or counts[first_user] != 1:
+        return {**out, "drop_reason": "image_token_not_in_first_user_turn"}
+    if not any(m["role"] == "assistant" for m in messages):
+        return {**out, "drop_reason": "no_assistant_turn"}
+    if any(m["role"] == "assistant" and not (m["content"] or "").strip() for m in messages):
+        return {**out, "drop_reason": "empty_assistant_turn"}
+    text, spans = assistant_char_spans(messages, tokenizer, chat_template)
+    # The template already wrote any BOS into the text; a second one from the tokenizer would be wrong.
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids = encoding["input_ids"]
+    loss_mask = [int(any(s <= start < e for s, e in spans)) for start, _ in encoding["offset_mapping"]]
+    image_position = input_ids.index(image_token_id)
+    budget = _fit(len(input_ids), num_image_tokens, max_length)
+    truncated = budget is not None and len(input_ids) > budget
+    if truncated:
+        if image_position >= budget:
+            return {**out, "drop_reason": "image_token_beyond_max_length"}
+        input_ids, loss_mask = input_ids[:budget], loss_mask[:budget]
+        if not any(loss_mask):
+            return {**out, "drop_reason": "no_assistant_tokens_within_max_length"}
+    return {"input_ids": input_ids, "loss_mask": loss_mask, "drop_reason": "", "truncated": truncated}
+
+
+# ---- dataset -> training dataset ---------------------------------------------------------------------------------
+@dataclass
+class PreparedData:
+    dataset: Dataset  # columns: id, input_ids, loss_mask, image_embeds
+    drops: DropLog
+    rows_truncated: int
+
+    def to_dict(self) -> dict:
+        return {**self.drops.to_dict(), "rows_truncated": self.rows_truncated}
+
+
+def prepare_dataset(
+    dataset: Dataset,
+    *,
+    stage: str,
+    processor,
+    embed_dim: int,
+    max_length: int | None,
+    chat_template: str | None = None,
+    num_proc: int | None = None,
+    where: str = "dataset",
+) -> PreparedData:
+    """Validate and tokenize a stage-3 config for `stage` ("pretrain": captions, "sft": instructions)."""
+    if stage not in ("pretrain", "sft"):
+        raise ValueError(f"stage must be 'pretrain' or 'sft', got {stage!r}.")
+    tokenizer = processor.tokenizer
+    num_image_tokens = processor.num_image_tokens
+    check_columns(dataset, ("caption",) if stage == "pretrain" else ("messages",), where)
+    check_embed_width(dataset, embed_dim, where)
+    if max_length is not None and max_length < num_image_tokens + 2:
+        raise ValueError(
+            f"max_length={max_length} cannot hold num_image_tokens={num_image_tokens} image positions plus any "
+            "text; raise max_length or lower num_image_tokens."
+        )
+    common = {
+        "tokenizer": tokenizer,
+        "image_token_id": processor.image_token_id,
+        "num_image_tokens": num_image_tokens,
+        "max_length": max_length,
+        "embed_dim": embed_dim,
+    }
+    if stage == "pretrain":
+        function, fn_kwargs = tokenize_caption, common
+    else:
+        chat_template = chat_template or processor.chat_template or tokenizer.chat_template
+        if chat_template is None:
+            raise ValueError("SFT needs a chat template: the tokenizer has none, set `chat_template` in the YAML.")
+        function = tokenize_dialogue
+        fn_kwargs = {**common, "image_token": processor.image_token, "chat_template": chat_template}
+    mapped = dataset.map(function, fn_kwargs=fn_kwargs, num_proc=num_proc, desc=f"Tokenizing {where} ({stage})")
+    drops = DropLog(stage=f"training/{stage}", rows_in=len(mapped))
+    ids = mapped["id"] if "id" in mapped.column_names else [str(i) for i in range(len(mapped))]
+    for row_id, reason in zip(ids, mapped["drop_reason"], strict=True):
+        if reason:
+            drops.drop(reason, row_id)
+    rows_truncated = sum(mapped["truncated"])
+    kept = mapped.filter(lambda reason: not reason, input_columns="drop_reason", desc="Dropping untrainable rows")
+    kept = kept.remove_columns([c for c in kept.column_names if c not in _KEPT_COLUMNS])
+    logger.info("%s; %d row(s) truncated to max_length=%s", drops.summary(), rows_truncated, max_length)
+    if drops.rows_dropped:
+        logger.warning("Dropped rows by reason: %s (examples: %s)", dict(drops.dropped), drops.examples)
+    if len(kept) == 0:
+        raise ValueError(f"{where}: every row was dropped ({dict(drops.dropped)}); nothing to train on.")
+    return PreparedData(dataset=kept, drops=drops, rows_truncated=rows_truncated)

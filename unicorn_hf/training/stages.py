@@ -1,0 +1,235 @@
+"""Stage set-up: which model each stage starts from, what is frozen, LoRA, and the trainer.
+
+- Pretraining builds a fresh Unicorn model from the base LLM and trains the projector only (the LLM is frozen).
+- SFT loads the pretraining checkpoint and trains the projector plus the LLM: all of it, or LoRA adapters (PEFT).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import Trainer
+from trl import SFTTrainer, get_peft_config, get_quantization_config
+
+from ..modeling import UnicornForConditionalGeneration, UnicornProcessor
+from ..modeling.builder import build_from_text_model
+from .config import UnicornModelConfig, UnicornTrainingConfig, require
+from .data import ModalityStatistics
+
+
+logger = logging.getLogger(__name__)
+
+
+def torch_dtype(name: str | None) -> torch.dtype | str | None:
+    """ModelConfig's `dtype` string ("float32", "bfloat16", "auto", None) -> what `from_pretrained` takes."""
+    if name in (None, "auto"):
+        return name
+    return getattr(torch, name)
+
+
+# ---- models ------------------------------------------------------------------------------------------------------
+def build_pretrain_model(
+    model_args: UnicornModelConfig, training_args: UnicornTrainingConfig, stats: ModalityStatistics
+) -> tuple[UnicornForConditionalGeneration, UnicornProcessor]:
+    """A fresh Unicorn model around the base LLM, sized by the transfer statistics (the YAML may only agree)."""
+    require(model_args, "model_name_or_path", "projector_type", "num_image_tokens", stage="pretrain")
+    stats.check_matches(model_args.embed_dim, model_args.encoder_id, what="The pretrain config")
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        raise ValueError("Pretraining trains the projector in full precision; quantization is for LoRA SFT only.")
+    return build_from_text_model(
+        model_args.model_name_or_path,
+        embed_dim=stats.dim,
+        projector_type=model_args.projector_type,
+        num_image_tokens=model_args.num_image_tokens,
+        encoder_id=stats.encoder_id,
+        renormalize_after_shift=stats.renormalize_after_shift,
+        gguf_file=model_args.gguf_file,
+        revision=model_args.model_revision,
+        dtype=torch_dtype(model_args.dtype),
+        attn_implementation=model_args.attn_implementation,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+
+
+def load_stage_checkpoint(
+    model_args: UnicornModelConfig, training_args: UnicornTrainingConfig
+) -> tuple[UnicornForConditionalGeneration, UnicornProcessor]:
+    """Load a Unicorn checkpoint (the pretraining output) for SFT, optionally quantized for QLoRA."""
+    require(model_args, "model_name_or_path", stage="sft")
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as error:
+            raise ImportError(
+                "load_in_4bit / load_in_8bit (QLoRA) need bitsandbytes: pip install bitsandbytes"
+            ) from error
+        if not model_args.use_peft:
+            raise ValueError("A quantized LLM cannot be fully fine-tuned; set use_peft: true (QLoRA).")
+        # The projector is small and trains in full: keep it (and the LM head) out of the quantization.
+        quantization_config.llm_int8_skip_modules = ["projector", "lm_head"]
+    model = UnicornForConditionalGeneration.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=torch_dtype(model_args.dtype),
+        attn_implementation=model_args.attn_implementation,
+        quantization_config=quantization_config,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    processor = UnicornProcessor.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    config = model.config
+    for name in ("projector_type", "num_image_tokens", "embed_dim", "encoder_id"):
+        wanted = getattr(model_args, name)
+        if wanted is not None and wanted != getattr(config, name):
+            raise ValueError(
+                f"The SFT config says {name}={wanted!r} but the checkpoint {model_args.model_name_or_path} was "
+                f"pretrained with {name}={getattr(config, name)!r}; these are fixed at pretraining."
+            )
+    if processor.num_image_tokens != config.num_image_tokens:
+        raise ValueError(
+            f"{model_args.model_name_or_path}: the processor expands <image> to {processor.num_image_tokens} tokens "
+            f"but the model expects num_image_tokens={config.num_image_tokens}."
+        )
+    return model, processor
+
+
+def copy_modality_statistics(model: UnicornForConditionalGeneration, stats: ModalityStatistics) -> None:
+    """Check that the data was embedded by the model's encoder, then store its statistics in the model."""
+    stats.check_matches(model.config.embed_dim, model.config.encoder_id, what=f"The model ({model.name_or_path})")
+    if not stats.center or stats.add_image_mean:
+        # The model's `shift_embeddings(mean="image")` subtracts image_mean from images; under these two conventions
+        # inference must use images unshifted, which the model config cannot express yet (recorded in the metadata).
+        logger.warning(
+            "Transfer statistics use center=%s, add_image_mean=%s: shift images at inference by hand (no shift), "
+            "not with model.shift_embeddings(mean='image').",
+            stats.center,
+            stats.add_image_mean,
+        )
+    if model.config.has_image_mean and stats.image_mean is None:
+        logger.info("The checkpoint's image_mean is kept: the dataset's statistics carry none.")
+    model.set_modality_statistics(
+        stats.text_mean,
+        image_mean=stats.image_mean,
+        encoder_id=stats.encoder_id,
+        renormalize_after_shift=stats.renormalize_after_shift,
+    )
+
+
+# ---- what trains -------------------------------------------------------------------------------------------------
+def set_trainable_parts(model: UnicornForConditionalGeneration, model_args: UnicornModelConfig, stage: str) -> None:
+    """Freeze everything, then unfreeze the parts the YAML names. With LoRA, PEFT decides the LLM's side."""
+    require(model_args, "train_projector", "train_language_model", stage=stage)
+    if not (model_args.train_projector or model_args.train_language_model):
+        raise ValueError(f"{stage}: train_projector and train_language_model are both false; nothing would train.")
+    if model_args.use_peft and not model_args.train_language_model:
+        raise ValueError(f"{stage}: use_peft adds LoRA adapters to the LLM, so it needs train_language_model: true.")
+    model.requires_grad_(False)
+    if model_args.train_projector:
+        model.projector.requires_grad_(True)
+    if model_args.train_language_model and not model_args.use_peft:
+        model.language_model.requires_grad_(True)
+
+
+def lora_config(model_args: UnicornModelConfig):
+    """TRL's LoRA config for the LLM, plus the projector as a fully trained module when it trains."""
+    peft_config = get_peft_config(model_args)
+    if peft_config is None:
+        return None
+    if model_args.lora_target_modules is None:
+        raise ValueError(
+            "use_peft needs lora_target_modules naming the LLM's linear layers (e.g. q_proj, v_proj); "
+            "'all-linear' would also put adapters on the projector, which trains in full instead."
+        )
+    if model_args.train_projector:
+        modules = list(peft_config.modules_to_save or [])
+        if "projector" not in modules:
+            peft_config.modules_to_save = [*modules, "projector"]
+    return peft_config
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable": trainable, "total": sum(p.numel() for p in model.parameters())}
+
+
+# ---- trainer -----------------------------------------------------------------------------------------------------
+class UnicornSFTTrainer(SFTTrainer):
+    """TRL's SFTTrainer with the model's own loss.
+
+    TRL 1.16 computes the loss through a fused LM head that runs `model.base_model` and expects a
+    `last_hidden_state`; a Unicorn model has no separate backbone (its forward merges the image features and calls
+    the wrapped causal LM), so the fused path cannot see the image. The loss here is transformers' `Trainer` one:
+    the model's causal-LM loss, normalised by the tokens of the whole accumulated batch (`num_items_in_batch`).
+    """
+
+    _tag_names = ["trl", "sft", "unicorn", "image-text-to-text"]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs["use_cache"] = False  # training never reads a KV cache; checkpointing warns if one is built
+        loss, outputs = Trainer.compute_loss(
+            self, model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        mode = "train" if self.model.training else "eval"
+        with torch.no_grad():
+            labels = inputs["labels"][:, 1:]  # [B, T-1]: position t predicts token t+1
+            mask = labels != -100
+            correct = (outputs.logits[:, :-1].argmax(-1) == labels) & mask
+            num_valid = self.accelerator.gather_for_metrics(mask.sum()).sum()
+            num_correct = self.accelerator.gather_for_metrics(correct.sum()).sum()
+            accuracy = (num_correct / num_valid).item() if num_valid > 0 else 0.0
+            self._metrics[mode]["mean_token_accuracy"].append(accuracy)
+            if mode == "train":
+                tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                self._total_train_tokens += tokens
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return (loss, outputs) if return_outputs else loss
+
+
+# ---- run plumbing shared by the two recipes -----------------------------------------------------------------------
+def checkpoint_to_resume(training_args: UnicornTrainingConfig) -> str | None:
+    """`resume_from_checkpoint` when given, else the last `checkpoint-*` in `output_dir` (a re-run continues)."""
+    import os
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    if not os.path.isdir(training_args.output_dir):
+        return None
+    last = get_last_checkpoint(training_args.output_dir)
+    if last is not None:
+        logger.info("Resuming from %s (found in output_dir); delete it to start over.", last)
+    return last
+
+
+def statistics_folder(script_args) -> str:
+    """Where the transfer statistics are: `statistics_path`, else the dataset folder, else the Hub dataset repo."""
+    import os
+
+    if script_args.statistics_path:
+        return script_args.statistics_path
+    if os.path.isdir(script_args.dataset_name):
+        return script_args.dataset_name
+    from huggingface_hub import snapshot_download
+
+    from .data import STATS_JSON, STATS_TENSORS
+
+    return snapshot_download(script_args.dataset_name, repo_type="dataset", allow_patterns=[STATS_JSON, STATS_TENSORS])
+
+
+def load_train_split(script_args):
+    """The stage-3 config named in the YAML, optionally cut to `max_train_samples` rows."""
+    from ..hub import load_dataset_folder
+
+    require(script_args, "dataset_name", "dataset_config", stage="training")
+    dataset = load_dataset_folder(
+        script_args.dataset_name, script_args.dataset_config, split=script_args.dataset_train_split
+    )
+    if script_args.max_train_samples is not None:
+        dataset = dataset.select(range(min(script_args.max_train_samples, len(dataset))))
+    return dataset
