@@ -1,0 +1,215 @@
+"""Stage 5: evaluate a Unicorn checkpoint on real images and write the results into its model card.
+
+Each benchmark's images go through the image encoder recorded in the model config (or `encoder`), are shifted by
+each image-mean mode of `mean_modes` (eval = the benchmark's own image mean as in the paper, image = the stored
+image_mean, text = the training caption mean), and the model answers; answers are extracted (yes/no, option
+letters) and scored with the `evaluate` modules shipped in `unicorn_hf/evaluation/metrics`.
+
+CPU recipe (offline fixtures built from scikit-image photographs; after recipes/sft.py):
+
+    python recipes/evaluate.py --config recipes/tiny/evaluate.yaml
+
+Paper scale (the real benchmarks from the Hub), writing the results into the checkpoint's card and pushing it:
+
+    python recipes/evaluate.py --config recipes/unicorn-8b/evaluate.yaml --update_model_card --push_to_hub
+
+Writes `<output_dir>/results.json` and `<output_dir>/predictions/<benchmark>/<mean mode>.jsonl` (every generation,
+the extracted answer and whether it is right). A re-run re-scores stored predictions instead of generating again
+(`--overwrite` generates anew).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+# This script shares its name with the `evaluate` library, and Python puts the script's folder first on sys.path:
+# drop it, so that `import evaluate` (the metrics) finds the library and not this file.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+from transformers import set_seed  # noqa: E402
+from trl import TrlParser  # noqa: E402
+
+from unicorn_hf.evaluation.benchmarks import build_question_text, load_benchmark  # noqa: E402
+from unicorn_hf.evaluation.config import EvalArguments, EvalDataArguments, EvalModelArguments  # noqa: E402
+from unicorn_hf.evaluation.inference import MEAN_MODE_DESCRIPTIONS, MEAN_MODES, UnicornImageQA  # noqa: E402
+from unicorn_hf.evaluation.scorers import score  # noqa: E402
+from unicorn_hf.logging_utils import setup_logging  # noqa: E402
+
+
+logger = logging.getLogger(__name__)
+RESULTS_FILE = "results.json"
+_PACKAGES = ("unicorn-hf", "torch", "transformers", "open_clip_torch", "evaluate", "datasets", "huggingface_hub")
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((EvalModelArguments, EvalDataArguments, EvalArguments))
+
+
+def _versions() -> dict[str, str | None]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
+def evaluate_benchmark(qa: UnicornImageQA, name: str, data_args: EvalDataArguments, args: EvalArguments) -> list[dict]:
+    """All mean modes of one benchmark: one result dict per mode (or a `skipped` entry with the reason)."""
+    revision = (data_args.benchmark_revisions or {}).get(name)
+    spec, examples = load_benchmark(
+        name, data_args.benchmark_source, max_samples=data_args.max_samples, revision=revision, seed=data_args.seed
+    )
+    # Encode every distinct image once: POPE asks 6 questions per image, MME 2, MMBench one per option rotation.
+    unique: dict[str, int] = {}
+    for example in examples:
+        unique.setdefault(example.image_id, len(unique))
+    first_of = {image_id: next(e.image for e in examples if e.image_id == image_id) for image_id in unique}
+    index = torch.tensor([unique[example.image_id] for example in examples])  # [N] -> row of raw
+    raw = None  # [U, D], computed only if some mode must generate
+    questions = [build_question_text(e, args.yes_no_suffix, args.mc_suffix) for e in examples]
+
+    results = []
+    for mode in args.mean_modes:
+        base = {
+            "benchmark": name,
+            "display_name": spec.display_name,
+            "hub_id": spec.hub_id,
+            "hub_config": spec.hub_config,
+            "split": spec.split,
+            "revision": revision,
+            "source": data_args.benchmark_source,
+            "kind": spec.kind,
+            "main_metric": spec.main_metric,
+            "card_metrics": list(spec.metric_types),
+            "mean_mode": mode,
+            "mean_description": MEAN_MODE_DESCRIPTIONS[mode],
+            "num_examples": len(examples),
+            "num_images": len(unique),
+        }
+        if mode == "image" and not qa.model.config.has_image_mean:
+            reason = "checkpoint stores no image_mean (has_image_mean=False)"
+            logger.warning("%s: skipping mean mode 'image': %s", spec.display_name, reason)
+            results.append({**base, "skipped": reason})
+            continue
+        path = Path(args.output_dir) / "predictions" / name / f"{mode}.jsonl"
+        ids = [e.id for e in examples]
+        stored = _read_jsonl(path) if path.is_file() and not args.overwrite else None
+        if stored is not None and [r["id"] for r in stored] == ids:
+            logger.info("%s [%s]: re-scoring %d stored predictions from %s", spec.display_name, mode, len(ids), path)
+            generations = [r["generation"] for r in stored]
+        else:
+            if raw is None:
+                raw = qa.encode_images(list(first_of.values()))  # [U, D]
+            shifted = qa.shift(raw, qa.resolve_mean(mode, raw))[index]  # [N, D]
+            generations = qa.generate_from_embeds(
+                shifted,
+                questions,
+                batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens,
+                do_sample=args.do_sample,
+            )
+        metrics, records = score(spec.kind, examples, generations)
+        for record, question in zip(records, questions, strict=True):
+            record["prompt"] = question
+        _write_jsonl(path, records)
+        logger.info("%s [mean=%s]: %s", spec.display_name, mode, json.dumps(metrics))
+        results.append({**base, "metrics": metrics, "predictions": str(path)})
+    return results
+
+
+def headline(results: list[dict]) -> dict[str, float]:
+    """`<benchmark>/<main metric>[mean=<mode>]` for every scored entry: the numbers a summary shows first."""
+    return {
+        f"{r['benchmark']}/{r['main_metric']}[mean={r['mean_mode']}]": r["metrics"][r["main_metric"]]
+        for r in results
+        if "metrics" in r
+    }
+
+
+def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: EvalArguments) -> dict:
+    setup_logging()
+    for mode in args.mean_modes:
+        if mode not in MEAN_MODES:
+            raise ValueError(f"mean_modes holds {mode!r}; expected any of {MEAN_MODES}")
+    if args.push_to_hub and not args.update_model_card:
+        raise ValueError("--push_to_hub pushes the model card: pass --update_model_card too.")
+    if model_args.num_threads is not None:
+        torch.set_num_threads(model_args.num_threads)
+    set_seed(data_args.seed)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    qa = UnicornImageQA.from_pretrained(
+        model_args.model_name_or_path,
+        device=model_args.device,
+        dtype=model_args.dtype,
+        encoder_batch_size=model_args.encoder_batch_size,
+        encoder=model_args.encoder,
+        encoder_kwargs=model_args.encoder_kwargs,
+        prompt_template=args.prompt_template,
+    )
+    results = [r for name in data_args.benchmarks for r in evaluate_benchmark(qa, name, data_args, args)]
+    summary = {
+        "headline": headline(results),
+        "model": model_args.model_name_or_path,
+        "encoder_id": qa.encoder.id,
+        "model_encoder_id": qa.model.config.encoder_id,
+        "benchmark_source": data_args.benchmark_source,
+        "seed": data_args.seed,
+        "max_samples": data_args.max_samples,
+        "generation": {
+            "max_new_tokens": args.max_new_tokens,
+            "do_sample": args.do_sample,
+            "batch_size": args.batch_size,
+        },
+        "prompt_template": args.prompt_template,
+        "yes_no_suffix": args.yes_no_suffix,
+        "mc_suffix": args.mc_suffix,
+        "results": results,
+        "versions": _versions(),
+        "device": model_args.device,
+        "dtype": model_args.dtype,
+        "command": f"python {shlex.join(sys.argv)}",
+        "runtime_s": round(time.perf_counter() - start, 1),
+    }
+    (output_dir / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    logger.info("Wrote %s: %s", output_dir / RESULTS_FILE, json.dumps(summary["headline"]))
+
+    if args.update_model_card:
+        from unicorn_hf.cards import update_model_card
+
+        checkpoint = Path(model_args.model_name_or_path)
+        if not checkpoint.is_dir():
+            raise ValueError(f"--update_model_card needs a local checkpoint folder; {checkpoint} is not one.")
+        update_model_card(
+            checkpoint,
+            summary,
+            push=args.push_to_hub,
+            repo_id=args.hub_model_id,
+            template_path=args.model_card_template,
+        )
+    return summary
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())
