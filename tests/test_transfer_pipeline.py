@@ -1,0 +1,206 @@
+"""Stage 3 end to end on tiny datasets in the stage-1/2 schema: output layout, dtype, drops, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset, List, Value, load_dataset
+
+from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config
+from unicorn_hf.transfer import encoders as encoders_module
+from unicorn_hf.transfer import pipeline
+from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
+from unicorn_hf.transfer.encoders import load_encoder
+from unicorn_hf.transfer.statistics import TransferStatistics
+
+
+TINY = "unicorn-tiny-clip"  # random-init tiny open_clip architecture shipped in unicorn_hf/transfer/model_configs
+DIM = 64
+LONG_CAPTION = " ".join(["a long detailed caption about a red bicycle leaning on a wall"] * 12)  # >> 77 tokens
+
+
+def _write(folder: Path, config: str, rows: dict) -> Path:
+    write_dataset_config(Dataset.from_dict(rows), folder, config)
+    write_card(folder, {"configs": configs_metadata([config])}, f"# tiny {config}")
+    return folder
+
+
+@pytest.fixture
+def inputs(tmp_path) -> tuple[Path, Path]:
+    """22 captions (one empty, one long, one duplicate id) and 8 dialogues (one orphan, one with another caption)."""
+    captions = [f"a photo of object number {i} on a wooden table" for i in range(19)] + [LONG_CAPTION, "", "dup"]
+    ids = [f"c{i:03d}" for i in range(21)] + ["c001"]  # the last row repeats id c001
+    captions_dir = _write(
+        tmp_path / "captions",
+        "captions",
+        {
+            "id": ids,
+            "seed": [f"seed {i}" for i in range(22)],
+            "seed_source": ["open"] * 22,
+            "caption": captions,
+            "model_name": ["tiny-llm"] * 22,
+        },
+    )
+    inst_ids = ["c000", "c003", "c019", "c007", "missing", "c010", "c011", "c003"]
+    inst_captions = [captions[int(i[1:])] if i != "missing" else "x" for i in inst_ids]
+    inst_captions[6] = "a caption that differs from the one with this id"
+    messages = [[{"role": "user", "content": "<image>\nWhat is it?"}, {"role": "assistant", "content": "A."}]] * 8
+    instructions_dir = _write(
+        tmp_path / "instructions",
+        "instructions",
+        {
+            "id": inst_ids,
+            "task": ["qa", "mc", "reasoning", "qa", "qa", "mc", "qa", "qa"],
+            "caption": inst_captions,
+            "messages": messages,
+            "model_name": ["tiny-llm"] * 8,
+        },
+    )
+    return captions_dir, instructions_dir
+
+
+def _args(inputs, tmp_path, **overrides) -> tuple[EncoderArguments, TransferArguments]:
+    encoder_args = EncoderArguments(
+        encoder=TINY, pretrained=None, encoder_device="cpu", encoder_dtype="float32", encoder_batch_size=4, init_seed=0
+    )
+    transfer_args = TransferArguments(
+        captions_path=str(inputs[0]),
+        instructions_path=str(inputs[1]),
+        output_dir=str(tmp_path / "transfer"),
+        shard_size=5,
+        center=True,
+        renormalize_after_shift=True,
+        diagnostics=False,
+    )
+    return encoder_args, replace(transfer_args, **overrides)
+
+
+def _load(folder: Path, config: str) -> Dataset:
+    # A cache per output folder: datasets keys a folder's cache on its name and card, not on its files.
+    return load_dataset(str(folder), config, split="train", cache_dir=str(folder.parent / f".cache-{folder.name}"))
+
+
+def _embeds(folder: Path, config: str) -> tuple[list[str], torch.Tensor]:
+    ds = _load(folder, config)
+    column = ds.with_format("arrow")["image_embeds"].combine_chunks()  # fixed_size_list<halffloat>[D]
+    embeds = torch.from_numpy(column.flatten().to_numpy().reshape(len(ds), column.type.list_size).copy())
+    assert embeds.dtype == torch.float16
+    return ds["id"], embeds
+
+
+def test_transfer_writes_hub_folder_with_float16_embeds(inputs, tmp_path):
+    encoder_args, args = _args(inputs, tmp_path, diagnostics=True)
+    out = pipeline.run_transfer(encoder_args, args)
+
+    captions = _load(out, "captions")
+    assert captions.features["image_embeds"] == List(Value("float16"), length=DIM)
+    assert captions.column_names == ["id", "seed", "seed_source", "caption", "model_name", "image_embeds"]
+    assert len(captions) == 20  # 22 - empty caption - duplicate id
+    instructions = _load(out, "instructions")
+    assert instructions.features["image_embeds"] == List(Value("float16"), length=DIM)
+    assert instructions["id"] == ["c000", "c003", "c019", "c007", "c010", "c003"]
+    assert instructions.features["messages"] == List({"role": Value("string"), "content": Value("string")})
+
+    # The stored vectors are exactly the statistics' rule applied to a fresh encoding, rounded to float16.
+    stats = TransferStatistics.load(out)
+    encoder = load_encoder(TINY, device="cpu", dtype="float32", batch_size=4, init_seed=0)
+    assert stats.encoder_id == encoder.id and stats.dim == DIM and stats.num_rows == 20
+    expected = stats.embed_text(encoder.encode_text(captions["caption"])).half()
+    _, stored = _embeds(out, "captions")
+    torch.testing.assert_close(stored, expected, atol=2e-3, rtol=0)
+    assert torch.allclose(stats.text_mean, encoder.encode_text(captions["caption"]).mean(0), atol=1e-6)
+    # An instruction row carries the embedding of the caption it was made from.
+    by_id = dict(zip(*_embeds(out, "captions"), strict=True))
+    inst_ids, inst_embeds = _embeds(out, "instructions")
+    for row_id, vector in zip(inst_ids, inst_embeds, strict=True):
+        assert torch.equal(vector, by_id[row_id])
+
+    drops = json.loads((out / "drops.json").read_text())
+    assert drops["captions"]["dropped"] == {"duplicate_id": 1, "empty_caption": 1}
+    assert drops["captions"]["rows_out"] == 20
+    assert drops["instructions"]["dropped"] == {"caption_id_missing": 1, "caption_mismatch": 1}
+    assert drops["instructions"]["examples"]["caption_id_missing"] == ["missing"]
+
+    card = (out / "README.md").read_text()
+    assert "config_name: captions" in card and "config_name: instructions" in card
+    assert "1 of 20 (5.0%)" in card  # the one long caption is truncated by the 77-token context
+    assert "random weights" in card and "recall@1" in card
+    assert (out / "modality_gap.png").stat().st_size > 10_000
+    report = json.loads((out / "modality_gap.json").read_text())
+    assert report["num_pairs"] == 16 and set(report["before"]) == {"centroid_gap", "matched_cosine", "recall@1", "recall@5"}
+    assert not (out / pipeline.WORK_DIR).exists()
+
+
+def test_resume_after_a_killed_run_is_identical_and_skips_finished_shards(inputs, tmp_path, monkeypatch):
+    encoder_args, args = _args(inputs, tmp_path / "reference")
+    reference = pipeline.run_transfer(encoder_args, args)
+
+    encoder_args, args = _args(inputs, tmp_path / "resumed")
+    calls = []
+    original = encoders_module.PairedEncoder.encode_text
+
+    def dying_encode_text(self, texts):
+        calls.append(len(texts))
+        if len(calls) == 3:  # the third caption shard: two shards are finished when the run dies
+            raise KeyboardInterrupt("killed")
+        return original(self, texts)
+
+    monkeypatch.setattr(encoders_module.PairedEncoder, "encode_text", dying_encode_text)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_transfer(encoder_args, args)
+    out = Path(args.output_dir)
+    assert len(list((out / pipeline.WORK_DIR).glob("captions-u-*.safetensors"))) == 2
+    assert not TransferStatistics.exists(out)
+
+    def counting_encode_text(self, texts):
+        calls.append(len(texts))
+        return original(self, texts)
+
+    calls.clear()
+    monkeypatch.setattr(encoders_module.PairedEncoder, "encode_text", counting_encode_text)
+    pipeline.run_transfer(encoder_args, args)
+    # Only shards 2 and 3 are encoded again; shard 4 holds the empty caption and the duplicate id, nothing to encode.
+    assert calls == [5, 5]
+
+    for config in ("captions", "instructions"):
+        ids_a, embeds_a = _embeds(reference, config)
+        ids_b, embeds_b = _embeds(out, config)
+        assert ids_a == ids_b and torch.equal(embeds_a, embeds_b)
+    assert json.loads((out / "drops.json").read_text()) == json.loads((reference / "drops.json").read_text())
+    assert torch.equal(TransferStatistics.load(out).text_mean, TransferStatistics.load(reference).text_mean)
+
+    calls.clear()  # a finished run is not redone
+    pipeline.run_transfer(encoder_args, args)
+    assert calls == []
+
+
+def test_resume_after_a_run_killed_while_writing(inputs, tmp_path, monkeypatch):
+    encoder_args, args = _args(inputs, tmp_path / "reference", noise_std=0.05, seed=3)
+    reference = pipeline.run_transfer(encoder_args, args)
+
+    encoder_args, args = _args(inputs, tmp_path / "resumed", noise_std=0.05, seed=3)
+    written, original = [], pipeline._write_shard
+
+    def dying_write_shard(table, embeds, features, path):
+        if len(written) == 6:  # all 5 caption shards and the first instruction shard are staged
+            raise KeyboardInterrupt("killed")
+        written.append(path)
+        original(table, embeds, features, path)
+
+    monkeypatch.setattr(pipeline, "_write_shard", dying_write_shard)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_transfer(encoder_args, args)
+    written.clear()
+    monkeypatch.setattr(pipeline, "_write_shard", lambda *a: (written.append(a[-1]), original(*a)))
+    out = pipeline.run_transfer(encoder_args, args)
+    assert [path.name for path in written] == ["shard-00001.parquet"]  # the one unfinished instruction shard
+
+    for config in ("captions", "instructions"):
+        ids_a, embeds_a = _embeds(reference, config)
+        ids_b, embeds_b = _embeds(out, config)
+        assert ids_a == ids_b and torch.equal(embeds_a, embeds_b)  # the seeded noise is redrawn identically
+    assert json.loads((out / "drops.json").read_text()) == json.loads((reference / "drops.json").read_text())
