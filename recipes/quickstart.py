@@ -1,0 +1,27 @@
+"""Run the whole tiny recipe on packaged real models, stage by stage, and print a summary table.
+
+    python recipes/quickstart.py --config recipes/tiny/quickstart.yaml            # or: make quickstart
+    python recipes/quickstart.py --config recipes/tiny/quickstart.yaml --overwrite
+
+Finished stages are skipped on a re-run. Each stage is also runnable alone with the command the log prints.
+"""
+
+from __future__ import annotations
+
+from trl import TrlParser
+
+from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.quickstart import QuickstartArguments, run_quickstart
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((QuickstartArguments,))
+
+
+def main(args: QuickstartArguments) -> None:
+    setup_logging()
+    run_quickstart(args)
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

@@ -1,0 +1,139 @@
+"""Run a whole recipe folder stage by stage, exactly as a user would type each command, then summarise.
+
+Each stage is its own process (`python recipes/<script> --config <recipe_dir>/<stage>.yaml`, training stages under
+`accelerate launch`), so a stage's memory is released before the next starts and its log reads like a manual run.
+A stage that finished leaves a `.stage_done.json` marker in its `output_dir` and is skipped on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+logger = logging.getLogger(__name__)
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+# Stage name == YAML file name in a recipe folder; the script that reads it.
+STAGE_SCRIPTS: dict[str, str] = {
+    "encoder": "train_encoder.py",
+    "captions": "synthesize_captions.py",
+    "instructions": "synthesize_instructions.py",
+    "transfer": "transfer.py",
+    "pretrain": "pretrain.py",
+    "sft": "sft.py",
+    "evaluate": "evaluate.py",
+}
+DONE_MARKER = ".stage_done.json"
+
+
+@dataclass
+class QuickstartArguments:
+    recipe_dir: str = field(metadata={"help": "Folder with one <stage>.yaml per stage, e.g. recipes/tiny."})
+    stages: list[str] = field(metadata={"help": f"Stages to run, in order; names from {sorted(STAGE_SCRIPTS)}."})
+    accelerate_stages: list[str] = field(
+        default_factory=list, metadata={"help": "Stages launched with `accelerate launch` (the training stages)."}
+    )
+    accelerate_config: str | None = field(default=None, metadata={"help": "accelerate config for those stages."})
+    overwrite: bool = field(default=False, metadata={"help": "Delete each stage's output_dir and run it again."})
+    summary_file: str | None = field(default=None, metadata={"help": "Where to write the run summary as JSON."})
+
+
+@dataclass
+class StageResult:
+    name: str
+    command: str
+    output_dir: Path
+    seconds: float | None  # None: skipped, finished earlier
+    summary: dict
+
+
+def stage_command(args: QuickstartArguments, stage: str) -> list[str]:
+    if stage not in STAGE_SCRIPTS:
+        raise ValueError(f"Unknown stage {stage!r}; expected one of {sorted(STAGE_SCRIPTS)}.")
+    script = str(RECIPES_DIR / STAGE_SCRIPTS[stage])
+    config = str(Path(args.recipe_dir) / f"{stage}.yaml")
+    if stage in args.accelerate_stages:
+        launcher = [sys.executable, "-m", "accelerate.commands.launch"]
+        if args.accelerate_config:
+            launcher += ["--config_file", args.accelerate_config]
+        return [*launcher, script, "--config", config]
+    return [sys.executable, script, "--config", config]
+
+
+def stage_output_dir(args: QuickstartArguments, stage: str) -> Path:
+    config_path = Path(args.recipe_dir) / f"{stage}.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"Stage {stage!r} has no config: {config_path} is missing.")
+    config = yaml.safe_load(config_path.read_text()) or {}
+    if "output_dir" not in config:
+        raise ValueError(f"{config_path} has no `output_dir`; every stage writes only under its output_dir.")
+    return Path(config["output_dir"])
+
+
+def collect_summary(output_dir: Path) -> dict:
+    """What a stage left for the summary: drops.json, summary.json, unicorn_training.json, eval results."""
+    summary: dict = {}
+    for name in ("summary.json", "drops.json", "unicorn_training.json", "results.json"):
+        path = output_dir / name
+        if path.is_file():
+            summary[name.removesuffix(".json")] = json.loads(path.read_text())
+    return summary
+
+
+def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
+    command = stage_command(args, stage)
+    printable = shlex.join(command[1:] if command[0] == sys.executable else command)
+    output_dir = stage_output_dir(args, stage)
+    marker = output_dir / DONE_MARKER
+    if args.overwrite and output_dir.exists():
+        logger.info("[%s] --overwrite: removing %s", stage, output_dir)
+        shutil.rmtree(output_dir)
+    if marker.is_file():
+        logger.info("[%s] finished earlier (%s), skipping; --overwrite redoes it", stage, marker)
+        return StageResult(stage, printable, output_dir, None, collect_summary(output_dir))
+    logger.info("[%s] running: python %s", stage, printable)
+    start = time.perf_counter()
+    completed = subprocess.run(command, check=False)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(
+            f"Stage {stage!r} failed with exit code {completed.returncode} after {seconds:.0f}s; its log is above. "
+            f"Fix the cause, then re-run the same command: finished stages are skipped. To run this stage alone: "
+            f"python {printable}"
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"command": printable, "seconds": round(seconds, 1)}, indent=2) + "\n")
+    logger.info("[%s] done in %.0fs -> %s", stage, seconds, output_dir)
+    return StageResult(stage, printable, output_dir, seconds, collect_summary(output_dir))
+
+
+def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
+    start = time.perf_counter()
+    results = [run_stage(args, stage) for stage in args.stages]
+    total = time.perf_counter() - start
+    from .quickstart_report import render_summary
+
+    render_summary(results, total)
+    if args.summary_file:
+        payload = {
+            "total_seconds": round(total, 1),
+            "stages": [
+                {"name": r.name, "command": r.command, "output_dir": str(r.output_dir), "seconds": r.seconds}
+                | {"summary": r.summary}
+                for r in results
+            ],
+        }
+        Path(args.summary_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary_file).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return results
