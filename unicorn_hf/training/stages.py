@@ -223,13 +223,29 @@ def statistics_folder(script_args) -> str:
 
 
 def load_train_split(script_args):
-    """The stage-3 config named in the YAML, optionally cut to `max_train_samples` rows."""
+    """The stage-3 config named in the YAML, optionally cut to `max_train_samples` rows.
+
+    A local folder is read from its parquet shards by absolute path: `datasets` 5.2 caches a folder loaded by name
+    (`load_dataset(folder, config)`) under the folder's base name only, so a rewritten or different folder with the
+    same name silently returns the old rows. The parquet builder keys its cache on the files' paths and mtimes.
+    """
+    import os
+
+    from datasets import load_dataset
+
     from ..hub import load_dataset_folder
 
     require(script_args, "dataset_name", "dataset_config", stage="training")
-    dataset = load_dataset_folder(
-        script_args.dataset_name, script_args.dataset_config, split=script_args.dataset_train_split
-    )
+    name, config, split = script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
+    shards = os.path.join(os.path.abspath(name), config, f"{split}-*.parquet")  # layout of hub.write_dataset_config
+    if os.path.isdir(name):
+        import glob
+
+        if not glob.glob(shards):
+            raise FileNotFoundError(f"{name} holds no config {config!r} (expected {shards}).")
+        dataset = load_dataset("parquet", data_files={split: shards}, split=split)
+    else:
+        dataset = load_dataset_folder(name, config, split=split)
     if script_args.max_train_samples is not None:
         dataset = dataset.select(range(min(script_args.max_train_samples, len(dataset))))
     return dataset
