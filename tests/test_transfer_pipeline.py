@@ -131,7 +131,8 @@ def test_transfer_writes_hub_folder_with_float16_embeds(inputs, tmp_path):
     assert "random weights" in card and "recall@1" in card
     assert (out / "modality_gap.png").stat().st_size > 10_000
     report = json.loads((out / "modality_gap.json").read_text())
-    assert report["num_pairs"] == 16 and set(report["before"]) == {"centroid_gap", "matched_cosine", "recall@1", "recall@5"}
+    assert report["num_pairs"] == 16
+    assert set(report["before"]) == {"centroid_gap", "matched_cosine", "recall@1", "recall@5"}
     assert not (out / pipeline.WORK_DIR).exists()
 
 

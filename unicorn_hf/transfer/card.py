@@ -52,9 +52,11 @@ def write_transfer_card(
     ]
     if random_weights:
         lines += ["> **The encoder has random weights**: these embeddings only exercise the pipeline.", ""]
+    inputs = f"captions `{args.captions_path}`"
+    if args.instructions_path is not None:
+        inputs += f", instructions `{args.instructions_path}`"
     lines += [
-        f"Inputs: captions `{args.captions_path}`" + (f", instructions `{args.instructions_path}`" if
-                                                      args.instructions_path else "") + ".",  # fmt: skip
+        f"Inputs: {inputs}.",
         "",
         "## Statistics",
         "",

@@ -51,7 +51,7 @@ def modality_gap(
 ) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """Before/after metrics of paired embeddings text_u, image_u [N, D]; also returns the shifted embeddings."""
     if text_u.shape != image_u.shape:
-        raise ValueError(f"paired embeddings differ in shape: text {tuple(text_u.shape)}, image {tuple(image_u.shape)}")
+        raise ValueError(f"paired embeddings differ: text {tuple(text_u.shape)}, image {tuple(image_u.shape)}")
     image_mean = stats.image_mean if stats.image_mean is not None else image_u.float().mean(0)
     text_v, image_v = stats.embed_text(text_u), stats.embed_image(image_u, image_mean=image_mean)
     report = {
@@ -117,9 +117,7 @@ def modality_gap_report(
     out = Path(out)
     plot_modality_gap((text_u, image_u), (text_v, image_v), report, out / PLOT_FILE, f"modality gap, {encoder.id}")
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    logger.info(
-        "Modality gap on %d pairs: %s -> %s", len(pairs), _fmt(report["before"]), _fmt(report["after"])
-    )
+    logger.info("Modality gap on %d pairs: %s -> %s", len(pairs), _fmt(report["before"]), _fmt(report["after"]))
     return report
 
 

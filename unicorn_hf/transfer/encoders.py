@@ -6,7 +6,8 @@
 
 Specs taken by `load_encoder`:
 
-- `<open_clip model name>` (built-in, or one of `model_configs/*.json` here) + `pretrained` (tag, checkpoint file, or None = random init, seeded by `init_seed`);
+- `<open_clip model name>` (built-in, or one of `model_configs/*.json` here) + `pretrained` (tag, checkpoint file,
+  or None = random init, seeded by `init_seed`);
 - `local-dir:/path`: an open_clip folder (`open_clip_config.json` + weights), e.g. the project's own encoder;
 - `hf:<hub id or path>`: a transformers CLIP / SigLIP model (`get_text_features` / `get_image_features`);
 - `llm2clip:<hub id or path>`: LLM2CLIP (the paper's encoder, 1280-d): the CLIP vision tower of that repo plus an
@@ -107,7 +108,8 @@ class PairedEncoder(ABC):
                 index = order[start : start + step]
                 features = forward([items[i] for i in index])  # [B, D]
                 if features.shape != (len(index), self.dim):
-                    raise RuntimeError(f"{self.id} returned {tuple(features.shape)}, expected ({len(index)}, {self.dim})")
+                    expected = (len(index), self.dim)
+                    raise RuntimeError(f"{self.id} returned {tuple(features.shape)}, expected {expected}")
                 out[index] = features.float().cpu()
         # A NaN row stays NaN (callers drop it with a reason); a zero row stays zero instead of dividing by 0.
         return F.normalize(out, dim=-1)
@@ -133,7 +135,7 @@ class OpenClipEncoder(PairedEncoder):
         if model_name.startswith(LOCAL_DIR_PREFIX):
             folder = Path(model_name[len(LOCAL_DIR_PREFIX) :]).expanduser().resolve()
             if not (folder / "open_clip_config.json").is_file():
-                raise FileNotFoundError(f"{folder}/open_clip_config.json is missing: not an open_clip local-dir folder")
+                raise FileNotFoundError(f"{folder}/open_clip_config.json is missing: not an open_clip folder")
             if pretrained is not None:
                 raise ValueError(f"`pretrained` ({pretrained!r}) is ignored by open_clip for {model_name!r}; drop it")
             model_name = f"{LOCAL_DIR_PREFIX}{folder}"

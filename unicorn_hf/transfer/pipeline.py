@@ -79,7 +79,7 @@ def _check_columns(dataset: Dataset, expected: tuple[str, ...], where: str) -> N
     if missing:
         raise ValueError(f"{where}: columns {missing} are missing (has {dataset.column_names}, expects {expected})")
     if EMBEDS_COLUMN in dataset.column_names:
-        raise ValueError(f"{where} already has an `{EMBEDS_COLUMN}` column: point the transfer at the stage-1/2 output")
+        raise ValueError(f"{where} already has an `{EMBEDS_COLUMN}` column: point the transfer at stage-1/2 output")
 
 
 def _noise_generator(seed: int, config_name: str, shard: int) -> torch.Generator:
@@ -449,4 +449,3 @@ def run_transfer(encoder_args: EncoderArguments, args: TransferArguments) -> Pat
                     truncated, kept, 100 * truncated / kept, encoder.context_length)  # fmt: skip
     shutil.rmtree(work)  # finished: the stash is only needed to resume
     return out
-

@@ -72,7 +72,7 @@ class TransferStatistics:
         """v = u - mean (default `text_mean`), then L2-normalised if `renormalize_after_shift`. Pure: [..., D]."""
         mean = self.text_mean if mean is None else mean
         if u.shape[-1] != self.dim or mean.shape[-1] != self.dim:
-            raise ValueError(f"width mismatch: u {tuple(u.shape)}, mean {tuple(mean.shape)}, statistics dim {self.dim}")
+            raise ValueError(f"width mismatch: u {tuple(u.shape)}, mean {tuple(mean.shape)}, statistics {self.dim}-d")
         v = u.float() - mean.to(u.device, torch.float32)  # [..., D]
         if self.renormalize_after_shift:
             v = torch.nn.functional.normalize(v, dim=-1)
@@ -144,4 +144,3 @@ class TransferStatistics:
                 f"{Path(where) / STATS_JSON}: embeddings of encoder {self.encoder_id!r} are already there, refusing "
                 f"to mix in {encoder_id!r}; use a fresh output_dir or --overwrite"
             )
-

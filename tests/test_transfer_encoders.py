@@ -1,0 +1,84 @@
+"""Paired encoders: the open_clip backend by name and as a `local-dir:` folder, batching, normalisation, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from unicorn_hf.transfer.encoders import MODEL_CONFIGS, PairedEncoder, load_encoder
+
+
+TINY = "unicorn-tiny-clip"
+CAPTIONS = ["a photo of a cat", "a red bus on a street in the rain", "two dogs", "a bowl of soup on a table"]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> PairedEncoder:
+    return load_encoder(TINY, device="cpu", dtype="float32", batch_size=3, init_seed=0)
+
+
+@pytest.fixture(scope="module")
+def local_dir(tmp_path_factory, tiny) -> str:
+    """An open_clip folder as the project's own encoder (issue #8) saves it: config + safetensors weights."""
+    folder = tmp_path_factory.mktemp("open_clip_folder")
+    model_cfg = json.loads((MODEL_CONFIGS / f"{TINY}.json").read_text())
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}))
+    save_file({k: v.contiguous() for k, v in tiny.model.state_dict().items()}, folder / "open_clip_model.safetensors")
+    return str(folder)
+
+
+def test_outputs_are_normalised_float32_in_input_order(tiny):
+    u = tiny.encode_text(CAPTIONS)
+    assert u.shape == (4, tiny.dim) and u.dtype == torch.float32
+    torch.testing.assert_close(u.norm(dim=-1), torch.ones(4))
+    # Batching (3 + 1 here) and order do not change a row's embedding.
+    one_batch = load_encoder(TINY, device="cpu", dtype="float32", batch_size=None, init_seed=0)
+    torch.testing.assert_close(one_batch.encode_text(CAPTIONS[::-1]).flip(0), u, atol=1e-5, rtol=0)
+
+    from unicorn_hf.assets import photographs
+
+    images = [image for _, image in photographs()[:4]]
+    w = tiny.encode_image(images)
+    assert w.shape == (4, tiny.dim) and torch.isfinite(w).all()
+    torch.testing.assert_close(w.norm(dim=-1), torch.ones(4))
+
+
+def test_random_init_is_seeded_and_named(tiny):
+    assert tiny.id == "open_clip:unicorn-tiny-clip#random-init-seed0" and tiny.dim == 64
+    again = load_encoder(TINY, device="cpu", dtype="float32", batch_size=3, init_seed=0)
+    other = load_encoder(TINY, device="cpu", dtype="float32", batch_size=3, init_seed=1)
+    assert torch.equal(again.encode_text(CAPTIONS), tiny.encode_text(CAPTIONS))
+    assert other.id != tiny.id and not torch.allclose(other.encode_text(CAPTIONS), tiny.encode_text(CAPTIONS))
+    with pytest.raises(ValueError, match="init_seed"):
+        load_encoder(TINY, device="cpu", dtype="float32", batch_size=3)
+
+
+def test_local_dir_folder_loads_unchanged(local_dir, tiny):
+    encoder = load_encoder(f"local-dir:{local_dir}", device="cpu", dtype="float32", batch_size=2)
+    assert encoder.id == f"open_clip:local-dir:{local_dir}" and encoder.dim == tiny.dim
+    torch.testing.assert_close(encoder.encode_text(CAPTIONS), tiny.encode_text(CAPTIONS))  # the saved weights
+    with pytest.raises(FileNotFoundError, match=r"open_clip_config\.json"):
+        load_encoder(f"local-dir:{local_dir}/missing", device="cpu", dtype="float32", batch_size=2)
+
+
+def test_low_precision_dtype(tiny):
+    encoder = load_encoder(TINY, device="cpu", dtype="bfloat16", batch_size=4, init_seed=0)
+    assert next(encoder.model.parameters()).dtype == torch.bfloat16
+    u = encoder.encode_text(CAPTIONS)
+    assert u.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(u, tiny.encode_text(CAPTIONS)).min() > 0.95
+    with pytest.raises(ValueError, match="not a torch floating point type"):
+        load_encoder(TINY, device="cpu", dtype="int8", batch_size=4, init_seed=0)
+
+
+def test_empty_and_long_captions(tiny):
+    with pytest.raises(ValueError, match="text 1 is empty"):
+        tiny.encode_text(["a cat", "   "])
+    long = " ".join(["word"] * 200)
+    assert tiny.context_length == 77
+    assert tiny.text_token_counts(["a cat", long]) == [4, 202]  # <start> a cat <end>; 200 words + 2
+    assert tiny.count_truncated(["a cat", long, long]) == 2
+    assert torch.isfinite(tiny.encode_text([long])).all()  # truncated to the context, not an error
