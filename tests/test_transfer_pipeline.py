@@ -205,3 +205,78 @@ def test_resume_after_a_run_killed_while_writing(inputs, tmp_path, monkeypatch):
         ids_b, embeds_b = _embeds(out, config)
         assert ids_a == ids_b and torch.equal(embeds_a, embeds_b)  # the seeded noise is redrawn identically
     assert json.loads((out / "drops.json").read_text()) == json.loads((reference / "drops.json").read_text())
+
+
+def test_non_finite_embeddings_are_dropped_with_a_reason(inputs, tmp_path, monkeypatch):
+    original = encoders_module.PairedEncoder.encode_text
+
+    def nan_for_object_3(self, texts):
+        u = original(self, texts)
+        u[[i for i, text in enumerate(texts) if "number 3 " in text]] = float("nan")  # e.g. a float16 overflow
+        return u
+
+    monkeypatch.setattr(encoders_module.PairedEncoder, "encode_text", nan_for_object_3)
+    out = pipeline.run_transfer(*_args(inputs, tmp_path))
+    drops = json.loads((out / "drops.json").read_text())
+    assert drops["captions"]["dropped"]["non_finite_embedding"] == 1
+    assert drops["captions"]["examples"]["non_finite_embedding"] == ["c003"]
+    assert drops["instructions"]["dropped"]["caption_id_missing"] == 3  # "missing" + two dialogues made from c003
+    stats = TransferStatistics.load(out)
+    assert stats.num_rows == 19 and torch.isfinite(stats.text_mean).all()
+    ids, embeds = _embeds(out, "captions")
+    assert "c003" not in ids and torch.isfinite(embeds).all()
+
+
+def test_mixing_encoders_or_widths_is_refused(inputs, tmp_path):
+    encoder_args, args = _args(inputs, tmp_path)
+    out = pipeline.run_transfer(encoder_args, args)
+    other_encoder = replace(encoder_args, init_seed=1)  # same architecture, other weights: another encoder id
+    with pytest.raises(ValueError, match="refusing to mix in 'open_clip:unicorn-tiny-clip#random-init-seed1'"):
+        pipeline.run_transfer(other_encoder, args)
+    with pytest.raises(ValueError, match="other arguments"):
+        pipeline.run_transfer(encoder_args, replace(args, renormalize_after_shift=False))
+
+    # A statistics file of another width next to the data (e.g. copied from a 32-d run) is refused too.
+    stale = tmp_path / "stale"
+    TransferStatistics(
+        encoder_id="open_clip:other", dim=32, text_mean=torch.zeros(32), num_rows=1, normalized_input=True,
+        renormalize_after_shift=True,
+    ).save(stale)  # fmt: skip
+    with pytest.raises(ValueError, match=r"statistics are 32-d but encoder .* gives 64-d"):
+        pipeline.run_transfer(encoder_args, replace(args, output_dir=str(stale)))
+
+    # --overwrite replaces the run with the new encoder's.
+    pipeline.run_transfer(other_encoder, replace(args, overwrite=True))
+    assert TransferStatistics.load(out).encoder_id.endswith("seed1")
+
+
+def test_recipe_with_image_mean_gives_the_ideal_form(inputs, tmp_path):
+    import importlib.util
+
+    from unicorn_hf.assets import photographs
+
+    images = tmp_path / "unlabeled"
+    images.mkdir()
+    pairs = photographs()[:6]
+    for photo, image in pairs:
+        image.save(images / f"{photo.name}.png")
+    spec = importlib.util.spec_from_file_location("transfer_recipe", Path("recipes/transfer.py"))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    out = tmp_path / "transfer"
+    argv = ["--config", "recipes/tiny/transfer.yaml", "--captions_path", str(inputs[0]), "--instructions_path",
+            str(inputs[1]), "--output_dir", str(out), "--image_mean_source", str(images), "--add_image_mean", "true",
+            "--diagnostics", "false"]  # fmt: skip
+    recipe.main(*recipe.make_parser().parse_args_and_config(argv))
+
+    stats = TransferStatistics.load(out)
+    encoder = load_encoder(TINY, device="cpu", dtype="float32", batch_size=4, init_seed=42)  # as in the tiny YAML
+    assert stats.encoder_id == encoder.id and stats.num_images == 6 and stats.add_image_mean
+    image_mean = encoder.encode_image([image for _, image in pairs]).mean(0)
+    torch.testing.assert_close(stats.image_mean, image_mean, atol=1e-5, rtol=0)
+    _, stored = _embeds(out, "captions")
+    captions = _load(out, "captions")["caption"]
+    u = encoder.encode_text(captions)
+    expected = torch.nn.functional.normalize(u - stats.text_mean + image_mean, dim=-1)  # u - mu_T + mu_V, renormalised
+    torch.testing.assert_close(stored.float(), expected, atol=2e-3, rtol=0)
+    assert "v = u - text_mean + image_mean" in (out / "README.md").read_text()
