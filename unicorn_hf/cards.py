@@ -75,9 +75,10 @@ def transfer_statistics(checkpoint_dir: str | Path) -> dict:
 
         for path in weights:
             with safe_open(str(path), framework="pt") as f:
+                keys = set(f.keys())
                 for name in ("text_mean", "image_mean"):
                     key = f"modality_statistics.{name}"
-                    if key in f:
+                    if key in keys:
                         stats[f"{name}_norm"] = round(float(f.get_tensor(key).float().norm()), 4)
     return stats
 
@@ -105,7 +106,6 @@ def eval_results(summary: dict) -> list[EvalResult]:
                     metric_value=round(float(entry["metrics"][metric]), 4),
                     metric_name=f"{metric} (image mean: {entry['mean_mode']})",
                     metric_config=f"mean={entry['mean_mode']}",
-                    source_name="unicorn-hf recipes/evaluate.py",
                 )
             )
     return results
@@ -158,6 +158,8 @@ def render_model_card(
     stages = stage_records(record)
     base_name, base_hub_id, base_revision = _base_model(stages)
     transfer = transfer_statistics(checkpoint_dir)
+    for key, value in ((stages[-1].get("modality_statistics") or {}) if stages else {}).items():
+        transfer.setdefault(key, value)  # rows behind the means, centring flags, source folder (training record)
     model_name = (repo_id or checkpoint_dir.resolve().name).split("/")[-1]
     hub_datasets = sorted({s["dataset"]["name"] for s in stages if _is_hub_id((s.get("dataset") or {}).get("name"))})
     card_data = ModelCardData(

@@ -1,0 +1,156 @@
+"""Benchmark loaders and fixtures: Hub column mappings, photograph fixtures, circular rotations, prompts."""
+
+from __future__ import annotations
+
+import pytest
+
+from unicorn_hf.assets import SKIMAGE_PHOTOGRAPHS
+from unicorn_hf.evaluation.benchmarks import (
+    BENCHMARKS,
+    BenchmarkExample,
+    build_question_text,
+    circular_rotations,
+    get_spec,
+    load_benchmark,
+    normalize_rows,
+    parse_inline_options,
+)
+from unicorn_hf.evaluation.fixtures import OBJECTS, build_fixture
+from unicorn_hf.evaluation.inference import encoder_spec_from_id
+
+
+NUM_PHOTOS = len(SKIMAGE_PHOTOGRAPHS)
+
+
+def test_every_benchmark_has_a_hub_id_and_a_fixture():
+    assert set(BENCHMARKS) == {"pope", "scienceqa_img", "mme", "mmbench", "mmstar"}
+    for spec in BENCHMARKS.values():
+        assert "/" in spec.hub_id
+        assert spec.main_metric in spec.metric_types
+
+
+def test_pope_fixture_balances_real_positives_and_negatives():
+    _, examples = load_benchmark("pope", "fixture", seed=0)
+    assert len(examples) == 2 * NUM_PHOTOS
+    assert sum(e.answer == "yes" for e in examples) == NUM_PHOTOS
+    for example in examples:
+        name = example.image_id
+        own = f"Is there {OBJECTS[name]} in the image?"
+        assert (example.question == own) == (example.answer == "yes")
+        assert example.image.mode == "RGB" and min(example.image.size) >= 32  # a real photograph, not a stub
+
+
+def test_mme_fixture_pairs_two_questions_per_image():
+    _, examples = load_benchmark("mme", "fixture", seed=0)
+    by_image = {}
+    for example in examples:
+        by_image.setdefault(example.group_id, []).append(example.answer)
+    assert len(by_image) == NUM_PHOTOS
+    assert all(sorted(answers) == ["no", "yes"] for answers in by_image.values())
+    assert all(e.category == "existence" for e in examples)
+
+
+@pytest.mark.parametrize("name", ["scienceqa_img", "mmstar"])
+def test_mc_fixtures_hold_the_photo_caption_at_the_answer_letter(name):
+    captions = {photo.name: photo.caption for photo in SKIMAGE_PHOTOGRAPHS}
+    rows = build_fixture(name, seed=3)
+    _, examples = load_benchmark(name, "fixture", seed=3)
+    assert len(examples) == NUM_PHOTOS == len(rows)
+    letters_used = set()
+    for example, photo in zip(examples, SKIMAGE_PHOTOGRAPHS, strict=True):
+        assert len(example.options) == 4
+        assert example.options["ABCD".index(example.answer)] == captions[photo.name]
+        letters_used.add(example.answer)
+    assert len(letters_used) > 1  # the seeded RNG moves the answer around
+
+
+def test_fixtures_are_deterministic_per_seed():
+    first = [(r["question"], r["answer"]) for r in build_fixture("mmbench", seed=1)]
+    assert first == [(r["question"], r["answer"]) for r in build_fixture("mmbench", seed=1)]
+    assert first != [(r["question"], r["answer"]) for r in build_fixture("mmbench", seed=2)]
+
+
+def test_mmbench_circular_expansion_and_max_samples():
+    _, examples = load_benchmark("mmbench", "fixture", seed=0, max_samples=3)
+    assert len(examples) == 3 * 4  # 3 questions x 4 rotations
+    assert len({e.group_id for e in examples}) == 3
+    for group in {e.group_id for e in examples}:
+        rotations = [e for e in examples if e.group_id == group]
+        correct_texts = {e.options["ABCD".index(e.answer)] for e in rotations}
+        assert len(correct_texts) == 1  # the answer letter follows its option
+        assert {e.answer for e in rotations} == set("ABCD")
+
+
+def test_circular_rotations_hand_example():
+    example = BenchmarkExample(id="7", image_id="i", image=None, question="q", answer="B", options=["a", "b", "c"])
+    rotations = circular_rotations(example)
+    assert [r.options for r in rotations] == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    assert [r.answer for r in rotations] == ["B", "A", "C"]
+    assert {r.group_id for r in rotations} == {"7"}
+
+
+def test_hub_column_mappings_on_hub_shaped_rows():
+    scienceqa = normalize_rows(
+        get_spec("scienceqa_img"),
+        [{"image": None, "question": "Which is a mammal?", "choices": ["frog", "cat"], "answer": 1, "hint": "",
+          "subject": "natural science"}],
+    )[0]  # fmt: skip
+    assert (scienceqa.answer, scienceqa.options, scienceqa.hint) == ("B", ["frog", "cat"], None)
+    mmbench = normalize_rows(
+        get_spec("mmbench"),
+        [{"index": 5, "question": "Q?", "hint": float("nan"), "A": "x", "B": "y", "C": "z", "D": float("nan"),
+          "answer": "C", "category": "c", "image": None}],
+    )  # fmt: skip
+    assert len(mmbench) == 3 and mmbench[0].options == ["x", "y", "z"] and mmbench[0].hint is None
+    mme = normalize_rows(
+        get_spec("mme"),
+        [{"question_id": "code_reasoning/0020.png", "question": "Q? Please answer yes or no.", "answer": "Yes",
+          "category": "code_reasoning", "image": None}],
+    )[0]  # fmt: skip
+    assert (mme.answer, mme.group_id) == ("yes", "code_reasoning/0020.png")
+    with pytest.raises(ValueError, match="not yes/no"):
+        normalize_rows(get_spec("pope"), [{"question_id": 1, "question": "q", "answer": "maybe", "image": None}])
+
+
+def test_parse_inline_options():
+    question = "Which one?\nOptions: A: a cat, B: a dog, C: 3.5 m, D: none of them"
+    assert parse_inline_options(question) == ["a cat", "a dog", "3.5 m", "none of them"]
+    assert parse_inline_options("No options here") == []
+
+
+def test_build_question_text_llava_format():
+    mc = BenchmarkExample(id="1", image_id="i", image=None, question="Which?", answer="A", options=["x", "y"],
+                          hint="Look closely.")  # fmt: skip
+    assert build_question_text(mc, "YN", "MC") == "Look closely.\nWhich?\nA. x\nB. y\nMC"
+    yn = BenchmarkExample(id="2", image_id="i", image=None, question="Is there a cat?", answer="yes")
+    assert build_question_text(yn, "Answer yes or no.", "MC") == "Is there a cat?\nAnswer yes or no."
+    mme = BenchmarkExample(id="3", image_id="i", image=None, question="Cat? Please answer yes or no.", answer="no")
+    assert build_question_text(mme, "Answer yes or no.", "MC") == "Cat? Please answer yes or no."
+
+
+def test_unknown_benchmark_and_source():
+    with pytest.raises(ValueError, match="Unknown benchmark"):
+        load_benchmark("vqav2", "fixture", seed=0)
+    with pytest.raises(ValueError, match="Unknown benchmark source"):
+        load_benchmark("pope", "disk", seed=0)
+
+
+@pytest.mark.parametrize(
+    ("encoder_id", "expected"),
+    [
+        ("open_clip:local-dir:/m/enc", {"spec": "local-dir:/m/enc"}),
+        ("open_clip:ViT-B-32/laion2b_s34b_b79k", {"spec": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}),
+        ("open_clip:ViT-B-32/file:/w/clip.pt", {"spec": "ViT-B-32", "pretrained": "/w/clip.pt"}),
+        ("open_clip:unicorn-tiny-clip/None#random-init-seed42",
+         {"spec": "unicorn-tiny-clip", "pretrained": None, "init_seed": 42}),
+        ("open_clip:local-dir:/m/enc#random-init-seed0", {"spec": "local-dir:/m/enc", "init_seed": 0}),
+        ("hf:openai/clip-vit-base-patch32", {"spec": "hf:openai/clip-vit-base-patch32"}),
+    ],
+)  # fmt: skip
+def test_encoder_spec_from_id(encoder_id, expected):
+    assert encoder_spec_from_id(encoder_id) == expected
+
+
+def test_encoder_spec_from_id_refuses_llm2clip():
+    with pytest.raises(ValueError, match="explicitly"):
+        encoder_spec_from_id("llm2clip:microsoft/LLM2CLIP-Openai-L-14-336+microsoft/LLM2CLIP-Llama-3-8B")
