@@ -67,8 +67,22 @@ def write_card(folder: str | Path, metadata: Mapping, body: str) -> Path:
 
 
 def load_dataset_folder(path_or_repo: str | Path, config_name: str, split: str = "train") -> Dataset:
-    """Load one config of a stage output, from a local folder or a Hub repo id."""
-    return load_dataset(str(path_or_repo), config_name, split=split)
+    """Load one config of a stage output, from a local folder or a Hub repo id.
+
+    A local folder is read through its parquet shards by absolute path: `datasets` caches a folder loaded by name
+    (`load_dataset(folder, config)`) under the folder's base name, so a rewritten folder, or another folder with the
+    same name, could return stale rows. The parquet builder keys its cache on the files themselves.
+    """
+    local = Path(path_or_repo)
+    if not local.is_dir():
+        return load_dataset(str(path_or_repo), config_name, split=split)
+    shards = sorted((local / config_name).glob(f"{split}-*.parquet"))
+    if not shards:
+        raise FileNotFoundError(
+            f"{local} has no {config_name}/{split}-*.parquet shards: is it the output folder of the stage that "
+            f"writes config {config_name!r}?"
+        )
+    return load_dataset("parquet", data_files={split: [str(p.resolve()) for p in shards]}, split=split)
 
 
 def push_folder(folder: str | Path, repo_id: str, repo_type: str, private: bool | None = None, **kwargs) -> str:
