@@ -81,4 +81,8 @@ def test_empty_and_long_captions(tiny):
     assert tiny.context_length == 77
     assert tiny.text_token_counts(["a cat", long]) == [4, 202]  # <start> a cat <end>; 200 words + 2
     assert tiny.count_truncated(["a cat", long, long]) == 2
+    # The single-pass tokenization used for encoding equals open_clip's own tokenizer, cuts included.
+    tokens, truncated = tiny._tokenize(["a cat", long, long])
+    assert torch.equal(tokens, tiny.tokenizer(["a cat", long, long])) and truncated == 2
+    assert tiny.encode_text_and_count(["a cat", long])[1] == 1
     assert torch.isfinite(tiny.encode_text([long])).all()  # truncated to the context, not an error

@@ -142,7 +142,7 @@ def test_resume_after_a_killed_run_is_identical_and_skips_finished_shards(inputs
 
     encoder_args, args = _args(inputs, tmp_path / "resumed")
     calls = []
-    original = encoders_module.PairedEncoder.encode_text
+    original = encoders_module.PairedEncoder.encode_text_and_count
 
     def dying_encode_text(self, texts):
         calls.append(len(texts))
@@ -150,7 +150,7 @@ def test_resume_after_a_killed_run_is_identical_and_skips_finished_shards(inputs
             raise KeyboardInterrupt("killed")
         return original(self, texts)
 
-    monkeypatch.setattr(encoders_module.PairedEncoder, "encode_text", dying_encode_text)
+    monkeypatch.setattr(encoders_module.PairedEncoder, "encode_text_and_count", dying_encode_text)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_transfer(encoder_args, args)
     out = Path(args.output_dir)
@@ -162,7 +162,7 @@ def test_resume_after_a_killed_run_is_identical_and_skips_finished_shards(inputs
         return original(self, texts)
 
     calls.clear()
-    monkeypatch.setattr(encoders_module.PairedEncoder, "encode_text", counting_encode_text)
+    monkeypatch.setattr(encoders_module.PairedEncoder, "encode_text_and_count", counting_encode_text)
     pipeline.run_transfer(encoder_args, args)
     # Only shards 2 and 3 are encoded again; shard 4 holds the empty caption and the duplicate id, nothing to encode.
     assert calls == [5, 5]
@@ -208,14 +208,14 @@ def test_resume_after_a_run_killed_while_writing(inputs, tmp_path, monkeypatch):
 
 
 def test_non_finite_embeddings_are_dropped_with_a_reason(inputs, tmp_path, monkeypatch):
-    original = encoders_module.PairedEncoder.encode_text
+    original = encoders_module.PairedEncoder.encode_text_and_count
 
     def nan_for_object_3(self, texts):
-        u = original(self, texts)
+        u, truncated = original(self, texts)
         u[[i for i, text in enumerate(texts) if "number 3 " in text]] = float("nan")  # e.g. a float16 overflow
-        return u
+        return u, truncated
 
-    monkeypatch.setattr(encoders_module.PairedEncoder, "encode_text", nan_for_object_3)
+    monkeypatch.setattr(encoders_module.PairedEncoder, "encode_text_and_count", nan_for_object_3)
     out = pipeline.run_transfer(*_args(inputs, tmp_path))
     drops = json.loads((out / "drops.json").read_text())
     assert drops["captions"]["dropped"]["non_finite_embedding"] == 1

@@ -69,8 +69,8 @@ class PairedEncoder(ABC):
         return f"{type(self).__name__}(id={self.id!r}, dim={self.dim}, device={self.device}, dtype={self.dtype})"
 
     @abstractmethod
-    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
-        """Unnormalised text features [B, D] for one batch."""
+    def _encode_text_batch(self, texts: list[str]) -> tuple[torch.Tensor, int | None]:
+        """Unnormalised text features [B, D] of one batch, and how many of its texts were truncated (None: unknown)."""
 
     @abstractmethod
     def _encode_image_batch(self, images: list) -> torch.Tensor:
@@ -89,11 +89,23 @@ class PairedEncoder(ABC):
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """L2-normalised text embeddings [N, D] float32 on the CPU, in the order of `texts`."""
+        return self.encode_text_and_count(texts)[0]
+
+    def encode_text_and_count(self, texts: Sequence[str]) -> tuple[torch.Tensor, int | None]:
+        """`encode_text` plus the number of texts truncated to the context, counted from the same tokenization."""
         for index, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"text {index} is empty or not a string ({text!r}); drop it before encoding")
         order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if self.sort_by_length else None
-        return self._batched(list(texts), self._encode_text_batch, order)
+        truncated: list[int | None] = []
+
+        def forward(batch: list[str]) -> torch.Tensor:
+            features, batch_truncated = self._encode_text_batch(batch)
+            truncated.append(batch_truncated)
+            return features
+
+        u = self._batched(list(texts), forward, order)
+        return u, None if None in truncated else sum(truncated)
 
     def encode_image(self, images: Sequence) -> torch.Tensor:
         """L2-normalised image embeddings [N, D] float32 on the CPU, in the order of `images`."""
@@ -167,9 +179,25 @@ class OpenClipEncoder(PairedEncoder):
         self.context_length = getattr(self.tokenizer, "context_length", None)
         logger.info("Loaded %s", self)
 
-    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(texts).to(self.device)  # [B, L], padded to the context length
-        return self.model.encode_text(tokens)
+    def _tokenize(self, texts: list[str]) -> tuple[torch.Tensor, int | None]:
+        """Token ids [B, L] (padded to the context length) and the number of truncated texts."""
+        from open_clip.tokenizer import SimpleTokenizer
+
+        tokenizer, length = self.tokenizer, self.context_length
+        if not isinstance(tokenizer, SimpleTokenizer) or tokenizer.reduction_fn is not None:
+            return tokenizer(texts), self.count_truncated(texts)
+        # CLIP's BPE is pure Python and the main CPU cost of a small text tower: encode each text once and build
+        # the batch as `SimpleTokenizer.__call__` does (keep the first L-1 tokens, end with <end>), counting the cuts.
+        ids = [tokenizer.encode(text) for text in texts]
+        tokens = torch.zeros(len(texts), length, dtype=torch.long)  # [B, L]
+        for row, text_ids in enumerate(ids):
+            sequence = [tokenizer.sot_token_id, *text_ids[: length - 2], tokenizer.eot_token_id]
+            tokens[row, : len(sequence)] = torch.tensor(sequence)
+        return tokens, sum(len(text_ids) + 2 > length for text_ids in ids)
+
+    def _encode_text_batch(self, texts: list[str]) -> tuple[torch.Tensor, int | None]:
+        tokens, truncated = self._tokenize(texts)
+        return self.model.encode_text(tokens.to(self.device)), truncated
 
     def _encode_image_batch(self, images: list) -> torch.Tensor:
         pixels = torch.stack([self.preprocess(image) for image in images]).to(self.device, self.dtype)  # [B, 3, H, W]
@@ -215,11 +243,11 @@ class HFClipEncoder(PairedEncoder):
         self.sort_by_length = self.padding == "longest"
         logger.info("Loaded %s", self)
 
-    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
+    def _encode_text_batch(self, texts: list[str]) -> tuple[torch.Tensor, int | None]:
         inputs = self.tokenizer(
             texts, padding=self.padding, truncation=True, max_length=self.context_length, return_tensors="pt"
         ).to(self.device)
-        return _features(self.model.get_text_features(**inputs))
+        return _features(self.model.get_text_features(**inputs)), self.count_truncated(texts)  # fast tokenizer
 
     def _encode_image_batch(self, images: list) -> torch.Tensor:
         pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
@@ -266,9 +294,9 @@ class LLM2ClipEncoder(PairedEncoder):
         self.context_length = max_length
         logger.info("Loaded %s", self)
 
-    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
+    def _encode_text_batch(self, texts: list[str]) -> tuple[torch.Tensor, int | None]:
         hidden = self.llm2vec.encode(texts, convert_to_tensor=True, show_progress_bar=False)  # [B, H_llm]
-        return _features(self.model.get_text_features(hidden.to(self.device, self.dtype)))
+        return _features(self.model.get_text_features(hidden.to(self.device, self.dtype))), self.count_truncated(texts)
 
     def _encode_image_batch(self, images: list) -> torch.Tensor:
         pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]

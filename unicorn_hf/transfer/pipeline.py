@@ -112,9 +112,9 @@ def _encode_shard(encoder: PairedEncoder, ids: list[str], captions: list[str], d
             drops.drop("empty_caption", row_id)
     u = torch.zeros(len(ids), encoder.dim)  # [n, D]; dropped rows stay zero and never enter the mean
     texts = [captions[row] for row in keep.nonzero().flatten().tolist()]
+    truncated = 0
     if texts:
-        u[keep] = encoder.encode_text(texts)
-    truncated = encoder.count_truncated(texts)  # 0 for an empty list; None if the tokenizer cannot tell
+        u[keep], truncated = encoder.encode_text_and_count(texts)
     finite = torch.isfinite(u).all(dim=-1)  # [n]; e.g. float16 overflow in the text tower
     for row in (keep & ~finite).nonzero().flatten().tolist():
         drops.drop("non_finite_embedding", ids[row])
@@ -131,12 +131,13 @@ def encode_captions(
     total = torch.zeros(encoder.dim, dtype=torch.float64)
     kept, truncated, drops = 0, 0, DropLog(stage="transfer")
     num_shards = _num_shards(len(captions), shard_size)
+    columns = captions.select_columns(["id", "caption"])  # only what is encoded leaves arrow
     with tqdm(total=len(captions), desc="encode captions", unit="caption") as bar:
         for shard in range(num_shards):
             start, stop = shard * shard_size, min((shard + 1) * shard_size, len(captions))
             path = work / f"captions-u-{shard:05d}.safetensors"
             if not path.is_file():
-                rows = captions[start:stop]
+                rows = columns[start:stop]
                 u, keep, shard_drops, shard_truncated = _encode_shard(
                     encoder, rows["id"], rows["caption"], duplicate, start
                 )
@@ -284,11 +285,11 @@ def write_captions(captions: Dataset, args: TransferArguments, stats: TransferSt
 
 def caption_index(captions: Dataset, shard_size: int, work: Path) -> dict[str, tuple[int, int]]:
     """id -> (caption row, crc32 of the caption) over the kept captions: the hash map of the instruction join."""
-    index = {}
+    index, columns = {}, captions.select_columns(["id", "caption"])
     for shard in range(_num_shards(len(captions), shard_size)):
         start = shard * shard_size
         keep = load_file(str(work / f"captions-u-{shard:05d}.safetensors"))["keep"].tolist()
-        rows = captions[start : start + shard_size]
+        rows = columns[start : start + shard_size]
         for offset, (row_id, caption, kept) in enumerate(zip(rows["id"], rows["caption"], keep, strict=True)):
             if kept:
                 index[row_id] = (start + offset, _caption_key(caption))
@@ -360,8 +361,13 @@ def _check_previous(out: Path, record: dict) -> bool:
     return not (out / WORK_DIR).exists() and TransferStatistics.exists(out)
 
 
-def run_transfer(encoder_args: EncoderArguments, args: TransferArguments) -> Path:
-    """Run stage 3 end to end (resuming where an earlier run stopped); returns the output folder."""
+def run_transfer(
+    encoder_args: EncoderArguments, args: TransferArguments, encoder: PairedEncoder | None = None
+) -> Path:
+    """Run stage 3 end to end (resuming where an earlier run stopped); returns the output folder.
+
+    `encoder`: the encoder of `encoder_args` when the caller already holds it (saves loading it again).
+    """
     from unicorn_hf.transfer.card import write_transfer_card
     from unicorn_hf.transfer.diagnostics import modality_gap_report
 
@@ -369,7 +375,7 @@ def run_transfer(encoder_args: EncoderArguments, args: TransferArguments) -> Pat
     if args.overwrite and out.exists():
         logger.info("--overwrite: removing %s", out)
         shutil.rmtree(out)
-    encoder = load_encoder(
+    encoder = encoder or load_encoder(
         encoder_args.encoder,
         pretrained=encoder_args.pretrained,
         device=encoder_args.encoder_device,
