@@ -143,7 +143,7 @@ class OpenClipEncoder(PairedEncoder):
 
         super().__init__(device, dtype, batch_size)
         open_clip.add_model_config(MODEL_CONFIGS)
-        random_init = pretrained is None
+        random_init = pretrained is None and not model_name.startswith("hf-hub:")  # hf-hub: brings its weights
         if model_name.startswith(LOCAL_DIR_PREFIX):
             folder = Path(model_name[len(LOCAL_DIR_PREFIX) :]).expanduser().resolve()
             if not (folder / "open_clip_config.json").is_file():
