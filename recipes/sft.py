@@ -26,6 +26,7 @@ from peft import PeftModel
 from transformers import set_seed
 from trl import TrlParser
 
+from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.training.collator import UnicornDataCollator
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
@@ -116,7 +117,8 @@ def main(
 
     # Save: a self-contained checkpoint in output_dir; with LoRA also the unmerged adapters.
     output_dir = training_args.output_dir
-    if isinstance(trainer.model, PeftModel) and model_args.merge_adapters:
+    merged_lora = isinstance(trainer.model, PeftModel) and bool(model_args.merge_adapters)
+    if merged_lora:
         trainer.save_model(os.path.join(output_dir, ADAPTER_DIR))
         if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
             raise RuntimeError(
@@ -157,7 +159,11 @@ def main(
         )
     trainer.accelerator.wait_for_everyone()
     if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        if merged_lora:  # trainer.push_to_hub would save the adapters over the merged model first
+            if trainer.accelerator.is_main_process:
+                push_folder(output_dir, training_args.hub_model_id or Path(output_dir).name, repo_type="model")
+        else:
+            trainer.push_to_hub(dataset_name=script_args.dataset_name)
     return trainer
 
 
