@@ -144,6 +144,9 @@ def test_unknown_benchmark_and_source():
         ("open_clip:unicorn-tiny-clip/None#random-init-seed42",
          {"spec": "unicorn-tiny-clip", "pretrained": None, "init_seed": 42}),
         ("open_clip:local-dir:/m/enc#random-init-seed0", {"spec": "local-dir:/m/enc", "init_seed": 0}),
+        ("open_clip:unicorn-tiny-clip#random-init-seed42",
+         {"spec": "unicorn-tiny-clip", "pretrained": None, "init_seed": 42}),
+        ("open_clip:hf-hub:timm/ViT-B-16-SigLIP", {"spec": "hf-hub:timm/ViT-B-16-SigLIP"}),
         ("hf:openai/clip-vit-base-patch32", {"spec": "hf:openai/clip-vit-base-patch32"}),
     ],
 )  # fmt: skip

@@ -48,7 +48,8 @@ _RANDOM_INIT = re.compile(r"#random-init-seed(-?\d+)$")
 def encoder_spec_from_id(encoder_id: str) -> dict:
     """Turn an encoder `.id` (as recorded in the model config) back into `load_encoder` arguments.
 
-    `open_clip:local-dir:/p` -> spec `local-dir:/p`; `open_clip:NAME/file:/w.pt` -> NAME with that checkpoint;
+    `open_clip:local-dir:/p` -> spec `local-dir:/p`; `open_clip:hf-hub:org/repo` -> `hf-hub:org/repo`;
+    `open_clip:NAME/file:/w.pt` -> NAME with that checkpoint;
     `open_clip:NAME/TAG` -> NAME with pretrained TAG; a `#random-init-seedN` suffix -> random init seeded with N;
     `hf:ID` is its own spec. `llm2clip:` needs its text model, so it must be given explicitly.
     """
@@ -65,7 +66,7 @@ def encoder_spec_from_id(encoder_id: str) -> dict:
             "explicitly."
         )
     body = encoder_id[len("open_clip:") :]
-    if body.startswith("local-dir:"):
+    if body.startswith(("local-dir:", "hf-hub:")):  # the folder / Hub repo names its weights; "/" is part of it
         return {"spec": body, **kwargs}
     name, _, pretrained = body.partition("/")
     if pretrained.startswith("file:"):
