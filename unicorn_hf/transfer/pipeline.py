@@ -404,8 +404,10 @@ def run_transfer(
     # Duplicate ids make the instruction join ambiguous: the first occurrence wins, the others are drops.
     seen, duplicate = set(), set()
     for row, row_id in enumerate(captions["id"]):
-        (duplicate if row_id in seen else seen).add(row)
-        seen.add(row_id)
+        if row_id in seen:
+            duplicate.add(row)
+        else:
+            seen.add(row_id)
     del seen
 
     total, kept, drops, truncated = encode_captions(encoder, captions, args.shard_size, duplicate, work)
