@@ -114,3 +114,29 @@ def test_rerun_reuses_finished_folder(tiny_encoder):
     stamp = (tiny_encoder / "open_clip_model.safetensors").stat().st_mtime_ns
     assert build_default_encoder(tiny_encoder, RECIPE, **TINY) == tiny_encoder
     assert (tiny_encoder / "open_clip_model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_image_tower_is_the_packaged_imagenet_network():
+    """The renamed packaged weights classify a real photograph correctly, and the locked open_clip trunk computes
+    exactly the features of that plain timm network (no layer swapped or dropped by locking)."""
+    import timm
+
+    from unicorn_hf.assets import imagenet_classnames, load_photograph
+    from unicorn_hf.encoder.model import build_pretrained_encoder
+    from unicorn_hf.encoder.recipe import parse_config
+    from unicorn_hf.encoder.towers import efficientnet_lite0_weights, efficientnet_lite_to_timm
+
+    model_args, _, _ = parse_config(RECIPE, **{**TINY, "output_dir": "unused"})
+    reference = timm.create_model(model_args.image_tower, pretrained=False).eval()
+    packaged = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    reference.load_state_dict(efficientnet_lite_to_timm(packaged, list(reference.state_dict())))
+    config = timm.data.resolve_data_config({}, model=reference)
+    pixels = timm.data.create_transform(**config)(load_photograph("chelsea"))[None]  # [1, 3, 224, 224]
+    with torch.no_grad():
+        top5 = reference(pixels).topk(5).indices[0].tolist()
+    assert any("cat" in imagenet_classnames()[index] for index in top5), [imagenet_classnames()[i] for i in top5]
+
+    encoder, _ = build_pretrained_encoder(model_args)
+    reference.reset_classifier(0)
+    with torch.no_grad():
+        assert torch.allclose(encoder.visual.trunk(pixels), reference(pixels), atol=1e-4)

@@ -1,11 +1,25 @@
 """A real paired image-text encoder built offline from packaged towers and packaged image-text pairs (LiT).
 
-`build_default_encoder(output_dir, "recipes/tiny/encoder.yaml")` trains it once (a few minutes on 2 CPU cores) and
-returns an open_clip `local-dir:` folder; see `unicorn_hf.encoder.train` and `model_cards/encoder.md`.
+`build_default_encoder(output_dir, "recipes/tiny/encoder.yaml")` trains it once and returns an open_clip
+`local-dir:` folder; see `unicorn_hf.encoder.train` and `model_cards/encoder.md`.
 """
 
-from unicorn_hf.encoder.model import load_encoder_folder
-from unicorn_hf.encoder.train import build_default_encoder, train_encoder
+from __future__ import annotations
+
+import importlib
 
 
-__all__ = ["build_default_encoder", "load_encoder_folder", "train_encoder"]
+# Lazy: `unicorn_hf.encoder.pairs` / `.evaluation` stay importable without loading open_clip, timm and transformers.
+_EXPORTS = {
+    "build_default_encoder": "unicorn_hf.encoder.train",
+    "train_encoder": "unicorn_hf.encoder.train",
+    "load_encoder_folder": "unicorn_hf.encoder.model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

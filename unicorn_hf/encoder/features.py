@@ -74,6 +74,7 @@ def compute_features(
 
 def cached_features(
     cache_file: Path,
+    fingerprint: str,
     model: CustomTextCLIP,
     preprocess,
     tokenizer,
@@ -82,8 +83,9 @@ def cached_features(
     drops: DropLog,
     desc: str,
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """`compute_features`, reused from `cache_file` when it was computed for exactly these pairs and captions."""
-    key = [[pair.id, pair.caption] for pair in pairs]
+    """`compute_features`, reused from `cache_file` when it was computed for exactly these pairs and captions by the
+    same towers and preprocessing (`fingerprint`, e.g. the model arguments as JSON)."""
+    key = [fingerprint, [[pair.id, pair.caption] for pair in pairs]]
     meta_file = cache_file.with_suffix(".json")
     if cache_file.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())

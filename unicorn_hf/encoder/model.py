@@ -79,8 +79,10 @@ def build_pretrained_encoder(model_args: EncoderModelArguments) -> tuple[CustomT
     model_cfg["text_cfg"]["hf_model_pretrained"] = True  # build time only: AutoModel.from_pretrained(local path)
     model = CustomTextCLIP(**model_cfg)
     load_image_trunk_weights(model.visual.trunk, model_args.image_weights)
-    # LiT: lock both towers (BatchNorm statistics too) so that the image-text space is learned by the heads alone.
-    model.lock_image_tower(unlocked_groups=0, freeze_bn_stats=True)
+    # LiT: lock both towers so that the image-text space is learned by the heads alone. BatchNorm statistics stay
+    # fixed because the trunk only ever runs in eval mode; `freeze_bn_stats=True` must NOT be used: open_clip swaps
+    # timm's BatchNormAct2d for torchvision's FrozenBatchNorm2d and so silently drops the fused ReLU6 activations.
+    model.lock_image_tower(unlocked_groups=0, freeze_bn_stats=False)
     model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
     model.visual.trunk.to(memory_format=torch.channels_last)  # CPU speed only; saved weights are made contiguous
     model.eval()

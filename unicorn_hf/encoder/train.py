@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import open_clip
@@ -38,6 +39,7 @@ from unicorn_hf.encoder.towers import resolve
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+FEATURES_VERSION = 2  # bump when the feature computation changes, so stale caches are recomputed
 RECALL_KS = (1, 5)  # the reported cut-offs (a report format, not a tuned value)
 _MAX_LOGIT_SCALE = math.log(100)  # CLIP's clamp: temperature never below 0.01
 
@@ -145,12 +147,29 @@ def train_encoder(
     )
     tokenizer = HFTokenizer(str(resolve(model_args.text_tower)), context_length=model_args.context_length)
     cache = output_dir / "feature_cache"
+    fingerprint = json.dumps({"model": asdict(model_args), "features_version": FEATURES_VERSION}, sort_keys=True)
     batch = training_args.feature_batch_size
     train_ids, train_images, train_texts = cached_features(
-        cache / "train.safetensors", model, preprocess, tokenizer, train_pairs, batch, drops, "tower features (train)"
+        cache / "train.safetensors",
+        fingerprint,
+        model,
+        preprocess,
+        tokenizer,
+        train_pairs,
+        batch,
+        drops,
+        "tower features (train)",
     )
     eval_ids, eval_images, eval_texts = cached_features(
-        cache / "eval.safetensors", model, preprocess, tokenizer, eval_pairs, batch, drops, "tower features (eval)"
+        cache / "eval.safetensors",
+        fingerprint,
+        model,
+        preprocess,
+        tokenizer,
+        eval_pairs,
+        batch,
+        drops,
+        "tower features (eval)",
     )
     timings["data_and_features_s"] = time.perf_counter() - start
 
@@ -174,6 +193,7 @@ def train_encoder(
         photo_drops = DropLog(stage="encoder_photographs")
         _, photo_images, photo_texts = cached_features(
             cache / "photographs.safetensors",
+            fingerprint,
             model,
             preprocess,
             tokenizer,
