@@ -1,14 +1,14 @@
 """Dataset cards and the on-disk layout of a synthesis stage's output folder.
 
-    <output_dir>/
-        README.md              card: YAML `configs:`, counts in/out, drop reasons, statistics, settings
-        <config>/train-*.parquet
-        drops.json             every DropLog of the stage
-        summary.json           rows, drops, statistics (what the quickstart prints)
-        generation.json        model name/revision, backend, generation settings, the recipe's arguments
-        pipeline.yaml          the executed distilabel pipeline
-        prompts/*.txt          the prompt files used
-        .distilabel_cache/     distilabel's resumable cache (not uploaded)
+<output_dir>/
+    README.md              card: YAML `configs:`, counts in/out, drop reasons, statistics, settings
+    <config>/train-*.parquet
+    drops.json             every DropLog of the stage
+    summary.json           rows, drops, statistics (what the quickstart prints)
+    generation.json        model name/revision, backend, generation settings, the recipe's arguments
+    pipeline.yaml          the executed distilabel pipeline
+    prompts/*.txt          the prompt files used
+    .distilabel_cache/     distilabel's resumable cache (not uploaded)
 """
 
 from __future__ import annotations
@@ -39,14 +39,17 @@ def _table(rows: list[tuple], header: tuple) -> str:
 def drops_markdown(drop_logs: list[DropLog]) -> str:
     sections = []
     for log in drop_logs:
-        rows = [(reason, count, ", ".join(log.examples.get(reason, [])[:3])) for reason, count in sorted(log.dropped.items())]
+        rows = [
+            (reason, count, ", ".join(log.examples.get(reason, [])[:3]))
+            for reason, count in sorted(log.dropped.items())
+        ]
         table = _table(rows, ("reason", "rows", "example ids")) if rows else "No row dropped."
         sections.append(f"**{log.stage}**: {log.rows_in} in, {log.rows_out} out.\n\n{table}")
     return "\n\n".join(sections)
 
 
 def stats_markdown(stats: dict) -> str:
-    return _table([(key, value) for key, value in stats.items()], ("statistic", "value"))
+    return _table(list(stats.items()), ("statistic", "value"))
 
 
 def card_body(title: str, summary: str, columns: dict[str, str], sections: dict[str, str], config_name: str) -> str:

@@ -91,7 +91,9 @@ class LLMArguments:
     temperature: float = field(metadata={"help": "Sampling temperature (0 = greedy)."})
     top_p: float = field(metadata={"help": "Nucleus sampling."})
     input_batch_size: int = field(
-        metadata={"help": "Rows per distilabel batch: the generation batch (transformers/vllm), the concurrency (openai)."}
+        metadata={
+            "help": "Rows per distilabel batch: the generation batch (transformers/vllm), the concurrency (openai)."
+        }
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
     gguf_file: str | None = field(default=None, metadata={"help": "transformers: GGUF file inside the model folder."})
@@ -115,6 +117,12 @@ class LLMArguments:
         metadata={"help": "Ask the backend for JSON-only output where it supports it (openai: response_format)."},
     )
     seed: int | None = field(default=None, metadata={"help": "Sampling seed (vllm/transformers)."})
+    response_prefix: str | None = field(
+        default=None,
+        metadata={
+            "help": "transformers: text the reply is forced to start with (e.g. '{\"' to start JSON); kept in it."
+        },
+    )
 
     def __post_init__(self):
         if self.backend not in ("transformers", "vllm", "openai"):
@@ -179,7 +187,9 @@ class TaskConfig:
         if self.name not in ("mc", "qa", "reasoning"):
             raise ValueError(f"task name must be mc, qa or reasoning, got {self.name!r}")
         if not 1 <= self.min_turns <= self.max_turns:
-            raise ValueError(f"task {self.name!r}: need 1 <= min_turns <= max_turns, got {self.min_turns}, {self.max_turns}")
+            raise ValueError(
+                f"task {self.name!r}: need 1 <= min_turns <= max_turns, got {self.min_turns}, {self.max_turns}"
+            )
 
 
 @dataclass

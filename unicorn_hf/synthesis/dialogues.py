@@ -25,7 +25,8 @@ def to_messages(
     for index, turn in enumerate(turns):
         question = _clean(turn.question, image_token)
         if task == "mc":
-            options = "\n".join(f"{letter}. {_clean(option, image_token)}" for letter, option in zip(LETTERS, turn.options))
+            lettered = zip(LETTERS, turn.options, strict=True)
+            options = "\n".join(f"{letter}. {_clean(option, image_token)}" for letter, option in lettered)
             question = f"{question}\n{options}" + (f"\n{mc_answer_hint}" if mc_answer_hint else "")
             answer = turn.answer  # already a bare letter (parse_dialogue)
         else:
@@ -51,7 +52,9 @@ def _unit_interval(key: str) -> float:
     return int(hashlib.sha1(key.encode()).hexdigest()[:15], 16) / 16**15
 
 
-def assign_tasks(ids: list[str], tasks: list[TaskConfig], num_dialogues: int | None, seed: int | None) -> dict[str, str]:
+def assign_tasks(
+    ids: list[str], tasks: list[TaskConfig], num_dialogues: int | None, seed: int | None
+) -> dict[str, str]:
     """Choose `num_dialogues` captions (all when None) and split them over the tasks in proportion to the weights.
 
     Exact counts by largest remainder (171/199/100 of 471 gives 171/199/100 exactly); which caption gets which task
@@ -66,7 +69,7 @@ def assign_tasks(ids: list[str], tasks: list[TaskConfig], num_dialogues: int | N
     for i in by_remainder[: total - sum(counts)]:
         counts[i] += 1
     assignment, start = {}, 0
-    for task, count in zip(tasks, counts):
+    for task, count in zip(tasks, counts, strict=True):
         assignment.update(dict.fromkeys(order[start : start + count], task.name))
         start += count
     return assignment

@@ -43,9 +43,7 @@ def clean_caption(text: str) -> str:
     return " ".join(_PREAMBLE.sub("", text).split())
 
 
-def filter_captions(
-    rows: list[dict], args: CaptionArguments, max_new_tokens: int, drops: DropLog
-) -> list[dict]:
+def filter_captions(rows: list[dict], args: CaptionArguments, max_new_tokens: int, drops: DropLog) -> list[dict]:
     """Keep the usable captions of `rows` (dicts with `id`, `generation`, `output_tokens`); returns the kept rows
     with a `caption` column. `output_tokens >= max_new_tokens` marks a generation cut by the length cap."""
     kept, seen = [], {}
@@ -99,10 +97,12 @@ def drop_near_duplicates(rows: list[dict], args: CaptionArguments, drops: DropLo
     shingles = []
     for row in rows:
         tokens = words(row["caption"])
-        grams = {" ".join(tokens[i : i + args.minhash_ngram]) for i in range(max(1, len(tokens) - args.minhash_ngram + 1))}
+        grams = {
+            " ".join(tokens[i : i + args.minhash_ngram]) for i in range(max(1, len(tokens) - args.minhash_ngram + 1))
+        }
         shingles.append([gram.encode() for gram in grams])
     kept = []
-    for row, minhash in zip(rows, MinHash.bulk(shingles, num_perm=args.minhash_num_perm)):
+    for row, minhash in zip(rows, MinHash.bulk(shingles, num_perm=args.minhash_num_perm), strict=True):
         if lsh.query(minhash):
             drops.drop("near_duplicate_caption", row["id"])
             continue

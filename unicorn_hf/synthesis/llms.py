@@ -35,6 +35,7 @@ class BatchedTransformersLLM(TransformersLLM):
 
     gguf_file: str | None = None
     seed: int | None = None
+    response_prefix: str | None = None  # appended after the generation prompt and to every reply ("prefill")
 
     _model: Any = PrivateAttr(None)
 
@@ -76,9 +77,16 @@ class BatchedTransformersLLM(TransformersLLM):
         import torch
 
         tokenizer = self._pipeline.tokenizer
-        prompts = [self.prepare_input(input=chat) for chat in inputs]
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._model.device)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        prefix = self.response_prefix or ""
+        prompts = [self.prepare_input(input=chat) + prefix for chat in inputs]
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self._model.device
+        )
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if temperature > 0
+            else {"do_sample": False}
+        )
         with torch.inference_mode():
             output_ids = self._model.generate(
                 **encoded,
@@ -95,7 +103,10 @@ class BatchedTransformersLLM(TransformersLLM):
         for index, _ in enumerate(inputs):
             rows = new_ids[index * num_generations : (index + 1) * num_generations].tolist()
             lengths = [next((i for i, tok in enumerate(row) if tok in stop_ids), len(row)) for row in rows]
-            texts = [tokenizer.decode(row[:length], skip_special_tokens=True) for row, length in zip(rows, lengths)]
+            texts = [
+                prefix + tokenizer.decode(row[:length], skip_special_tokens=True)
+                for row, length in zip(rows, lengths, strict=True)
+            ]
             results.append(
                 prepare_output(
                     texts,
@@ -115,7 +126,11 @@ class _ModelAndTokenizer:
 
 def generation_kwargs(args: LLMArguments) -> dict[str, Any]:
     """The per-request settings, named as each distilabel backend's `generate` expects them."""
-    kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+    }
     if args.repetition_penalty is not None:
         if args.backend == "openai":
             raise ValueError("repetition_penalty is not an OpenAI API parameter; unset it for backend 'openai'")
@@ -124,7 +139,9 @@ def generation_kwargs(args: LLMArguments) -> dict[str, Any]:
         if args.backend == "openai":
             kwargs["response_format"] = {"type": "json_object"}  # JSON mode; `vllm serve` enforces it with guidance
         else:
-            logger.warning("json_mode is only wired for backend 'openai'; %s output is parsed as free text", args.backend)
+            logger.warning(
+                "json_mode is only wired for backend 'openai'; %s output is parsed as free text", args.backend
+            )
     return kwargs
 
 
@@ -139,8 +156,11 @@ def build_llm(args: LLMArguments) -> LLM:
             torch_dtype=args.dtype or "auto",
             device=args.device,
             seed=args.seed,
+            response_prefix=args.response_prefix,
             generation_kwargs=gen,
         )
+    if args.response_prefix:
+        raise ValueError("response_prefix (reply prefill) is only wired for backend 'transformers'")
     if args.backend == "vllm":
         from distilabel.models.llms import vLLM
 
@@ -183,7 +203,9 @@ def check_backend(args: LLMArguments) -> None:
 
         api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else "EMPTY"
         try:
-            served = [model.id for model in openai.OpenAI(base_url=args.base_url, api_key=api_key, timeout=10).models.list()]
+            served = [
+                model.id for model in openai.OpenAI(base_url=args.base_url, api_key=api_key, timeout=10).models.list()
+            ]
         except openai.APIConnectionError as error:
             raise ConnectionError(
                 f"The LLM server at {args.base_url} is not reachable ({error}); start it first, e.g. "

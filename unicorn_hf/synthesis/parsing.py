@@ -57,6 +57,33 @@ def _balanced_spans(text: str) -> list[str]:
     return spans
 
 
+def _close_truncated(text: str, max_attempts: int = 64) -> Any:
+    """Salvage a reply cut off mid-JSON: cut it after one of its last closing brackets and append the closers that
+    are still open, e.g. 5 complete questions of a list cut in the 6th. None when no cut parses."""
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    if start < 0:
+        return None
+    ends = [i for i in range(len(text) - 1, start, -1) if text[i] in "}]"][:max_attempts]
+    for end in ends:
+        stack, quote, escaped = [], None, False
+        for char in text[start : end + 1]:
+            if quote:
+                escaped, quote = (False, quote) if escaped else (char == "\\", None if char == quote else quote)
+            elif char == '"':
+                quote = char
+            elif char in "{[":
+                stack.append("}" if char == "{" else "]")
+            elif char in "}]" and (not stack or stack.pop() != char):
+                break
+        else:
+            if quote is None and stack:
+                try:
+                    return json.loads(_TRAILING_COMMA.sub(r"\1", text[start : end + 1] + "".join(reversed(stack))))
+                except json.JSONDecodeError:
+                    continue
+    return None
+
+
 def _loads_lenient(candidate: str) -> Any:
     """json.loads, then the same after light repairs, then as a Python literal (single quotes, True/None)."""
     attempts = [candidate, _TRAILING_COMMA.sub(r"\1", candidate.translate(_SMART_QUOTES))]
@@ -81,6 +108,8 @@ def extract_json(text: str | None) -> Any:
     fenced = [match.group(1) for match in _FENCE.finditer(text) if match.group(1).strip()]
     candidates = [span for block in [*fenced, text] for span in _balanced_spans(block)]
     if not candidates:
+        if (salvaged := _close_truncated(text)) is not None:
+            return salvaged
         if "{" in text or "[" in text:
             raise DialogueParseError("truncated_json", "the JSON in the reply is not closed (cut off?)")
         raise DialogueParseError("no_json", "the reply contains no JSON object")
@@ -153,7 +182,7 @@ def _turn_list(data: Any) -> list:
         lists = [value for value in data.values() if isinstance(value, list)]
         if len(lists) == 1:
             return lists[0]
-        if "question" in data:  # a single turn instead of a list
+        if "question" in {str(key).lower() for key in data}:  # a single turn instead of a list
             return [data]
     raise DialogueParseError("schema_mismatch", f"expected a list of turns, got keys {_keys(data)}")
 

@@ -31,7 +31,9 @@ def build_caption_pipeline(
 
     Output columns added to each row: `generation`, `model_name`, `distilabel_metadata` (token statistics).
     """
-    with Pipeline(name=name, description="Unicorn stage 1: caption seeds -> detailed captions", cache_dir=cache_dir) as pipeline:
+    with Pipeline(
+        name=name, description="Unicorn stage 1: caption seeds -> detailed captions", cache_dir=cache_dir
+    ) as pipeline:
         TextGeneration(
             name="expand_caption",
             llm=llm,
@@ -52,7 +54,9 @@ def build_chat_pipeline(
 ) -> Pipeline:
     """Stage 2: one `ChatGeneration` step over a `messages` column (the rendered task prompt, or in a repair round
     the prompt, the unusable reply and the repair request)."""
-    with Pipeline(name=name, description="Unicorn stage 2: captions -> instruction dialogues", cache_dir=cache_dir) as pipeline:
+    with Pipeline(
+        name=name, description="Unicorn stage 2: captions -> instruction dialogues", cache_dir=cache_dir
+    ) as pipeline:
         ChatGeneration(
             name="generate_dialogue",
             llm=llm,

