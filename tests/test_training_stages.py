@@ -117,7 +117,9 @@ def pretrained(tmp_path_factory, tiny_lm_path, transfer_folder):
 
     patch.setattr(UnicornSFTTrainer, "train", train)
     try:
-        trainer = run("pretrain", "pretrain.yaml", model_name_or_path=tiny_lm_path,
+        # Gradient checkpointing on, as in the 8B recipe: the projector must still get gradients through the
+        # frozen, checkpointed LLM.
+        trainer = run("pretrain", "pretrain.yaml", model_name_or_path=tiny_lm_path, gradient_checkpointing=True,
                       **common(tmp_path, transfer_folder, "pretrain"))  # fmt: skip
     finally:
         patch.undo()

@@ -187,7 +187,13 @@ def _fit(length: int, num_image_tokens: int, max_length: int | None) -> int | No
 
 
 def tokenize_caption(
-    row: dict, tokenizer, image_token_id: int, num_image_tokens: int, max_length: int | None, embed_dim: int
+    row: dict,
+    tokenizer,
+    image_token_id: int,
+    num_image_tokens: int,
+    max_length: int | None,
+    embed_dim: int,
+    bos: list[int],
 ) -> dict:
     """Pretraining ("plain" format): `[bos] <image> caption <eos>`, loss on caption + EOS."""
     row_id = str(row.get("id"))
@@ -197,7 +203,6 @@ def tokenize_caption(
     caption = (row["caption"] or "").strip()
     if not caption:
         return {**out, "drop_reason": "empty_caption"}
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and _adds_bos(tokenizer) else []
     prefix = [*bos, image_token_id]
     caption_ids = tokenizer(caption, add_special_tokens=False)["input_ids"]
     if image_token_id in caption_ids:
@@ -216,10 +221,10 @@ def tokenize_caption(
     }
 
 
-def _adds_bos(tokenizer) -> bool:
-    """Whether the tokenizer puts a BOS in front of plain text (Llama-3 does, SmolLM2 does not)."""
+def bos_ids(tokenizer) -> list[int]:
+    """The BOS the tokenizer puts in front of plain text: [bos] for Llama-3, [] for SmolLM2."""
     ids = tokenizer("a")["input_ids"]
-    return bool(ids) and ids[0] == tokenizer.bos_token_id
+    return [ids[0]] if ids and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id else []
 
 
 def assistant_char_spans(messages: list[dict], tokenizer, chat_template: str | None) -> tuple[str, list[tuple]]:
@@ -337,7 +342,7 @@ def prepare_dataset(
         "embed_dim": embed_dim,
     }
     if stage == "pretrain":
-        function, fn_kwargs = tokenize_caption, common
+        function, fn_kwargs = tokenize_caption, {**common, "bos": bos_ids(tokenizer)}
     else:
         chat_template = chat_template or processor.chat_template or tokenizer.chat_template
         if chat_template is None:

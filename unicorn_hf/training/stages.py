@@ -110,6 +110,14 @@ def copy_modality_statistics(model: UnicornForConditionalGeneration, stats: Moda
             stats.center,
             stats.add_image_mean,
         )
+    current = model.modality_statistics.text_mean.float().cpu()
+    if bool(current.any()) and not torch.allclose(current, stats.text_mean, atol=1e-4):
+        logger.warning(
+            "The dataset's text_mean differs from the one in %s (max |diff| %.3g): the model now stores the dataset's "
+            "(its image_embeds were shifted by it).",
+            model.name_or_path,
+            float((current - stats.text_mean).abs().max()),
+        )
     if model.config.has_image_mean and stats.image_mean is None:
         logger.info("The checkpoint's image_mean is kept: the dataset's statistics carry none.")
     model.set_modality_statistics(
