@@ -19,6 +19,7 @@ from pathlib import Path
 
 from unicorn_hf.drops import DropLog
 from unicorn_hf.synthesis.config import SeedArguments, SeedSourceConfig
+from unicorn_hf.synthesis.prompt_files import prompt_path
 
 
 logger = logging.getLogger(__name__)
@@ -116,15 +117,14 @@ def load_labels(source: SeedSourceConfig) -> list[str]:
 
 
 def load_templates(spec: str) -> list[str]:
-    """Prompt templates with a `{label}` field: pkg://clip-openai | pkg://clip-simple | a .txt file, one per line."""
+    """Prompt templates with a `{label}` field: pkg://clip-openai | pkg://clip-simple | a .txt file, one per line
+    (a path, or a file shipped in `unicorn_hf/synthesis/prompts/` such as `food_templates.txt`)."""
     if spec in PACKAGED_TEMPLATES:
         from unicorn_hf.assets import clip_prompt_templates
 
         templates = clip_prompt_templates(PACKAGED_TEMPLATES[spec])
     else:
-        path = Path(spec)
-        if not path.is_file():
-            raise FileNotFoundError(f"Template file {path} does not exist (expected one template per line)")
+        path = prompt_path(spec)
         templates = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not templates:
         raise ValueError(f"No templates in {spec}")

@@ -1,0 +1,141 @@
+"""Synthesis benchmark: distilabel pipeline overhead and the stage-2 JSON acceptance rate, measured in one run.
+
+    python bench/bench_synthesis.py --captions_config recipes/tiny/captions.yaml \
+        --instructions_config recipes/tiny/instructions.yaml --num_prompts 6
+
+1. Throughput: the same stage-1 prompts through (a) the backend called directly (`llm.generate_outputs` in this
+   process, same batch size) and (b) the distilabel pipeline (own process, queues, cache writes), generated tokens
+   per second each, and the ratio pipeline / direct (1.0 = no overhead). Model loading is excluded from (a) and
+   included in (b), as a user experiences it; the table shows both wall times.
+2. JSON acceptance: stage-2 prompts of every task on the generated captions, generated directly and parsed with
+   `parse_dialogue` (first pass, no repair round): accepted / sent per task and overall, plus the drop reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from jinja2 import Template
+
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "recipes"))
+
+
+def _tokens(outputs: list[dict]) -> int:
+    return sum(sum(output["statistics"].get("output_tokens", [0])) for output in outputs)
+
+
+def _generate(llm, chats: list[list[dict]], batch_size: int, kwargs: dict) -> list[dict]:
+    outputs = []
+    for start in range(0, len(chats), batch_size):
+        outputs += llm.generate_outputs(inputs=chats[start : start + batch_size], **kwargs)
+    return outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--captions_config", default="recipes/tiny/captions.yaml")
+    parser.add_argument("--instructions_config", default="recipes/tiny/instructions.yaml")
+    parser.add_argument("--num_prompts", type=int, default=6)
+    parser.add_argument("--max_new_tokens", type=int, default=None, help="Override both YAMLs' max_new_tokens.")
+    cli = parser.parse_args()
+
+    import synthesize_captions
+    import synthesize_instructions
+
+    from unicorn_hf.logging_utils import setup_logging
+    from unicorn_hf.synthesis.dialogues import assign_tasks
+    from unicorn_hf.synthesis.llms import build_llm, generation_kwargs
+    from unicorn_hf.synthesis.parsing import DialogueParseError, parse_dialogue
+    from unicorn_hf.synthesis.pipelines import build_caption_pipeline, run_pipeline
+    from unicorn_hf.synthesis.prompt_files import load_prompt
+    from unicorn_hf.synthesis.seeds import load_seeds
+
+    setup_logging("WARNING")
+    override = ["--max_new_tokens", str(cli.max_new_tokens)] if cli.max_new_tokens else []
+    seed_args, caption_args, llm_args, _ = synthesize_captions.make_parser().parse_args_and_config(
+        ["--config", cli.captions_config, *override]
+    )
+    seeds = load_seeds(seed_args)[0][: cli.num_prompts]
+    template = load_prompt(caption_args.prompt)
+    chats = [[{"role": "user", "content": Template(template).render(seed=row["seed"])}] for row in seeds]
+    gen = generation_kwargs(llm_args)
+
+    # (a) the backend directly
+    llm = build_llm(llm_args)
+    load_start = time.perf_counter()
+    llm.load()
+    load_s = time.perf_counter() - load_start
+    start = time.perf_counter()
+    direct = _generate(llm, chats, llm_args.input_batch_size, gen)
+    direct_s = time.perf_counter() - start
+    # (b) the distilabel pipeline on the same prompts, without cache
+    with tempfile.TemporaryDirectory() as cache_dir:
+        pipeline = build_caption_pipeline(
+            build_llm(llm_args), template, "bench-captions", cache_dir, input_batch_size=llm_args.input_batch_size
+        )
+        start = time.perf_counter()
+        rows, _ = run_pipeline(pipeline, seeds, batch_size=llm_args.input_batch_size, use_cache=False)
+        pipeline_s = time.perf_counter() - start
+    pipeline_tokens = sum(
+        sum(next(v for k, v in row["distilabel_metadata"].items() if k.startswith("statistics_"))["output_tokens"])
+        for row in rows
+    )
+    direct_tps, pipeline_tps = _tokens(direct) / direct_s, pipeline_tokens / pipeline_s
+
+    # 2. stage-2 JSON acceptance, first pass
+    instruction_args, llm2_args, _ = synthesize_instructions.make_parser().parse_args_and_config(
+        ["--config", cli.instructions_config, *override]
+    )
+    captions = {row["id"]: out["generations"][0] or "" for row, out in zip(seeds, direct, strict=True)}
+    assignment = assign_tasks(list(captions), instruction_args.tasks, None, instruction_args.assignment_seed)
+    tasks = {task.name: task for task in instruction_args.tasks}
+    order = sorted(assignment)
+    prompts = [
+        [{"role": "user", "content": Template(load_prompt(tasks[assignment[i]].prompt)).render(
+            caption=captions[i], min_turns=tasks[assignment[i]].min_turns, max_turns=tasks[assignment[i]].max_turns)}]
+        for i in order
+    ]  # fmt: skip
+    llm2 = build_llm(llm2_args)
+    llm2.load()
+    replies = _generate(llm2, prompts, llm2_args.input_batch_size, generation_kwargs(llm2_args))
+    sent, accepted, reasons, samples = Counter(), Counter(), Counter(), []
+    for row_id, reply in zip(order, replies, strict=True):
+        task, text = tasks[assignment[row_id]], reply["generations"][0]
+        sent[task.name] += 1
+        try:
+            parse_dialogue(task.name, text, task.min_turns, task.max_turns)
+            accepted[task.name] += 1
+        except DialogueParseError as error:
+            reasons[error.reason] += 1
+            samples.append({"task": task.name, "reason": error.reason, "generation": text})
+
+    lines = [
+        "| measurement | value |",
+        "|---|---|",
+        f"| model | {llm_args.model_name_or_path} ({llm_args.backend}, batch {llm_args.input_batch_size}) |",
+        f"| prompts x max_new_tokens | {len(chats)} x {llm_args.max_new_tokens} |",
+        f"| direct: load / generate wall (s) | {load_s:.1f} / {direct_s:.1f} |",
+        f"| direct generated tokens/s | {direct_tps:.2f} |",
+        f"| pipeline wall incl. load (s) | {pipeline_s:.1f} |",
+        f"| pipeline generated tokens/s | {pipeline_tps:.2f} |",
+        f"| **pipeline / direct throughput** | **{pipeline_tps / direct_tps:.2f}** |",
+        *(f"| JSON acceptance {name} | {accepted[name]}/{sent[name]} |" for name in sorted(sent)),
+        f"| **JSON acceptance overall (first pass)** | **{sum(accepted.values())}/{sum(sent.values())}** |",
+        f"| drop reasons | {dict(reasons)} |",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    rejects = REPO / "outputs" / "bench" / "synthesis_rejects.json"  # the unparsable replies, for inspection
+    rejects.parent.mkdir(parents=True, exist_ok=True)
+    rejects.write_text(json.dumps(samples, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
