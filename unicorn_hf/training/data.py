@@ -181,7 +181,7 @@ def _bad_embedding_reason(embeds: list[float], embed_dim: int, row_id: str) -> s
     return None
 
 
-def _fit(length: int, num_image_tokens: int, max_length: int | None) -> int | None:
+def _budget(num_image_tokens: int, max_length: int | None) -> int | None:
     """How many stored tokens fit once `<image>` counts for `num_image_tokens` positions (None = no limit)."""
     return None if max_length is None else max_length - (num_image_tokens - 1)
 
@@ -208,7 +208,7 @@ def tokenize_caption(
     if image_token_id in caption_ids:
         return {**out, "drop_reason": "image_token_in_caption"}
     target = [*caption_ids, tokenizer.eos_token_id]
-    budget = _fit(len(prefix) + len(target), num_image_tokens, max_length)
+    budget = _budget(num_image_tokens, max_length)
     truncated = budget is not None and len(prefix) + len(target) > budget
     if truncated:
         # Keep the image and as much caption as fits; no EOS after a cut caption (it did not end there).
@@ -289,7 +289,7 @@ def tokenize_dialogue(
     input_ids = encoding["input_ids"]
     loss_mask = [int(any(s <= start < e for s, e in spans)) for start, _ in encoding["offset_mapping"]]
     image_position = input_ids.index(image_token_id)
-    budget = _fit(len(input_ids), num_image_tokens, max_length)
+    budget = _budget(num_image_tokens, max_length)
     truncated = budget is not None and len(input_ids) > budget
     if truncated:
         if image_position >= budget:
