@@ -80,10 +80,12 @@ def _arguments(inputs: tuple[Path, Path], out: Path, batch_size: int, shard_size
 
 def throughput(folder: Path, rows: int, batch_size: int, shard_size: int) -> dict:
     from unicorn_hf.transfer.encoders import load_encoder
-    from unicorn_hf.transfer.pipeline import load_config, run_transfer
+    from unicorn_hf.transfer.pipeline import run_transfer
+    from unicorn_hf.transfer.sources import ShardedSource
 
     inputs = make_inputs(folder / f"inputs-{rows}", rows)
-    captions = load_config(str(inputs[0]), "captions")["caption"]
+    source = ShardedSource(str(inputs[0]), "captions")
+    captions = [text for table in source.shards(shard_size, ["caption"]) for text in table["caption"].to_pylist()]
     encoder = load_encoder(ENCODER, device="cpu", dtype="float32", batch_size=batch_size, init_seed=0)
     encoder.encode_text(captions[:batch_size])  # warm-up: allocator, tokenizer cache
 

@@ -31,14 +31,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from datasets import Dataset, Features, List, Value, load_dataset
+from datasets import Features, List, Value, load_dataset
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from unicorn_hf.drops import DropLog
-from unicorn_hf.hub import load_dataset_folder
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.encoders import PairedEncoder, load_encoder
+from unicorn_hf.transfer.sources import ShardedSource
 from unicorn_hf.transfer.statistics import TransferStatistics
 
 
@@ -61,25 +61,14 @@ def _atomic(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def load_config(path_or_repo: str, config_name: str) -> Dataset:
-    """One config of a stage output. A local folder is read through its parquet files: `load_dataset(folder)` keys
-    its cache on the card's relative patterns, so two folders with the same name and card (e.g. two runs'
-    `transfer/captions`) would share one cache entry; the parquet builder keys on the resolved files and mtimes."""
-    folder = Path(path_or_repo)
-    if not folder.is_dir():
-        return load_dataset_folder(path_or_repo, config_name)
-    files = sorted(str(file) for file in (folder / config_name).glob("train-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{folder / config_name} has no train-*.parquet shards (config {config_name!r})")
-    return load_dataset("parquet", data_files=files, split="train")
-
-
-def _check_columns(dataset: Dataset, expected: tuple[str, ...], where: str) -> None:
-    missing = [name for name in expected if name not in dataset.column_names]
+def _check_columns(source: ShardedSource, expected: tuple[str, ...]) -> None:
+    missing = [name for name in expected if name not in source.column_names]
     if missing:
-        raise ValueError(f"{where}: columns {missing} are missing (has {dataset.column_names}, expects {expected})")
-    if EMBEDS_COLUMN in dataset.column_names:
-        raise ValueError(f"{where} already has an `{EMBEDS_COLUMN}` column: point the transfer at stage-1/2 output")
+        raise ValueError(f"{source.name}: columns {missing} are missing (has {source.column_names})")
+    if EMBEDS_COLUMN in source.column_names:
+        raise ValueError(f"{source.name} already has `{EMBEDS_COLUMN}`: point the transfer at stage-1/2 output")
+    if len(source) == 0:
+        raise ValueError(f"{source.name} has no rows")
 
 
 def _noise_generator(seed: int, config_name: str, shard: int) -> torch.Generator:
@@ -124,22 +113,22 @@ def _encode_shard(encoder: PairedEncoder, ids: list[str], captions: list[str], d
 
 
 def encode_captions(
-    encoder: PairedEncoder, captions: Dataset, shard_size: int, duplicate: set[int], work: Path
+    encoder: PairedEncoder, captions: ShardedSource, shard_size: int, duplicate: set[int], work: Path
 ) -> tuple[torch.Tensor, int, DropLog, int | None]:
     """Pass 1 over every caption shard (finished shards are read back). Returns the float64 sum of the kept
     embeddings [D], the kept count, the drops and the number of truncated captions (None: not measurable)."""
     total = torch.zeros(encoder.dim, dtype=torch.float64)
     kept, truncated, drops = 0, 0, DropLog(stage="transfer")
-    num_shards = _num_shards(len(captions), shard_size)
-    columns = captions.select_columns(["id", "caption"])  # only what is encoded leaves arrow
     with tqdm(total=len(captions), desc="encode captions", unit="caption") as bar:
-        for shard in range(num_shards):
-            start, stop = shard * shard_size, min((shard + 1) * shard_size, len(captions))
+        for shard, rows in enumerate(captions.shards(shard_size, ["id", "caption"])):
             path = work / f"captions-u-{shard:05d}.safetensors"
             if not path.is_file():
-                rows = columns[start:stop]
                 u, keep, shard_drops, shard_truncated = _encode_shard(
-                    encoder, rows["id"], rows["caption"], duplicate, start
+                    encoder,
+                    rows.column("id").to_pylist(),
+                    rows.column("caption").to_pylist(),
+                    duplicate,
+                    shard * shard_size,
                 )
                 metadata = {"drops": json.dumps(shard_drops.to_dict()), "truncated": json.dumps(shard_truncated)}
                 tensors = {"u": u, "keep": keep, "sum": u[keep].double().sum(dim=0)}
@@ -153,7 +142,7 @@ def encode_captions(
             drops.merge(DropLog.from_dict(json.loads(metadata["drops"])))
             shard_truncated = json.loads(metadata["truncated"])
             truncated = None if truncated is None or shard_truncated is None else truncated + shard_truncated
-            bar.update(stop - start)
+            bar.update(rows.num_rows)
     return total, kept, drops, truncated
 
 
@@ -262,53 +251,53 @@ def publish(work: Path, out: Path, config_name: str) -> list[Path]:
     return paths
 
 
-def _output_features(dataset: Dataset, dim: int) -> Features:
-    features = dataset.features.copy()
+def _output_features(source: ShardedSource, dim: int) -> Features:
+    features = source.features.copy()
     features[EMBEDS_COLUMN] = List(Value("float16"), length=dim)
     return features
 
 
-def write_captions(captions: Dataset, args: TransferArguments, stats: TransferStatistics, work: Path) -> None:
+def write_captions(captions: ShardedSource, args: TransferArguments, stats: TransferStatistics, work: Path) -> None:
     """Pass 2: stage every caption shard with its kept rows and their `image_embeds`."""
     features, num_shards = _output_features(captions, stats.dim), _num_shards(len(captions), args.shard_size)
-    arrow = captions.with_format("arrow")
-    for shard in tqdm(range(num_shards), desc="write captions", unit="shard"):
+    shards = captions.shards(args.shard_size)
+    for shard, table in tqdm(enumerate(shards), total=num_shards, desc="write captions", unit="shard"):
         path = _staged(work, args.captions_config, shard)
         if _is_staged(path):
             continue
         stash = load_file(str(work / f"captions-u-{shard:05d}.safetensors"))
         keep = stash["keep"]
-        table = arrow[shard * args.shard_size : (shard + 1) * args.shard_size].filter(pa.array(keep.numpy()))
+        table = table.filter(pa.array(keep.numpy()))
         generator = _noise_generator(args.seed, "captions", shard) if args.noise_std is not None else None
         _write_shard(table, _embed(stats, stash["u"][keep], args.noise_std, generator), features, path)
 
 
-def caption_index(captions: Dataset, shard_size: int, work: Path) -> dict[str, tuple[int, int]]:
+def caption_index(captions: ShardedSource, shard_size: int, work: Path) -> dict[str, tuple[int, int]]:
     """id -> (caption row, crc32 of the caption) over the kept captions: the hash map of the instruction join."""
-    index, columns = {}, captions.select_columns(["id", "caption"])
-    for shard in range(_num_shards(len(captions), shard_size)):
+    index = {}
+    for shard, rows in enumerate(captions.shards(shard_size, ["id", "caption"])):
         start = shard * shard_size
         keep = load_file(str(work / f"captions-u-{shard:05d}.safetensors"))["keep"].tolist()
-        rows = columns[start : start + shard_size]
-        for offset, (row_id, caption, kept) in enumerate(zip(rows["id"], rows["caption"], keep, strict=True)):
+        ids, texts = rows.column("id").to_pylist(), rows.column("caption").to_pylist()
+        for offset, (row_id, caption, kept) in enumerate(zip(ids, texts, keep, strict=True)):
             if kept:
                 index[row_id] = (start + offset, _caption_key(caption))
     return index
 
 
 def write_instructions(
-    instructions: Dataset, args: TransferArguments, stats: TransferStatistics, work: Path, index: dict
+    instructions: ShardedSource, args: TransferArguments, stats: TransferStatistics, work: Path, index: dict
 ) -> DropLog:
     """Pass 3: stage every instruction shard, each row with the embedding of the caption it was made from."""
     features, num_shards = _output_features(instructions, stats.dim), _num_shards(len(instructions), args.shard_size)
-    arrow, stash, drops = instructions.with_format("arrow"), _StashReader(work, args.shard_size), DropLog("transfer")
-    for shard in tqdm(range(num_shards), desc="write instructions", unit="shard"):
+    stash, drops = _StashReader(work, args.shard_size), DropLog("transfer")
+    shards = instructions.shards(args.shard_size)
+    for shard, table in tqdm(enumerate(shards), total=num_shards, desc="write instructions", unit="shard"):
         path = _staged(work, args.instructions_config, shard)
         drops_path = work / f"instructions-drops-{shard:05d}.json"
         if _is_staged(path) and drops_path.is_file():
             drops.merge(DropLog.load(drops_path))
             continue
-        table = arrow[shard * args.shard_size : (shard + 1) * args.shard_size]
         shard_drops, keep, rows = DropLog("transfer", rows_in=table.num_rows), [], []
         for row_id, caption in zip(table.column("id").to_pylist(), table.column("caption").to_pylist(), strict=True):
             kept = False
@@ -334,10 +323,10 @@ def write_instructions(
 # --- the stage -----------------------------------------------------------------------------------------------------
 
 
-def _run_record(encoder: PairedEncoder, args: TransferArguments, datasets: dict[str, Dataset]) -> dict:
+def _run_record(encoder: PairedEncoder, args: TransferArguments, sources: dict[str, ShardedSource]) -> dict:
     record = {"encoder_id": encoder.id, "dim": encoder.dim}
     record["arguments"] = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "overwrite")}
-    record["inputs"] = {name: {"num_rows": len(ds), "fingerprint": ds._fingerprint} for name, ds in datasets.items()}
+    record["inputs"] = {name: {"num_rows": len(src), "fingerprint": src.fingerprint} for name, src in sources.items()}
     return record
 
 
@@ -384,14 +373,12 @@ def run_transfer(
         init_seed=encoder_args.init_seed,
         **encoder_args.backend_kwargs(),
     )
-    captions = load_config(args.captions_path, args.captions_config)
-    _check_columns(captions, CAPTIONS_COLUMNS, f"{args.captions_path} (config {args.captions_config})")
-    if len(captions) == 0:
-        raise ValueError(f"{args.captions_path} (config {args.captions_config}) has no rows")
+    captions = ShardedSource(args.captions_path, args.captions_config)
+    _check_columns(captions, CAPTIONS_COLUMNS)
     inputs = {"captions": captions}
     if args.instructions_path is not None:
-        inputs["instructions"] = load_config(args.instructions_path, args.instructions_config)
-        _check_columns(inputs["instructions"], INSTRUCTIONS_COLUMNS, f"{args.instructions_path}")
+        inputs["instructions"] = ShardedSource(args.instructions_path, args.instructions_config)
+        _check_columns(inputs["instructions"], INSTRUCTIONS_COLUMNS)
 
     record = _run_record(encoder, args, inputs)
     if _check_previous(out, record):
@@ -402,12 +389,14 @@ def run_transfer(
     (out / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
     # Duplicate ids make the instruction join ambiguous: the first occurrence wins, the others are drops.
-    seen, duplicate = set(), set()
-    for row, row_id in enumerate(captions["id"]):
-        if row_id in seen:
-            duplicate.add(row)
-        else:
-            seen.add(row_id)
+    seen, duplicate, row = set(), set(), 0
+    for table in captions.shards(args.shard_size, ["id"]):
+        for row_id in table.column("id").to_pylist():
+            if row_id in seen:
+                duplicate.add(row)
+            else:
+                seen.add(row_id)
+            row += 1
     del seen
 
     total, kept, drops, truncated = encode_captions(encoder, captions, args.shard_size, duplicate, work)
