@@ -280,3 +280,23 @@ def test_recipe_with_image_mean_gives_the_ideal_form(inputs, tmp_path):
     expected = torch.nn.functional.normalize(u - stats.text_mean + image_mean, dim=-1)  # u - mu_T + mu_V, renormalised
     torch.testing.assert_close(stored.float(), expected, atol=2e-3, rtol=0)
     assert "v = u - text_mean + image_mean" in (out / "README.md").read_text()
+
+
+def test_sharded_source_recuts_row_groups_across_files(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from unicorn_hf.transfer.sources import ShardedSource
+
+    folder = tmp_path / "data" / "captions"
+    folder.mkdir(parents=True)
+    ids = [f"r{i:02d}" for i in range(23)]
+    for index, (start, stop) in enumerate([(0, 10), (10, 23)]):  # two files, row groups of 3 rows
+        table = pa.table({"id": ids[start:stop], "caption": [f"caption {i}" for i in ids[start:stop]]})
+        pq.write_table(table, folder / f"train-{index:05d}-of-00002.parquet", row_group_size=3)
+    source = ShardedSource(str(tmp_path / "data"), "captions")
+    assert len(source) == 23 and source.column_names == ["id", "caption"]
+    shards = list(source.shards(4, ["id"]))
+    assert [shard.num_rows for shard in shards] == [4, 4, 4, 4, 4, 3]
+    assert [row for shard in shards for row in shard["id"].to_pylist()] == ids
+    assert shards[0].column_names == ["id"]
