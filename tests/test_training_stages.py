@@ -213,3 +213,34 @@ def test_model_config_mismatch_is_clear(pretrained, tmp_path, transfer_folder):
     with pytest.raises(ValueError, match="says embed_dim=1280"):
         run("pretrain", "pretrain.yaml", model_name_or_path=pretrain_dir, embed_dim=1280,
             **common(tmp_path, transfer_folder, "pretrain"))  # fmt: skip
+
+
+def test_loss_on_scored_positions_equals_the_full_loss(tiny_lm_path, tmp_path, transfer_folder):
+    """Projecting only the scored positions (logits_to_keep) gives the model's own loss over the full logits."""
+    from unicorn_hf.modeling.builder import build_from_text_model
+    from unicorn_hf.training.collator import UnicornDataCollator
+    from unicorn_hf.training.config import UnicornTrainingConfig
+    from unicorn_hf.training.data import prepare_dataset
+    from unicorn_hf.training.stages import load_train_split
+
+    model, processor = build_from_text_model(
+        tiny_lm_path, embed_dim=DIM, projector_type="mlp2x_gelu", num_image_tokens=4
+    )
+    script_args = type("Args", (), {"dataset_name": str(transfer_folder), "dataset_config": "instructions",
+                                    "dataset_train_split": "train", "max_train_samples": 4})()  # fmt: skip
+    prepared = prepare_dataset(load_train_split(script_args), stage="sft", processor=processor, embed_dim=DIM,
+                               max_length=None)  # fmt: skip
+    collator = UnicornDataCollator(processor.tokenizer.pad_token_id, processor.image_token_id, 4)
+    batch = collator([prepared.dataset[i] for i in range(4)])
+    assert (batch["attention_mask"] == 0).any()  # dialogues of different lengths: padding is exercised
+    args = UnicornTrainingConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_length=None)
+    trainer = UnicornSFTTrainer(model=model, args=args, data_collator=collator, train_dataset=prepared.dataset,
+                                processing_class=processor)  # fmt: skip
+    model.eval()
+    with torch.no_grad():
+        expected = model(**batch).loss  # full logits, the model's own shift
+        loss = trainer.compute_loss(model, dict(batch))
+        num_items = (batch["labels"][:, 1:] != -100).sum()
+        summed = trainer.compute_loss(model, dict(batch), num_items_in_batch=num_items)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(summed, expected)

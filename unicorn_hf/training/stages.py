@@ -167,28 +167,38 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 
 # ---- trainer -----------------------------------------------------------------------------------------------------
 class UnicornSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer with the model's own loss.
+    """TRL's SFTTrainer with the model's own loss, computed on the scored positions only.
 
     TRL 1.16 computes the loss through a fused LM head that runs `model.base_model` and expects a
     `last_hidden_state`; a Unicorn model has no separate backbone (its forward merges the image features and calls
-    the wrapped causal LM), so the fused path cannot see the image. The loss here is transformers' `Trainer` one:
-    the model's causal-LM loss, normalised by the tokens of the whole accumulated batch (`num_items_in_batch`).
+    the wrapped causal LM), so that path cannot see the image. Here the model's own causal-LM loss is used
+    (transformers' `Trainer.compute_loss`: normalised by the tokens of the whole accumulated batch), with the same
+    saving as TRL's head where it matters: `logits_to_keep` (a [B, T] boolean mask) projects only the positions whose
+    next token is a target, so the 576 image positions and the prompts never reach the (128k-wide) LM head.
     """
 
     _tag_names = ["trl", "sft", "unicorn", "image-text-to-text"]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs["use_cache"] = False  # training never reads a KV cache; checkpointing warns if one is built
+        labels = inputs["labels"]  # [B, T]
+        # Position t is scored against token t+1; after the shift, keep only positions with a target.
+        next_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # [B, T]
+        scored = next_labels != -100  # [B, T]
+        if bool(scored.any()):
+            # -> logits [N, V] for the N scored positions; the loss reads the pre-shifted targets [N].
+            inputs = {**inputs, "logits_to_keep": scored, "shift_labels": next_labels[scored]}
         loss, outputs = Trainer.compute_loss(
             self, model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
         mode = "train" if self.model.training else "eval"
         with torch.no_grad():
-            labels = inputs["labels"][:, 1:]  # [B, T-1]: position t predicts token t+1
-            mask = labels != -100
-            correct = (outputs.logits[:, :-1].argmax(-1) == labels) & mask
-            num_valid = self.accelerator.gather_for_metrics(mask.sum()).sum()
-            num_correct = self.accelerator.gather_for_metrics(correct.sum()).sum()
+            if "shift_labels" in inputs:
+                correct = (outputs.logits.argmax(-1) == inputs["shift_labels"]).sum()  # logits [N, V]
+            else:
+                correct = torch.zeros((), dtype=torch.long, device=labels.device)
+            num_valid = self.accelerator.gather_for_metrics(scored.sum()).sum()
+            num_correct = self.accelerator.gather_for_metrics(correct).sum()
             accuracy = (num_correct / num_valid).item() if num_valid > 0 else 0.0
             self._metrics[mode]["mean_token_accuracy"].append(accuracy)
             if mode == "train":
