@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -86,7 +87,10 @@ def synthesize_captions(
         for row in kept
     ]
     stats = text_statistics(row["caption"] for row in rows)
-    if not rows:
+    if not rows:  # record why before failing: the generations stay in the distilabel cache
+        Path(out_args.output_dir).mkdir(parents=True, exist_ok=True)
+        drops_json = json.dumps([seed_drops.to_dict(), drops.to_dict()], indent=2)
+        Path(out_args.output_dir, "drops.json").write_text(drops_json + "\n")
         raise RuntimeError(f"Stage 1 kept no caption: {seed_drops.summary()}; {drops.summary()}")
 
     identity = model_identity(llm_args)

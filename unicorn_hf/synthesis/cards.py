@@ -57,7 +57,7 @@ def card_body(title: str, summary: str, columns: dict[str, str], sections: dict[
     body = [
         f"# {title}",
         summary,
-        "Generated with [unicorn-hf](https://github.com/) following *Unicorn: Text-Only Data Synthesis for Vision "
+        "Generated with unicorn-hf following *Unicorn: Text-Only Data Synthesis for Vision "
         "Language Model Training* (Yu et al., 2025), with [distilabel](https://github.com/argilla-io/distilabel).",
         f"## Columns\n\n{column_lines}",
         *(f"## {heading}\n\n{text}" for heading, text in sections.items()),

@@ -115,7 +115,10 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
             try:
                 turns = parse_dialogue(task.name, reply, task.min_turns, task.max_turns)
                 messages = to_messages(task.name, turns, args.image_token, args.mc_answer_hint)
-                check_messages(messages, args.image_token)
+                try:
+                    check_messages(messages, args.image_token)
+                except ValueError as contract_error:  # a last guard: never write a row that breaks the contract
+                    raise DialogueParseError("invalid_messages", str(contract_error)) from contract_error
                 accepted[row["id"]] = {**row, "messages": messages}
             except DialogueParseError as error:
                 rejects.append({"id": row["id"], "task": task.name, "round": round_index, "reason": error.reason,
