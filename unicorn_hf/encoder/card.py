@@ -76,6 +76,7 @@ embeddings (max |diff| {reload:.1e}).
 ## Licences
 
 {licences}
+
 ## Training arguments
 
 ```json
