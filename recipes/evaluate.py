@@ -80,9 +80,11 @@ def evaluate_benchmark(qa: UnicornImageQA, name: str, data_args: EvalDataArgumen
     )
     # Encode every distinct image once: POPE asks 6 questions per image, MME 2, MMBench one per option rotation.
     unique: dict[str, int] = {}
+    distinct_images = []
     for example in examples:
-        unique.setdefault(example.image_id, len(unique))
-    first_of = {image_id: next(e.image for e in examples if e.image_id == image_id) for image_id in unique}
+        if example.image_id not in unique:
+            unique[example.image_id] = len(unique)
+            distinct_images.append(example.image)
     index = torch.tensor([unique[example.image_id] for example in examples])  # [N] -> row of raw
     raw = None  # [U, D], computed only if some mode must generate
     questions = [build_question_text(e, args.yes_no_suffix, args.mc_suffix) for e in examples]
@@ -118,7 +120,7 @@ def evaluate_benchmark(qa: UnicornImageQA, name: str, data_args: EvalDataArgumen
             generations = [r["generation"] for r in stored]
         else:
             if raw is None:
-                raw = qa.encode_images(list(first_of.values()))  # [U, D]
+                raw = qa.encode_images(distinct_images)  # [U, D]
             shifted = qa.shift(raw, qa.resolve_mean(mode, raw))[index]  # [N, D]
             generations = qa.generate_from_embeds(
                 shifted,

@@ -124,6 +124,8 @@ def test_paths_work_as_images(qa, photos, tmp_path):
     path = tmp_path / "cat.png"
     photos[3][1].save(path)
     torch.testing.assert_close(qa.encode_images([str(path)]), qa.encode_images([photos[3][1]]))
+    undecoded = {"bytes": path.read_bytes(), "path": None}  # a Hub image column cast with decode=False
+    torch.testing.assert_close(qa.encode_images([undecoded]), qa.encode_images([photos[3][1]]))
     with pytest.raises(FileNotFoundError):
         qa.encode_images([str(tmp_path / "missing.png")])
 

@@ -237,12 +237,17 @@ def normalize_rows(
 
 def load_hub_rows(spec: BenchmarkSpec, revision: str | None = None, max_samples: int | None = None):
     """The benchmark split from the Hub (needs network, or a warm `datasets` cache)."""
-    from datasets import load_dataset
+    from datasets import Image, load_dataset
 
     split = spec.split if max_samples is None else f"{spec.split}[:{max_samples}]"
     logger.info("Loading %s from the Hub: %s (%s, %s, revision %s)", spec.display_name, spec.hub_id, spec.hub_config,
                 split, revision or "main")  # fmt: skip
-    return load_dataset(spec.hub_id, spec.hub_config, split=split, revision=revision)
+    dataset = load_dataset(spec.hub_id, spec.hub_config, split=split, revision=revision)
+    if "image" in dataset.column_names:
+        # Keep the encoded bytes: POPE asks ~18 questions per image, so decoding every row up front would hold
+        # thousands of decoded copies; `inference.load_images` decodes each distinct image once, when encoding.
+        dataset = dataset.cast_column("image", Image(decode=False))
+    return dataset
 
 
 def load_benchmark(

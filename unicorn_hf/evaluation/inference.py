@@ -22,6 +22,7 @@ image before the first answer, so with the pipeline compute it first (`qa.resolv
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -90,11 +91,14 @@ def load_encoder_for(encoder_id: str | None, override: str | None = None, **load
 
 
 def load_images(items: Sequence) -> list:
-    """PIL images, local paths or http(s) URLs -> RGB PIL images."""
+    """PIL images, local paths, http(s) URLs or undecoded `datasets` images ({"bytes", "path"}) -> RGB PIL images."""
+    from PIL import Image
     from transformers.image_utils import load_image
 
     images = []
     for index, item in enumerate(items):
+        if isinstance(item, dict) and ("bytes" in item or "path" in item):
+            item = Image.open(io.BytesIO(item["bytes"])) if item.get("bytes") else item["path"]
         if isinstance(item, (str, Path)) and not str(item).startswith(("http://", "https://")):
             if not Path(item).is_file():
                 raise FileNotFoundError(f"image {index}: {item} does not exist")
