@@ -29,6 +29,7 @@ TINY = {
     "num_train_epochs": 80,
     "train_batch_size": 32,
     "seed": 0,
+    "num_threads": 1,  # tiny matmuls: one thread avoids OpenMP spin-waits on a shared 2-core machine
 }
 
 
@@ -79,7 +80,7 @@ def test_held_out_retrieval_beats_chance(tiny_encoder):
     metrics = json.loads((tiny_encoder / "metrics.json").read_text())
     held_out = metrics["results"]["held_out"]["before_shift"]
     assert held_out["n"] == metrics["held_out_pairs"] >= 20
-    # Margins measured at seed 0 (R@5 ~0.6 vs chance ~0.17), kept well below the measurement: clearly not chance.
+    # Measured at seed 0 (N=30): R@5 0.47 image->text, 0.43 text->image vs chance 0.17; the margin leaves slack.
     for direction in ("image_to_text", "text_to_image"):
         assert held_out[f"{direction}_R@5"] >= held_out["chance_R@5"] + 0.15, held_out
     assert metrics["train_loss_last_epoch"] < metrics["train_loss_first_epoch"]
