@@ -102,18 +102,22 @@ def throughput(folder: Path, rows: int, batch_size: int, shard_size: int) -> dic
 
 
 _CHILD = """
-import json, resource, sys
+import json, sys
 sys.path.insert(0, "bench")
 from bench_transfer import _arguments
 from unicorn_hf.transfer.pipeline import run_transfer
 
-# Reset the peak-RSS mark after the imports, so VmHWM covers the transfer alone (Linux /proc/self/clear_refs "5").
-with open("/proc/self/clear_refs", "w") as handle:
+def peak_kib():
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    return int(status["VmHWM"].split()[0])
+
+# VmHWM, not ru_maxrss: a child's ru_maxrss also counts the RSS it inherited from the forking parent before exec.
+imports = peak_kib()
+with open("/proc/self/clear_refs", "w") as handle:  # reset the peak mark: from here on it covers the transfer alone
     handle.write("5")
 run_transfer(*_arguments(({captions!r}, {instructions!r}), {out!r}, {batch_size}, {shard_size}))
-status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
-process_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"process": process_kib, "transfer": int(status["VmHWM"].split()[0])}}))
+transfer = peak_kib()
+print(json.dumps({{"process": max(imports, transfer), "transfer": transfer}}))
 """
 
 
