@@ -82,9 +82,9 @@ def stage_output_dir(args: QuickstartArguments, stage: str) -> Path:
 
 
 def collect_summary(output_dir: Path) -> dict:
-    """What a stage left for the summary: drops.json, summary.json, unicorn_training.json, eval results."""
+    """What a stage left for the summary: drops, stage summary, training record, eval results, encoder metrics."""
     summary: dict = {}
-    for name in ("summary.json", "drops.json", "unicorn_training.json", "results.json"):
+    for name in ("summary.json", "drops.json", "unicorn_training.json", "results.json", "metrics.json"):
         path = output_dir / name
         if path.is_file():
             summary[name.removesuffix(".json")] = json.loads(path.read_text())

@@ -26,54 +26,49 @@ PUSH_HINTS = {
 }
 
 
+def _drop_logs(summary: dict) -> list[dict]:
+    """Every DropLog a stage left: drops.json (one log, a list, or one per config) and the training record's."""
+    found = []
+    for candidate in (summary.get("drops"), (summary.get("unicorn_training") or {}).get("drops")):
+        if isinstance(candidate, dict) and "rows_in" in candidate:
+            found.append(candidate)
+        elif isinstance(candidate, dict):
+            found.extend(log for log in candidate.values() if isinstance(log, dict) and "rows_in" in log)
+        elif isinstance(candidate, list):
+            found.extend(log for log in candidate if isinstance(log, dict) and "rows_in" in log)
+    return found
+
+
 def _rows(summary: dict) -> str:
-    drops = summary.get("drops")
-    if not drops:
-        return ""
-    logs = drops if isinstance(drops, list) else [drops]
-    return ", ".join(f"{log.get('rows_in', '?')}→{log.get('rows_out', '?')}" for log in logs if isinstance(log, dict))
+    return ", ".join(f"{log['rows_in']}→{log.get('rows_out', '?')}" for log in _drop_logs(summary))
 
 
 def _drops(summary: dict) -> str:
-    drops = summary.get("drops")
-    if not drops:
-        return ""
-    logs = drops if isinstance(drops, list) else [drops]
     reasons: dict[str, int] = {}
-    for log in logs:
-        for reason, count in (log.get("dropped") or {}).items() if isinstance(log, dict) else ():
+    for log in _drop_logs(summary):
+        for reason, count in (log.get("dropped") or {}).items():
             reasons[reason] = reasons.get(reason, 0) + int(count)
     return ", ".join(f"{reason}={count}" for reason, count in sorted(reasons.items())) or "none"
 
 
 def _numbers(summary: dict) -> str:
-    """A few headline numbers: the final training loss, evaluation scores, encoder retrieval."""
+    """Headline numbers: the training loss, evaluation scores in the paper's mean mode, encoder retrieval."""
     parts = []
-    training = summary.get("unicorn_training") or {}
-    for key in ("train_loss", "final_train_loss"):
-        if isinstance(training.get(key), (int, float)):
-            parts.append(f"loss {training[key]:.3f}")
-            break
-    results = summary.get("results") or {}
-    for key, value in _flatten(results).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and len(parts) < 6:
-            parts.append(f"{key} {value:.3g}")
-    headline = summary.get("summary") or {}
-    for key in ("rows", "json_acceptance_rate", "recall_at_1", "mean_words"):
-        if isinstance(headline.get(key), (int, float)) and len(parts) < 6:
-            parts.append(f"{key} {headline[key]:.3g}")
+    training_results = (summary.get("unicorn_training") or {}).get("results") or {}
+    if isinstance(training_results.get("train_loss"), (int, float)):
+        parts.append(f"train loss {training_results['train_loss']:.3f}")
+    headline = (summary.get("results") or {}).get("headline") or {}
+    # the paper's protocol shifts by the evaluated images' own mean; the other modes are in results.json
+    parts += [f"{key.split('[')[0]} {value:.3g}" for key, value in headline.items() if key.endswith("[mean=eval]")]
+    held_out = (((summary.get("metrics") or {}).get("results") or {}).get("held_out") or {}).get("before_shift", {})
+    for key in ("image_to_text_R@1", "text_to_image_R@1", "chance_R@1"):
+        if isinstance(held_out.get(key), (int, float)):
+            parts.append(f"held-out {key} {held_out[key]:.3f}")
+    stage_summary = summary.get("summary") or {}
+    for key in ("rows", "json_acceptance_rate", "mean_words"):
+        if isinstance(stage_summary.get(key), (int, float)):
+            parts.append(f"{key} {stage_summary[key]:.3g}")
     return "; ".join(parts)
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}/"))
-        else:
-            flat[name] = value
-    return flat
 
 
 def render_summary(results: list[StageResult], total_seconds: float) -> None:
