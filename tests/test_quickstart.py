@@ -1,0 +1,135 @@
+"""The quickstart, trimmed (fewer seeds, pairs and steps), run exactly as `make quickstart` runs it.
+
+Same scripts, same recipe files and the same packaged real models; only sizes are overridden, so the artifacts a
+user gets are checked end to end: dataset folders that `load_dataset` reads, a checkpoint that
+`AutoModel.from_pretrained` loads and that generates, and a model card that `ModelCard.load` parses.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "tiny"
+
+# Per stage: the fields set smaller than recipes/tiny (everything else is the shipped recipe).
+TRIMMED = {
+    "encoder": {"max_pairs_per_source": 48, "num_train_epochs": 5, "eval_fraction": 0.25},
+    "pretrain": {"max_steps": 2, "logging_steps": 1},
+    "sft": {"max_steps": 2, "logging_steps": 1},
+    "evaluate": {"benchmarks": ["pope", "mmstar"], "max_samples": 2, "mean_modes": ["eval", "text"]},
+}
+
+
+def write_trimmed_recipe(folder: Path, outputs: Path) -> Path:
+    """Copy recipes/tiny with outputs under `outputs`, sizes from TRIMMED; returns the quickstart YAML."""
+    folder.mkdir(parents=True)
+    for path in TINY.glob("*.yaml"):
+        text = path.read_text().replace("outputs/tiny", str(outputs))
+        config = yaml.safe_load(text)
+        stage = path.stem
+        config.update(TRIMMED.get(stage, {}))
+        if stage == "captions":  # the synthesis stages run at the recipe's own size: a 135M model needs a few
+            for source in config["seed_sources"]:  # tries to write one valid JSON dialogue
+                if str(source.get("path", "")).startswith("recipes/"):
+                    source["path"] = str(REPO / source["path"])
+        if stage == "quickstart":
+            config["recipe_dir"] = str(folder)
+            config["accelerate_config"] = str(REPO / config["accelerate_config"])
+        (folder / path.name).write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder / "quickstart.yaml"
+
+
+def run_quickstart(config: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "quickstart.py"), "--config", str(config)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("quickstart")
+    outputs = root / "outputs"
+    config = write_trimmed_recipe(root / "recipe", outputs)
+    result = run_quickstart(config, cwd=REPO)
+    assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-4000:])
+    return config, result
+
+
+def test_every_stage_ran_and_the_summary_names_them(quickstart_run):
+    config, result = quickstart_run
+    recipe = yaml.safe_load(config.read_text())
+    summary = json.loads(Path(recipe["summary_file"]).read_text())
+    assert [stage["name"] for stage in summary["stages"]] == recipe["stages"]
+    assert all(stage["seconds"] is not None for stage in summary["stages"])
+    assert "unicorn-hf quickstart" in result.stdout  # the final table
+
+
+def test_datasets_load_with_load_dataset(quickstart_run):
+    from datasets import load_dataset
+
+    config, _ = quickstart_run
+    outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
+    captions = load_dataset(str(outputs / "captions"), "captions", split="train")
+    assert {"id", "seed", "seed_source", "caption", "model_name"} <= set(captions.column_names)
+    assert len(captions) >= 1 and all(caption.strip() for caption in captions["caption"])
+    transferred = load_dataset(str(outputs / "transfer"), "captions", split="train")
+    stats = json.loads((outputs / "transfer" / "transfer_stats.json").read_text())
+    assert len(transferred) == len(captions)
+    assert {len(vector) for vector in transferred["image_embeds"]} == {stats["dim"]}
+    assert transferred.features["image_embeds"].feature.dtype == "float16"
+    instructions = load_dataset(str(outputs / "transfer"), "instructions", split="train")
+    for messages in instructions["messages"]:
+        assert messages[0]["role"] == "user" and messages[0]["content"].count("<image>") == 1
+
+
+def test_checkpoint_loads_with_automodel_and_generates(quickstart_run):
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    import unicorn_hf  # noqa: F401  (registers the Auto classes)
+
+    config, _ = quickstart_run
+    sft = Path(yaml.safe_load(config.read_text())["summary_file"]).parent / "sft"
+    model = AutoModel.from_pretrained(sft).eval()
+    processor = AutoProcessor.from_pretrained(sft)
+    assert model.config.encoder_id and model.modality_statistics.text_mean.abs().sum() > 0
+    prompt = processor.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "<image>\nWhat is in the image?"}], tokenize=False, add_generation_prompt=True
+    )
+    inputs = processor(text=[prompt], image_embeds=torch.randn(1, model.config.embed_dim))
+    generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_model_card_parses_with_results(quickstart_run):
+    from huggingface_hub import ModelCard
+
+    config, _ = quickstart_run
+    sft = Path(yaml.safe_load(config.read_text())["summary_file"]).parent / "sft"
+    card = ModelCard.load(sft / "README.md")
+    results = card.data.eval_results or []
+    assert {result.dataset_type for result in results} == {"fixture/pope", "fixture/mmstar"}
+    assert all(isinstance(result.metric_value, float) for result in results)
+
+
+def test_rerun_skips_finished_stages(quickstart_run):
+    config, _ = quickstart_run
+    again = run_quickstart(config, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    recipe = yaml.safe_load(config.read_text())
+    summary = json.loads(Path(recipe["summary_file"]).read_text())
+    assert all(stage["seconds"] is None for stage in summary["stages"])  # None = skipped, finished earlier
+    assert again.stdout.count("skipping") + again.stderr.count("skipping") == len(recipe["stages"])
