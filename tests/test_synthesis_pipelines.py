@@ -1,9 +1,9 @@
 """Stage 1 and stage 2 end to end: distilabel pipelines with the real SmolLM2-135M-Instruct on CPU, plus the
 stage-2 repair/drop flow with a scripted LLM and the bad-input errors."""
 
+import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +14,18 @@ from distilabel.models.llms.utils import prepare_output
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "recipes"))
 
-import synthesize_captions  # noqa: E402
-import synthesize_instructions  # noqa: E402
+
+def _load_recipe(name: str):
+    """Import a recipe script by path: putting recipes/ on sys.path would shadow the `evaluate` library."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+synthesize_captions = _load_recipe("synthesize_captions")
+synthesize_instructions = _load_recipe("synthesize_instructions")
 
 from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config  # noqa: E402
 from unicorn_hf.synthesis import llms  # noqa: E402
