@@ -20,7 +20,6 @@ the extracted answer and whether it is right). A re-run re-scores stored predict
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import shlex
@@ -42,6 +41,7 @@ from unicorn_hf.evaluation.config import EvalArguments, EvalDataArguments, EvalM
 from unicorn_hf.evaluation.inference import MEAN_MODE_DESCRIPTIONS, MEAN_MODES, UnicornImageQA  # noqa: E402
 from unicorn_hf.evaluation.scorers import score  # noqa: E402
 from unicorn_hf.logging_utils import setup_logging  # noqa: E402
+from unicorn_hf.training.metadata import package_versions  # noqa: E402
 
 
 logger = logging.getLogger(__name__)
@@ -51,16 +51,6 @@ _PACKAGES = ("unicorn-hf", "torch", "transformers", "open_clip_torch", "evaluate
 
 def make_parser() -> TrlParser:
     return TrlParser((EvalModelArguments, EvalDataArguments, EvalArguments))
-
-
-def _versions() -> dict[str, str | None]:
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -188,7 +178,7 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
         "yes_no_suffix": args.yes_no_suffix,
         "mc_suffix": args.mc_suffix,
         "results": results,
-        "versions": _versions(),
+        "versions": package_versions(_PACKAGES),
         "device": model_args.device,
         "dtype": model_args.dtype,
         "command": f"python {shlex.join(sys.argv)}",
