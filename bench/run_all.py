@@ -67,6 +67,8 @@ def main() -> None:
         sections.append(section)
         sys.stdout.write(section + "\n")
         sys.stdout.flush()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    sections[0] += f"- load average at end: {load:.1f} (above the core count, other work shared the machine)\n"
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text("\n".join(sections))

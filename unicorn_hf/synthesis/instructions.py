@@ -26,7 +26,7 @@ from unicorn_hf.synthesis.cards import (
     stats_markdown,
     write_stage_folder,
 )
-from unicorn_hf.synthesis.config import InstructionArguments, LLMArguments, OutputArguments
+from unicorn_hf.synthesis.config import InstructionArguments, LLMArguments, OutputArguments, TaskConfig
 from unicorn_hf.synthesis.dialogues import assign_tasks, check_messages, to_messages
 from unicorn_hf.synthesis.llms import build_llm, check_backend, generation_kwargs, model_identity, step_resources
 from unicorn_hf.synthesis.parsing import DialogueParseError, parse_dialogue
@@ -61,6 +61,30 @@ def load_captions(args: InstructionArguments) -> list[dict]:
     if len(dataset) == 0:
         raise ValueError(f"{args.captions_dataset} has no captions")
     return dataset.select_columns(["id", "caption"]).to_list()
+
+
+def reply_to_messages(task: TaskConfig, reply: str | None, args: InstructionArguments) -> list[dict]:
+    """The `messages` of one LLM reply, or `DialogueParseError` with the drop reason (the acceptance criterion)."""
+    turns = parse_dialogue(task.name, reply, task.min_turns, task.max_turns)
+    messages = to_messages(task.name, turns, args.image_token, args.mc_answer_hint)
+    try:
+        check_messages(messages, args.image_token)
+    except ValueError as contract_error:  # a last guard: never write a row that breaks the contract
+        raise DialogueParseError("invalid_messages", str(contract_error)) from contract_error
+    return messages
+
+
+def repair_conversation(
+    prompt: dict, reply: str | None, error: DialogueParseError, repair: Template
+) -> list[dict[str, str]]:
+    """The next round's chat for a failed reply: the model sees its reply and what is wrong with it."""
+    if reply is None:  # the backend failed: ask again with the original prompt
+        return [prompt]
+    return [
+        prompt,
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": repair.render(error=str(error))},
+    ]
 
 
 def _round_rows(pending: list[dict]) -> list[dict]:
@@ -113,13 +137,7 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
             task = tasks[row["task"]]
             reply = replies.get(row["id"])
             try:
-                turns = parse_dialogue(task.name, reply, task.min_turns, task.max_turns)
-                messages = to_messages(task.name, turns, args.image_token, args.mc_answer_hint)
-                try:
-                    check_messages(messages, args.image_token)
-                except ValueError as contract_error:  # a last guard: never write a row that breaks the contract
-                    raise DialogueParseError("invalid_messages", str(contract_error)) from contract_error
-                accepted[row["id"]] = {**row, "messages": messages}
+                accepted[row["id"]] = {**row, "messages": reply_to_messages(task, reply, args)}
             except DialogueParseError as error:
                 rejects.append({"id": row["id"], "task": task.name, "round": round_index, "reason": error.reason,
                                 "error": str(error), "generation": reply})  # fmt: skip
@@ -132,15 +150,7 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
             break
         pending = []
         for row, reply, error in failed:
-            if reply is None:  # the backend failed: ask again with the original prompt
-                conversation = row["conversation"][:1]
-            else:  # show the model its reply and what is wrong with it
-                conversation = [
-                    *row["conversation"][:1],
-                    {"role": "assistant", "content": reply},
-                    {"role": "user", "content": repair.render(error=str(error))},
-                ]
-            pending.append({**row, "conversation": conversation})
+            pending.append({**row, "conversation": repair_conversation(row["conversation"][0], reply, error, repair)})
 
     rows = [
         {"id": row["id"], "task": row["task"], "caption": row["caption"], "messages": row["messages"],

@@ -78,7 +78,10 @@ def data_fingerprint(rows: list[dict], *extra: object) -> str:
 
 def run_pipeline(pipeline: Pipeline, rows: list[dict], batch_size: int, use_cache: bool) -> tuple[list[dict], Path]:
     """Run and return (output rows, path of the executed pipeline.yaml). Output rows may come back in another order
-    and rows whose generation failed carry `generation=None` (distilabel logs the error and keeps going)."""
+    and rows whose generation failed carry `generation=None` (distilabel logs the error and keeps going).
+
+    distilabel forks its step workers: call this before the calling process runs any torch computation, since a
+    child forked after torch's OpenMP pool has been used deadlocks on CPU (libgomp is not fork-safe)."""
     # distilabel routes the root logger through a queue that it closes when the run ends: restore our handlers.
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
