@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ SCRIPT_FOR = {
     "captions": "synthesize_captions",
     "instructions": "synthesize_instructions",
     "encoder": "train_encoder",
+    "scale": "../bench/paper_scale",  # recipes/unicorn-8b/scale.yaml: the paper-scale estimate's inputs
 }
 CONFIGS = sorted(RECIPES.glob("**/*.yaml"))
 
@@ -28,6 +30,7 @@ CONFIGS = sorted(RECIPES.glob("**/*.yaml"))
 def load_script(path: Path):
     spec = importlib.util.spec_from_file_location(f"recipe_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
