@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from datasets import load_dataset
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,18 +76,6 @@ def test_every_stage_ran_and_the_summary_names_them(quickstart_run):
     assert [stage["name"] for stage in summary["stages"]] == recipe["stages"]
     assert all(stage["seconds"] is not None for stage in summary["stages"])
     assert "unicorn-hf quickstart" in result.stdout  # the final table
-
-
-def load_dataset(folder: str, config_name: str, split: str):
-    """The stage folders as `datasets` reads them: their parquet shards by absolute path.
-
-    A plain `datasets.load_dataset(folder, config)` is what users call, but inside one test session other folders
-    with the same base name ("captions", "transfer") were loaded before, and datasets 5.2 can then serve their
-    cached rows (see `unicorn_hf.hub.load_dataset_folder`).
-    """
-    from unicorn_hf.hub import load_dataset_folder
-
-    return load_dataset_folder(folder, config_name, split=split)
 
 
 def test_datasets_load_with_load_dataset(quickstart_run):

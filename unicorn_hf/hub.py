@@ -17,8 +17,9 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import yaml
-from datasets import Dataset, load_dataset
+from datasets import Dataset, DatasetInfo, Features, SplitDict, SplitInfo, load_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,43 @@ def write_dataset_config(
     return paths
 
 
+def dataset_info_metadata(folder: str | Path, configs: list[dict]) -> list[dict]:
+    """The card's `dataset_info:` block (features, rows and bytes per split) read from the parquet shards on disk.
+
+    Besides documenting the folder as `push_to_hub` would, it keys `datasets`' cache: a local folder loaded by name
+    is cached under its base name and a hash of the card metadata, so without sizes in the card a rewritten
+    folder, or another folder of the same name, returns the rows of the first one loaded.
+    """
+    infos = []
+    for config in configs:
+        splits, features, download_size = {}, None, 0
+        for data_files in config.get("data_files", []):
+            shards = sorted(Path(folder).glob(data_files["path"]))
+            if not shards:
+                continue
+            metadata = [pq.read_metadata(shard) for shard in shards]
+            features = features or Features.from_arrow_schema(pq.read_schema(shards[0]))
+            num_bytes = sum(meta.row_group(i).total_byte_size for meta in metadata for i in range(meta.num_row_groups))
+            splits[data_files["split"]] = SplitInfo(
+                name=data_files["split"], num_bytes=num_bytes, num_examples=sum(meta.num_rows for meta in metadata)
+            )
+            download_size += sum(shard.stat().st_size for shard in shards)
+        if splits:
+            info = DatasetInfo(
+                features=features, splits=SplitDict(splits), download_size=download_size,
+                dataset_size=sum(split.num_bytes for split in splits.values()),
+            )  # fmt: skip
+            infos.append({"config_name": config["config_name"], **info._to_yaml_dict()})
+    return infos
+
+
 def write_card(folder: str | Path, metadata: Mapping, body: str) -> Path:
-    """Write README.md with YAML front matter (`metadata`) and a markdown body."""
-    front = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True)
+    """Write README.md with YAML front matter (`metadata`) and a markdown body. A `configs:` block gets its
+    `dataset_info:` from the shards already written (see `dataset_info_metadata`)."""
+    metadata = dict(metadata)
+    if metadata.get("configs") and "dataset_info" not in metadata:
+        metadata["dataset_info"] = dataset_info_metadata(folder, metadata["configs"])
+    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
     path = Path(folder) / "README.md"
     path.write_text(f"---\n{front}---\n\n{body.strip()}\n")
     return path
