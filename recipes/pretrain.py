@@ -26,19 +26,20 @@ from transformers import set_seed
 from trl import TrlParser
 
 from unicorn_hf.logging_utils import setup_logging
-from unicorn_hf.training.collator import UnicornDataCollator
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, write_metadata
 from unicorn_hf.training.stages import (
     UnicornSFTTrainer,
     build_pretrain_model,
+    build_trainer,
     checkpoint_to_resume,
     copy_modality_statistics,
     count_parameters,
     load_train_split,
     set_trainable_parts,
     statistics_folder,
+    train,
 )
 
 
@@ -75,25 +76,8 @@ def main(
             num_proc=training_args.dataset_num_proc,
             where=f"{script_args.dataset_name} [{script_args.dataset_config}]",
         )
-    collator = UnicornDataCollator(
-        pad_token_id=processor.tokenizer.pad_token_id,
-        image_token_id=processor.image_token_id,
-        num_image_tokens=processor.num_image_tokens,
-        embeds_dtype=model.dtype,
-        pad_to_multiple_of=training_args.pad_to_multiple_of,
-    )
-
-    trainer = UnicornSFTTrainer(
-        model=model,
-        args=training_args,
-        data_collator=collator,
-        train_dataset=prepared.dataset,
-        processing_class=processor,
-    )
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
+    trainer = build_trainer(model, processor, training_args, prepared.dataset)
+    train_result = train(trainer, resume_from)
 
     # Save: one self-contained checkpoint (weights + statistics buffers + processor + remote code) and its record.
     trainer.save_model(training_args.output_dir)

@@ -28,12 +28,12 @@ from trl import TrlParser
 
 from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
-from unicorn_hf.training.collator import UnicornDataCollator
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, read_previous, write_metadata
 from unicorn_hf.training.stages import (
     UnicornSFTTrainer,
+    build_trainer,
     checkpoint_to_resume,
     copy_modality_statistics,
     count_parameters,
@@ -42,6 +42,7 @@ from unicorn_hf.training.stages import (
     lora_config,
     set_trainable_parts,
     statistics_folder,
+    train,
 )
 
 
@@ -92,28 +93,10 @@ def main(
             num_proc=training_args.dataset_num_proc,
             where=f"{script_args.dataset_name} [{script_args.dataset_config}]",
         )
-    collator = UnicornDataCollator(
-        pad_token_id=processor.tokenizer.pad_token_id,
-        image_token_id=processor.image_token_id,
-        num_image_tokens=processor.num_image_tokens,
-        embeds_dtype=model.dtype,
-        pad_to_multiple_of=training_args.pad_to_multiple_of,
-    )
-
-    trainer = UnicornSFTTrainer(
-        model=model,
-        args=training_args,
-        data_collator=collator,
-        train_dataset=prepared.dataset,
-        processing_class=processor,
-        peft_config=peft_config,
-    )
+    trainer = build_trainer(model, processor, training_args, prepared.dataset, peft_config=peft_config)
     parameters = count_parameters(trainer.model)
     logger.info("Trainable parameters: %d of %d", parameters["trainable"], parameters["total"])
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
+    train_result = train(trainer, resume_from)
 
     # Save: a self-contained checkpoint in output_dir; with LoRA also the unmerged adapters.
     output_dir = training_args.output_dir

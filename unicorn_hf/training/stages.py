@@ -14,6 +14,7 @@ from trl import SFTTrainer, get_peft_config, get_quantization_config
 
 from ..modeling import UnicornForConditionalGeneration, UnicornProcessor
 from ..modeling.builder import build_from_text_model
+from .collator import UnicornDataCollator
 from .config import UnicornModelConfig, UnicornTrainingConfig, require
 from .data import ModalityStatistics
 
@@ -241,29 +242,49 @@ def statistics_folder(script_args) -> str:
 
 
 def load_train_split(script_args):
-    """The stage-3 config named in the YAML, optionally cut to `max_train_samples` rows.
-
-    A local folder is read from its parquet shards by absolute path: `datasets` 5.2 caches a folder loaded by name
-    (`load_dataset(folder, config)`) under the folder's base name only, so a rewritten or different folder with the
-    same name silently returns the old rows. The parquet builder keys its cache on the files' paths and mtimes.
-    """
-    import os
-
-    from datasets import load_dataset
-
+    """The stage-3 config named in the YAML (a local folder or a Hub dataset), optionally cut to `max_train_samples`
+    rows. A local folder is read from its parquet shards by path (`hub.load_dataset_folder`)."""
     from ..hub import load_dataset_folder
 
     require(script_args, "dataset_name", "dataset_config", stage="training")
-    name, config, split = script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
-    shards = os.path.join(os.path.abspath(name), config, f"{split}-*.parquet")  # layout of hub.write_dataset_config
-    if os.path.isdir(name):
-        import glob
-
-        if not glob.glob(shards):
-            raise FileNotFoundError(f"{name} holds no config {config!r} (expected {shards}).")
-        dataset = load_dataset("parquet", data_files={split: shards}, split=split)
-    else:
-        dataset = load_dataset_folder(name, config, split=split)
+    dataset = load_dataset_folder(
+        script_args.dataset_name, script_args.dataset_config, split=script_args.dataset_train_split
+    )
     if script_args.max_train_samples is not None:
         dataset = dataset.select(range(min(script_args.max_train_samples, len(dataset))))
     return dataset
+
+
+def build_trainer(
+    model: UnicornForConditionalGeneration,
+    processor: UnicornProcessor,
+    training_args: UnicornTrainingConfig,
+    train_dataset,
+    peft_config=None,
+) -> UnicornSFTTrainer:
+    """The trainer both stages use: TRL's SFT loop with Unicorn's collator (`<image>` expansion, padding, labels,
+    stacked embeddings) on an already tokenized dataset."""
+    collator = UnicornDataCollator(
+        pad_token_id=processor.tokenizer.pad_token_id,
+        image_token_id=processor.image_token_id,
+        num_image_tokens=processor.num_image_tokens,
+        embeds_dtype=model.dtype,
+        pad_to_multiple_of=training_args.pad_to_multiple_of,
+    )
+    return UnicornSFTTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=train_dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+    )
+
+
+def train(trainer: UnicornSFTTrainer, resume_from: str | None):
+    """Run (or resume) training; log and save the metrics and the trainer state. Returns the `TrainOutput`."""
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+    return train_result
