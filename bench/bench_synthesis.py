@@ -57,7 +57,7 @@ def main() -> None:
     from unicorn_hf.logging_utils import setup_logging
     from unicorn_hf.synthesis.captions import output_tokens
     from unicorn_hf.synthesis.dialogues import assign_tasks
-    from unicorn_hf.synthesis.instructions import repair_conversation, reply_to_messages
+    from unicorn_hf.synthesis.instructions import repair_conversation, reply_to_messages, task_conversation
     from unicorn_hf.synthesis.llms import build_llm, generation_kwargs
     from unicorn_hf.synthesis.parsing import DialogueParseError
     from unicorn_hf.synthesis.pipelines import build_caption_pipeline, run_pipeline
@@ -107,9 +107,9 @@ def main() -> None:
     tasks = {task.name: task for task in instruction_args.tasks}
     order = sorted(assignment)
     prompts = [
-        [{"role": "user", "content": Template(load_prompt(tasks[assignment[i]].prompt)).render(
-            caption=captions[i], min_turns=tasks[assignment[i]].min_turns, max_turns=tasks[assignment[i]].max_turns)}]
-        for i in order
+        task_conversation(task, [{"role": "user", "content": Template(load_prompt(task.prompt)).render(
+            caption=captions[i], min_turns=task.min_turns, max_turns=task.max_turns)}])
+        for i, task in ((i, tasks[assignment[i]]) for i in order)
     ]  # fmt: skip
     llm2 = build_llm(llm2_args)
     llm2.load()
@@ -127,7 +127,7 @@ def main() -> None:
                 reply_to_messages(task, text, instruction_args)
                 accepted[task.name] += 1
             except DialogueParseError as error:
-                failed.append((row_id, repair_conversation(chat[0], text, error, repair) if repair else chat))
+                failed.append((row_id, repair_conversation(task, chat[0], text, error, repair) if repair else chat))
                 if round_index == instruction_args.max_repairs:
                     reasons[error.reason] += 1
                 samples.append({"task": task.name, "round": round_index, "reason": error.reason, "generation": text})

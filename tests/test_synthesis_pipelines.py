@@ -122,6 +122,25 @@ def test_both_stages_end_to_end_with_smollm2(tmp_path, monkeypatch):
     assert len(rejects) == 1 - kept  # every unusable reply is kept for inspection
 
 
+def test_stage1_on_ray(tmp_path, monkeypatch):
+    """The same stage-1 run through distilabel's RayPipeline (a local Ray cluster), read back with load_dataset."""
+    ray = pytest.importorskip("ray", reason="the `ray` extra is not installed")
+    ray_init, init_calls = ray.init, []
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: init_calls.append(kwargs) or ray_init(*args, **kwargs))
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text('{"caption": "A red double-decker bus stopped at a crowded street corner."}\n')
+    captions_dir = tmp_path / "captions"
+    seed_args, caption_args, llm_args, out_args = _parse(
+        synthesize_captions, "captions.yaml", "--output_dir", str(captions_dir), "--max_new_tokens", "48",
+        "--temperature", "0", "--min_words", "3", "--ray", "true",
+    )  # fmt: skip
+    seed_args.seed_sources = [SeedSourceConfig(name="open", kind="captions", path=str(seeds), column="caption")]
+    summary = synthesize_captions.main(seed_args, caption_args, llm_args, out_args)
+    dataset = load_dataset(str(captions_dir), "captions", split="train", cache_dir=str(tmp_path / "hf-cache"))
+    assert dataset.column_names == CAPTION_COLUMNS and len(dataset) == summary["rows"] == 1
+    assert len(init_calls) == 1 and not ray.is_initialized()  # a local cluster was started, used and shut down
+
+
 class ScriptedLLM(LLM):
     """Replies by task and round: MC valid at once (fenced, single quotes), QA garbage then repaired, reasoning empty
     then still garbage."""
@@ -136,7 +155,8 @@ class ScriptedLLM(LLM):
     def generate(self, inputs, num_generations: int = 1, max_new_tokens: int = 8):
         outputs = []
         for chat in inputs:
-            prompt, repair_round = chat[0]["content"], len(chat) > 1
+            # A repair round adds the model's reply and a user message; a reply prefill adds a last assistant message.
+            prompt, repair_round = chat[0]["content"], any(message["role"] == "user" for message in chat[1:])
             if "multiple-choice" in prompt:
                 reply = ("Sure!\n```json\n{'questions': [{'question': 'What color is the bus?', "
                          "'options': ['Red', 'Blue', 'Green', 'White'], 'answer': 'A'}]}\n```")  # fmt: skip

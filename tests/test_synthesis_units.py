@@ -189,3 +189,30 @@ def test_task_assignment_exact_proportions_and_stable():
     qa = {"name": "qa", "weight": 1, "min_turns": 1, "max_turns": 2, "prompt": "instructions_qa.txt"}
     args = InstructionArguments(captions_dataset="x", tasks=[qa])
     assert isinstance(args.tasks[0], TaskConfig)
+
+
+def test_reply_prefill_is_continued_and_kept(tiny_lm_path):
+    """A conversation ending with an assistant message: the prompt is the chat up to the generation prompt plus the
+    prefill, and the reply starts with the prefill (the stage-2 task prefills rely on both)."""
+    from unicorn_hf.synthesis.llms import BatchedTransformersLLM
+    from unicorn_hf.synthesis.pipelines import PrefilledChatGeneration
+
+    llm = BatchedTransformersLLM(model=tiny_lm_path, torch_dtype="float32", device="cpu", seed=0)
+    llm.load()
+    user = {"role": "user", "content": "Describe the image as JSON."}
+    prefill = '{"conversations": [{"question": "'
+    plain, prefilled = llm.generate(
+        inputs=[[user], [user, {"role": "assistant", "content": prefill}]], max_new_tokens=4, temperature=0.0
+    )
+    assert prefilled["generations"][0].startswith(prefill)
+    tokenizer = llm._pipeline.tokenizer
+    expected_prompt = llm.prepare_input(input=[user]) + prefill
+    assert prefilled["statistics"]["input_tokens"] == [
+        len(tokenizer(expected_prompt, add_special_tokens=False)["input_ids"])
+    ]
+    assert plain["statistics"]["input_tokens"][0] < prefilled["statistics"]["input_tokens"][0]
+
+    step = PrefilledChatGeneration(llm=llm)
+    assert step.format_input({"messages": [user, {"role": "assistant", "content": prefill}]})[-1]["content"] == prefill
+    with pytest.raises(Exception, match="last message must be from the user"):  # what precedes it is still checked
+        step.format_input({"messages": [{"role": "assistant", "content": "x"}, {"role": "assistant", "content": "{"}]})

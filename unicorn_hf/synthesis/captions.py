@@ -65,7 +65,12 @@ def synthesize_captions(
         resources=step_resources(llm_args),
     )
     generated, pipeline_yaml = run_pipeline(
-        pipeline, seeds, batch_size=llm_args.input_batch_size, use_cache=not out_args.overwrite
+        pipeline,
+        seeds,
+        batch_size=llm_args.input_batch_size,
+        use_cache=not out_args.overwrite,
+        ray=out_args.ray,
+        ray_address=out_args.ray_address,
     )
 
     drops = DropLog(stage="captions", rows_in=len(seeds))

@@ -98,7 +98,9 @@ class LLMArguments:
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
     gguf_file: str | None = field(default=None, metadata={"help": "transformers: GGUF file inside the model folder."})
     dtype: str | None = field(default=None, metadata={"help": "transformers/vllm dtype, e.g. bfloat16."})
-    device: str | None = field(default=None, metadata={"help": "transformers: cpu | cuda | mps."})
+    device: str | None = field(
+        default=None, metadata={"help": "transformers: cpu | cuda | mps; vllm: cpu (vLLM's CPU build)."}
+    )
     repetition_penalty: float | None = field(default=None, metadata={"help": "transformers/vllm only."})
     tensor_parallel_size: int | None = field(default=None, metadata={"help": "vllm: GPUs per replica."})
     data_parallel_replicas: int | None = field(
@@ -117,12 +119,6 @@ class LLMArguments:
         metadata={"help": "Ask the backend for JSON-only output where it supports it (openai: response_format)."},
     )
     seed: int | None = field(default=None, metadata={"help": "Sampling seed (vllm/transformers)."})
-    response_prefix: str | None = field(
-        default=None,
-        metadata={
-            "help": "transformers: text the reply is forced to start with (e.g. '{\"' to start JSON); kept in it."
-        },
-    )
 
     def __post_init__(self):
         if self.backend not in ("transformers", "vllm", "openai"):
@@ -143,8 +139,19 @@ class OutputArguments:
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the folder with `upload_folder`."})
     hub_dataset_id: str | None = field(default=None, metadata={"help": "Dataset repo id for --push_to_hub."})
     hub_private: bool | None = field(default=None, metadata={"help": "Create the repo private."})
+    ray: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the distilabel pipeline on Ray (`pip install 'unicorn-hf[ray]'`): one actor per replica."
+        },
+    )
+    ray_address: str | None = field(
+        default=None, metadata={"help": "Ray cluster to join (default: RAY_ADDRESS, else a local cluster)."}
+    )
 
     def __post_init__(self):
+        if self.ray_address and not self.ray:
+            raise ValueError("--ray_address needs --ray true")
         if self.push_to_hub and not self.hub_dataset_id:
             raise ValueError("--push_to_hub needs --hub_dataset_id")
 
@@ -182,6 +189,8 @@ class TaskConfig:
     min_turns: int
     max_turns: int
     prompt: str  # Jinja prompt file: `{{ caption }}`, `{{ min_turns }}`, `{{ max_turns }}`
+    # Prefill: the reply starts with this text and the LLM continues it (backend transformers only).
+    response_prefix: str | None = None
 
     def __post_init__(self):
         if self.name not in ("mc", "qa", "reasoning"):

@@ -7,6 +7,7 @@ in `rejects.jsonl` for inspection. Each round is its own cached distilabel pipel
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -74,17 +75,27 @@ def reply_to_messages(task: TaskConfig, reply: str | None, args: InstructionArgu
     return messages
 
 
+def task_conversation(task: TaskConfig, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """`messages` plus the task's reply prefill, if it has one, as a trailing assistant message."""
+    if task.response_prefix:
+        return [*messages, {"role": "assistant", "content": task.response_prefix}]
+    return messages
+
+
 def repair_conversation(
-    prompt: dict, reply: str | None, error: DialogueParseError, repair: Template
+    task: TaskConfig, prompt: dict, reply: str | None, error: DialogueParseError, repair: Template
 ) -> list[dict[str, str]]:
     """The next round's chat for a failed reply: the model sees its reply and what is wrong with it."""
     if reply is None:  # the backend failed: ask again with the original prompt
-        return [prompt]
-    return [
-        prompt,
-        {"role": "assistant", "content": reply},
-        {"role": "user", "content": repair.render(error=str(error))},
-    ]
+        return task_conversation(task, [prompt])
+    return task_conversation(
+        task,
+        [
+            prompt,
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": repair.render(error=str(error))},
+        ],
+    )
 
 
 def _round_rows(pending: list[dict]) -> list[dict]:
@@ -100,6 +111,12 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
     templates = {name: Template(load_prompt(task.prompt), undefined=StrictUndefined) for name, task in tasks.items()}
     repair = Template(load_prompt(args.repair_prompt), undefined=StrictUndefined) if args.max_repairs else None
     check_backend(llm_args)
+    prefilled = [task.name for task in args.tasks if task.response_prefix]
+    if prefilled and llm_args.backend != "transformers":
+        # A trailing assistant message would be rendered as a finished turn by vLLM and OpenAI-style servers.
+        logger.warning("Backend %r cannot continue a reply prefill: response_prefix of %s is not used (json_mode "
+                       "is the equivalent for backend 'openai')", llm_args.backend, prefilled)  # fmt: skip
+        tasks = {name: dataclasses.replace(task, response_prefix=None) for name, task in tasks.items()}
 
     selection = assign_tasks([row["id"] for row in captions], args.tasks, args.num_dialogues, args.assignment_seed)
     drops = DropLog(stage="instructions", rows_in=len(selection))
@@ -110,7 +127,8 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
             prompt = templates[task.name].render(
                 caption=row["caption"], min_turns=task.min_turns, max_turns=task.max_turns
             )
-            pending.append({**row, "task": task.name, "conversation": [{"role": "user", "content": prompt}]})
+            conversation = task_conversation(task, [{"role": "user", "content": prompt}])
+            pending.append({**row, "task": task.name, "conversation": conversation})
     logger.info("Dialogues to write: %s of %d captions", dict(Counter(r["task"] for r in pending)), len(captions))
 
     gen = generation_kwargs(llm_args)
@@ -128,7 +146,12 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
             resources=step_resources(llm_args),
         )
         generated, pipeline_yaml = run_pipeline(
-            pipeline, _round_rows(pending), batch_size=llm_args.input_batch_size, use_cache=not out_args.overwrite
+            pipeline,
+            _round_rows(pending),
+            batch_size=llm_args.input_batch_size,
+            use_cache=not out_args.overwrite,
+            ray=out_args.ray,
+            ray_address=out_args.ray_address,
         )
         pipeline_yamls.append(pipeline_yaml)
         replies = {row["id"]: row.get("generation") for row in generated}
@@ -150,7 +173,8 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
             break
         pending = []
         for row, reply, error in failed:
-            pending.append({**row, "conversation": repair_conversation(row["conversation"][0], reply, error, repair)})
+            conversation = repair_conversation(tasks[row["task"]], row["conversation"][0], reply, error, repair)
+            pending.append({**row, "conversation": conversation})
 
     rows = [
         {"id": row["id"], "task": row["task"], "caption": row["caption"], "messages": row["messages"],

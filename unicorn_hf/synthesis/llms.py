@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from distilabel.models.llms import LLM, TransformersLLM
+from distilabel.models.llms import LLM, TransformersLLM, vLLM
 from distilabel.models.llms.utils import prepare_output
 from distilabel.steps import StepResources
 from pydantic import PrivateAttr, validate_call
@@ -35,7 +35,6 @@ class BatchedTransformersLLM(TransformersLLM):
 
     gguf_file: str | None = None
     seed: int | None = None
-    response_prefix: str | None = None  # appended after the generation prompt and to every reply ("prefill")
 
     _model: Any = PrivateAttr(None)
 
@@ -77,8 +76,12 @@ class BatchedTransformersLLM(TransformersLLM):
         import torch
 
         tokenizer = self._pipeline.tokenizer
-        prefix = self.response_prefix or ""
-        prompts = [self.prepare_input(input=chat) + prefix for chat in inputs]
+        # A conversation ending with an assistant message is a prefill: the reply starts with that text.
+        prefixes = [chat[-1]["content"] if chat[-1]["role"] == "assistant" else "" for chat in inputs]
+        prompts = [
+            self.prepare_input(input=chat[:-1] if chat[-1]["role"] == "assistant" else chat) + prefix
+            for chat, prefix in zip(inputs, prefixes, strict=True)
+        ]
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
             self._model.device
         )
@@ -104,7 +107,7 @@ class BatchedTransformersLLM(TransformersLLM):
             rows = new_ids[index * num_generations : (index + 1) * num_generations].tolist()
             lengths = [next((i for i, tok in enumerate(row) if tok in stop_ids), len(row)) for row in rows]
             texts = [
-                prefix + tokenizer.decode(row[:length], skip_special_tokens=True)
+                prefixes[index] + tokenizer.decode(row[:length], skip_special_tokens=True)
                 for row, length in zip(rows, lengths, strict=True)
             ]
             results.append(
@@ -122,6 +125,46 @@ class _ModelAndTokenizer:
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
+
+
+class V1vLLM(vLLM):
+    """distilabel's `vLLM`, adapted to vLLM's V1 engine (vLLM >= 0.10).
+
+    distilabel 1.5.3 (a) always passes `logits_processors` to `SamplingParams`, which V1 refuses ("Unexpected keyword
+    argument 'logits_processors'"), and (b) unloads by deleting `llm_engine.model_executor`, which V1 lacks. This
+    `generate` takes the settings `generation_kwargs` sends and nothing else (no structured output, no logprobs);
+    loading, chat template and statistics are the parent's.
+    """
+
+    def _cleanup_vllm_model(self) -> None:
+        if self._model is not None:
+            self._model.llm_engine.engine_core.shutdown()  # stops the engine-core and worker processes
+
+    @validate_call
+    def generate(  # type: ignore[override]
+        self,
+        inputs: list[list[dict[str, Any]]],
+        num_generations: int = 1,
+        max_new_tokens: int = 128,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        repetition_penalty: float | None = None,
+    ) -> list[dict]:
+        from vllm import SamplingParams
+
+        prompts = [self.prepare_input(chat) for chat in inputs]
+        sampling = SamplingParams(
+            n=num_generations,
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            repetition_penalty=1.0 if repetition_penalty is None else repetition_penalty,
+        )
+        results = []
+        for prompt, output in zip(prompts, self._model.generate(prompts, sampling, use_tqdm=False), strict=True):
+            texts, statistics, _ = self._process_outputs(input=prompt, outputs=output, prompt_logprobs=[])
+            results.append(prepare_output(texts, **statistics))
+        return results
 
 
 def generation_kwargs(args: LLMArguments) -> dict[str, Any]:
@@ -156,25 +199,22 @@ def build_llm(args: LLMArguments) -> LLM:
             torch_dtype=args.dtype or "auto",
             device=args.device,
             seed=args.seed,
-            response_prefix=args.response_prefix,
             generation_kwargs=gen,
         )
-    if args.response_prefix:
-        raise ValueError("response_prefix (reply prefill) is only wired for backend 'transformers'")
     if args.backend == "vllm":
-        from distilabel.models.llms import vLLM
-
         extra = {
             "tensor_parallel_size": args.tensor_parallel_size,
             "gpu_memory_utilization": args.gpu_memory_utilization,
             "max_model_len": args.max_model_len,
         }
-        return vLLM(
-            model=args.model_name_or_path,
+        return V1vLLM(
+            model=resolve_model_path(args.model_name_or_path),
             revision=args.model_revision or "main",
             dtype=args.dtype or "auto",
             seed=args.seed or 0,
             extra_kwargs={key: value for key, value in extra.items() if value is not None},
+            # vLLM's CPU build: distilabel's CUDA placement needs pynvml and GPUs, neither of which it has.
+            disable_cuda_device_placement=args.device == "cpu",
             generation_kwargs=gen,
         )
     from distilabel.models.llms import OpenAILLM

@@ -12,11 +12,25 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from distilabel.models.llms import LLM
 from distilabel.pipeline import Pipeline
 from distilabel.steps import StepResources
 from distilabel.steps.tasks import ChatGeneration, TextGeneration
+
+
+class PrefilledChatGeneration(ChatGeneration):
+    """distilabel's `ChatGeneration`, except that the conversation may end with an assistant message: the start of
+    the reply ("prefill", e.g. `{"conversations": [{"question": "`), which the LLM continues and which the reply
+    includes. `BatchedTransformersLLM` continues it; the other backends are refused a prefill before the run."""
+
+    def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        messages = input["messages"]
+        if messages and messages[-1]["role"] == "assistant":
+            super().format_input({**input, "messages": messages[:-1]})  # validates the conversation before it
+            return messages
+        return super().format_input(input)
 
 
 def build_caption_pipeline(
@@ -53,11 +67,11 @@ def build_chat_pipeline(
     resources: StepResources | None = None,
 ) -> Pipeline:
     """Stage 2: one `ChatGeneration` step over a `messages` column (the rendered task prompt, or in a repair round
-    the prompt, the unusable reply and the repair request)."""
+    the prompt, the unusable reply and the repair request), optionally ending with a reply prefill."""
     with Pipeline(
         name=name, description="Unicorn stage 2: captions -> instruction dialogues", cache_dir=cache_dir
     ) as pipeline:
-        ChatGeneration(
+        PrefilledChatGeneration(
             name="generate_dialogue",
             llm=llm,
             input_batch_size=input_batch_size,
@@ -76,12 +90,28 @@ def data_fingerprint(rows: list[dict], *extra: object) -> str:
     return digest.hexdigest()[:12]
 
 
-def run_pipeline(pipeline: Pipeline, rows: list[dict], batch_size: int, use_cache: bool) -> tuple[list[dict], Path]:
+def run_pipeline(
+    pipeline: Pipeline,
+    rows: list[dict],
+    batch_size: int,
+    use_cache: bool,
+    ray: bool = False,
+    ray_address: str | None = None,
+) -> tuple[list[dict], Path]:
     """Run and return (output rows, path of the executed pipeline.yaml). Output rows may come back in another order
     and rows whose generation failed carry `generation=None` (distilabel logs the error and keeps going).
 
-    distilabel forks its step workers: call this before the calling process runs any torch computation, since a
-    child forked after torch's OpenMP pool has been used deadlocks on CPU (libgomp is not fork-safe)."""
+    `ray=True` runs the same steps as distilabel's `RayPipeline`: each step replica becomes a Ray actor placed by its
+    `StepResources` (replicas, GPUs), on the cluster at `ray_address` (or `RAY_ADDRESS`, or a local one).
+
+    The local pipeline forks its step workers: call this before the calling process runs any torch computation,
+    since a child forked after torch's OpenMP pool has been used deadlocks on CPU (libgomp is not fork-safe)."""
+    shutdown_ray = False
+    if ray:
+        import ray as ray_module  # the `ray` extra; distilabel raises a clear ImportError without it
+
+        shutdown_ray = not ray_module.is_initialized()  # a cluster connection this run opens, it closes
+        pipeline = pipeline.ray(ray_head_node_url=ray_address)
     # distilabel routes the root logger through a queue that it closes when the run ends: restore our handlers.
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -90,6 +120,8 @@ def run_pipeline(pipeline: Pipeline, rows: list[dict], batch_size: int, use_cach
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+        if shutdown_ray:
+            ray_module.shutdown()
     if not distiset or "default" not in distiset:
         raise RuntimeError(f"distilabel pipeline {pipeline.name!r} returned no data; see the log of the run above")
     return distiset["default"]["train"].to_list(), distiset.pipeline_path
