@@ -68,7 +68,8 @@ def main() -> None:
         sys.stdout.write(section + "\n")
         sys.stdout.flush()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    sections[0] += f"- load average at end: {load:.1f} (above the core count, other work shared the machine)\n"
+    busy = " (above the core count: other work shared the machine)" if load > (os.cpu_count() or 1) else ""
+    sections[0] += f"- load average at end: {load:.1f}{busy}\n"
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text("\n".join(sections))
