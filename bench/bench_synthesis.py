@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from jinja2 import Template
+from jinja2 import StrictUndefined, Template
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def main() -> None:
     from unicorn_hf.logging_utils import setup_logging
     from unicorn_hf.synthesis.captions import output_tokens
     from unicorn_hf.synthesis.dialogues import assign_tasks
-    from unicorn_hf.synthesis.instructions import repair_conversation, reply_to_messages, task_conversation
+    from unicorn_hf.synthesis.instructions import first_conversation, repair_conversation, reply_to_messages
     from unicorn_hf.synthesis.llms import build_llm, generation_kwargs
     from unicorn_hf.synthesis.parsing import DialogueParseError
     from unicorn_hf.synthesis.pipelines import build_caption_pipeline, run_pipeline
@@ -98,7 +98,7 @@ def main() -> None:
     pipeline_tokens = sum(output_tokens(row) or 0 for row in rows)
     direct_tps, pipeline_tps = _tokens(direct) / direct_s, pipeline_tokens / pipeline_s
 
-    # 2. stage-2 JSON acceptance, first pass
+    # 2. stage-2 JSON acceptance: round 0 and the recipe's repair rounds
     instruction_args, llm2_args, _ = synthesize_instructions.make_parser().parse_args_and_config(
         ["--config", cli.instructions_config, *override]
     )
@@ -106,11 +106,8 @@ def main() -> None:
     assignment = assign_tasks(list(captions), instruction_args.tasks, None, instruction_args.assignment_seed)
     tasks = {task.name: task for task in instruction_args.tasks}
     order = sorted(assignment)
-    prompts = [
-        task_conversation(task, [{"role": "user", "content": Template(load_prompt(task.prompt)).render(
-            caption=captions[i], min_turns=task.min_turns, max_turns=task.max_turns)}])
-        for i, task in ((i, tasks[assignment[i]]) for i in order)
-    ]  # fmt: skip
+    templates = {name: Template(load_prompt(task.prompt), undefined=StrictUndefined) for name, task in tasks.items()}
+    prompts = [first_conversation(tasks[assignment[i]], templates[assignment[i]], captions[i]) for i in order]
     llm2 = build_llm(llm2_args)
     llm2.load()
     gen2 = generation_kwargs(llm2_args)

@@ -75,6 +75,12 @@ def reply_to_messages(task: TaskConfig, reply: str | None, args: InstructionArgu
     return messages
 
 
+def first_conversation(task: TaskConfig, template: Template, caption: str) -> list[dict[str, str]]:
+    """Round 0's chat for one caption: the task prompt (plus the task's reply prefill, if any)."""
+    prompt = template.render(caption=caption, min_turns=task.min_turns, max_turns=task.max_turns)
+    return task_conversation(task, [{"role": "user", "content": prompt}])
+
+
 def task_conversation(task: TaskConfig, messages: list[dict[str, str]]) -> list[dict[str, str]]:
     """`messages` plus the task's reply prefill, if it has one, as a trailing assistant message."""
     if task.response_prefix:
@@ -124,10 +130,7 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
     for row in captions:
         if row["id"] in selection:
             task = tasks[selection[row["id"]]]
-            prompt = templates[task.name].render(
-                caption=row["caption"], min_turns=task.min_turns, max_turns=task.max_turns
-            )
-            conversation = task_conversation(task, [{"role": "user", "content": prompt}])
+            conversation = first_conversation(task, templates[task.name], row["caption"])
             pending.append({**row, "task": task.name, "conversation": conversation})
     logger.info("Dialogues to write: %s of %d captions", dict(Counter(r["task"] for r in pending)), len(captions))
 

@@ -77,11 +77,11 @@ class BatchedTransformersLLM(TransformersLLM):
 
         tokenizer = self._pipeline.tokenizer
         # A conversation ending with an assistant message is a prefill: the reply starts with that text.
-        prefixes = [chat[-1]["content"] if chat[-1]["role"] == "assistant" else "" for chat in inputs]
-        prompts = [
-            self.prepare_input(input=chat[:-1] if chat[-1]["role"] == "assistant" else chat) + prefix
-            for chat, prefix in zip(inputs, prefixes, strict=True)
-        ]
+        prefixes, prompts = [], []
+        for chat in inputs:
+            prefilled = chat[-1]["role"] == "assistant"
+            prefixes.append(chat[-1]["content"] if prefilled else "")
+            prompts.append(self.prepare_input(input=chat[:-1] if prefilled else chat) + prefixes[-1])
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
             self._model.device
         )

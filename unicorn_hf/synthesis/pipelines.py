@@ -23,7 +23,7 @@ from distilabel.steps.tasks import ChatGeneration, TextGeneration
 class PrefilledChatGeneration(ChatGeneration):
     """distilabel's `ChatGeneration`, except that the conversation may end with an assistant message: the start of
     the reply ("prefill", e.g. `{"conversations": [{"question": "`), which the LLM continues and which the reply
-    includes. `BatchedTransformersLLM` continues it; the other backends are refused a prefill before the run."""
+    includes. `BatchedTransformersLLM` continues it; stage 2 leaves prefills out for the other backends."""
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
         messages = input["messages"]
