@@ -64,7 +64,8 @@ def measure(args: ScaleArguments) -> dict[str, float]:
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    captions = load_dataset_folder(REPO / args.captions_dataset, "captions")["caption"]
+    caption_rows = load_dataset_folder(REPO / args.captions_dataset, "captions")
+    captions = caption_rows["caption"]
     tokens_per_word = sum(map(count, captions)) / sum(len(caption.split()) for caption in captions)
     dialogues = load_dataset_folder(REPO / args.instructions_dataset, "instructions")["messages"]
     # One question/answer pair = a user and an assistant message (the `<image>` token and hint included).
@@ -72,7 +73,8 @@ def measure(args: ScaleArguments) -> dict[str, float]:
         sum(count(message["content"]) for message in messages) / (len(messages) // 2) for messages in dialogues
     )
     caption_tokens = tokens_per_word * args.caption_words
-    caption_prompt = count(Template(load_prompt("detailed_caption.txt")).render(seed="")) + count(captions[0]) / 4
+    seed_tokens = statistics.mean(map(count, caption_rows["seed"]))
+    caption_prompt = count(Template(load_prompt("detailed_caption.txt")).render(seed="")) + seed_tokens
     dialogue_prompt = statistics.mean(
         count(Template(load_prompt(f"instructions_{task}.txt")).render(caption="", min_turns=6, max_turns=8))
         for task in ("mc", "qa", "reasoning")
@@ -83,7 +85,7 @@ def measure(args: ScaleArguments) -> dict[str, float]:
         "tokens_per_word": tokens_per_word,
         "tokens_per_turn": tokens_per_turn,
         "caption_tokens": caption_tokens,
-        "caption_prompt_tokens": caption_prompt,  # template + a seed (a quarter of a caption's length)
+        "caption_prompt_tokens": caption_prompt,  # template + the mean seed
         "dialogue_prompt_tokens": dialogue_prompt + caption_tokens,  # template + the caption
         "dialogue_tokens": tokens_per_turn * args.dialogue_turns,
     }
