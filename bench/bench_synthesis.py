@@ -81,11 +81,17 @@ def main() -> None:
     # workers, and a child forked after this process has run torch's OpenMP pool deadlocks (libgomp is not
     # fork-safe), so no generation may happen in this process before the pipeline.
     with tempfile.TemporaryDirectory() as cache_dir:
-        pipeline = build_caption_pipeline(
-            build_llm(llm_args), template, "bench-captions", cache_dir, input_batch_size=llm_args.input_batch_size
-        )
         start = time.perf_counter()
-        rows, _ = run_pipeline(pipeline, seeds, batch_size=llm_args.input_batch_size, use_cache=False)
+        rows, _ = run_pipeline(
+            lambda name: build_caption_pipeline(
+                build_llm(llm_args), template, name, cache_dir, input_batch_size=llm_args.input_batch_size
+            ),
+            seeds,
+            name_prefix="bench-captions",
+            settings=(),
+            cache_dir=cache_dir,
+            batch_size=llm_args.input_batch_size,
+        )
         pipeline_s = time.perf_counter() - start
     # (a) the backend directly
     llm = build_llm(llm_args)

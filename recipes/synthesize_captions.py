@@ -5,7 +5,9 @@
         --push_to_hub --hub_dataset_id <user>/unicorn-captions
 
 Writes a Hub-ready dataset folder (config `captions`: id, seed, seed_source, caption, model_name) to `output_dir`.
-Re-running resumes from distilabel's cache in `output_dir/.distilabel_cache` (`--overwrite` regenerates).
+An interrupted run (Ctrl-C, a kill) exits non-zero and writes no dataset; running the same command again generates
+only the rows no earlier run finished, from distilabel's cache in `output_dir/.distilabel_cache` (`--overwrite`
+regenerates everything).
 """
 
 from trl import TrlParser

@@ -6,7 +6,8 @@
 
 Reads the `captions` config of `captions_dataset`, writes a Hub-ready dataset folder (config `instructions`: id,
 task, caption, messages, model_name) to `output_dir`, with drop reasons in the card and unusable replies in
-`rejects.jsonl`. Re-running resumes from distilabel's cache in `output_dir/.distilabel_cache`.
+`rejects.jsonl`. An interrupted run exits non-zero and writes no dataset; running the same command again generates
+only what no earlier run finished (distilabel's cache in `output_dir/.distilabel_cache`; `--overwrite` starts over).
 """
 
 from trl import TrlParser

@@ -51,3 +51,31 @@ def tiny_lm_path(tmp_path_factory, smollm2_path) -> str:
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+class PlantedToken:
+    """A fake Hugging Face token in the environment (as a logged-in user has one) that no output may contain."""
+
+    value = "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42"
+
+    def assert_absent(self, *folders: Path | str, texts: tuple[str, ...] = ()) -> None:
+        """No file under `folders` (read as bytes, so binary files count) and none of `texts` holds the token."""
+        leaks = [
+            str(path)
+            for folder in folders
+            for path in Path(folder).rglob("*")
+            if path.is_file() and self.value.encode() in path.read_bytes()
+        ]
+        assert not leaks, f"the planted HF_TOKEN is written in {leaks}"
+        assert all(self.value not in text for text in texts), "the planted HF_TOKEN is in the output"
+
+
+@pytest.fixture
+def planted_token():
+    """Sets HF_TOKEN (and its legacy name) for the test; returns the `PlantedToken` to check outputs with."""
+    patch = pytest.MonkeyPatch()
+    token = PlantedToken()
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        patch.setenv(name, token.value)
+    yield token
+    patch.undo()

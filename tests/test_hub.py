@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from datasets import Dataset, load_dataset
 
-from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config
+from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 
 
 def _write_folder(folder, rows: int) -> None:
@@ -35,3 +36,12 @@ def test_same_named_and_rewritten_folders_do_not_share_the_datasets_cache(tmp_pa
     assert len(load_dataset(str(second), "captions", split="train")) == 5
     _write_folder(first, rows=7)
     assert len(load_dataset(str(first), "captions", split="train")) == 7
+
+
+def test_a_folder_without_its_card_is_an_unfinished_stage(tmp_path):
+    # Every stage writes README.md last: shards without a card are what an interrupted stage leaves behind.
+    _write_folder(tmp_path / "out", rows=3)
+    assert len(load_dataset_folder(tmp_path / "out", "captions")) == 3
+    (tmp_path / "out" / "README.md").unlink()
+    with pytest.raises(FileNotFoundError, match=r"out has no README.md: the stage that writes this folder did not"):
+        load_dataset_folder(tmp_path / "out", "captions")

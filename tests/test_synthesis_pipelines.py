@@ -45,7 +45,7 @@ def _accounted(drops: dict) -> None:
     assert drops["rows_out"] == drops["rows_in"] - sum(drops["dropped"].values())
 
 
-def test_both_stages_end_to_end_with_smollm2(tmp_path, monkeypatch):
+def test_both_stages_end_to_end_with_smollm2(tmp_path, monkeypatch, planted_token):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text('{"caption": "A red double-decker bus stopped at a crowded street corner."}\n')
     captions_dir = tmp_path / "captions"
@@ -120,6 +120,9 @@ def test_both_stages_end_to_end_with_smollm2(tmp_path, monkeypatch):
     rejects = (instructions_dir / "rejects.jsonl").read_text().splitlines()
     kept = summary["rows"] if (instructions_dir / "summary.json").exists() else 0
     assert len(rejects) == 1 - kept  # every unusable reply is kept for inspection
+    # The transformers backend once wrote $HF_TOKEN into pipeline.yaml (uploaded by --push_to_hub): no file of
+    # either stage, the distilabel caches included, may hold it.
+    planted_token.assert_absent(captions_dir, instructions_dir)
 
 
 def test_stage1_on_ray(tmp_path, monkeypatch):
@@ -222,3 +225,24 @@ def test_server_down_is_a_clear_error():
                         request_retries=0)  # fmt: skip
     with pytest.raises(ConnectionError, match=r"127.0.0.1:9/v1 is not reachable"):
         llms.check_backend(args)
+
+
+def test_a_stage_error_prints_no_secret(tmp_path, planted_token):
+    """distilabel installs rich tracebacks that print every frame's locals (`api_key = '...'`): a stage that fails
+    must name the problem and print neither the API key nor the HF token."""
+    import subprocess
+    import sys
+
+    api_key = "sk-PLANTEDapiKeyThatMustNeverBePrinted"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "synthesize_captions.py"), "--config",
+         str(REPO / "recipes/tiny/captions.yaml"), "--backend", "openai", "--base_url", "http://127.0.0.1:9/v1",
+         "--api_key_env", "UNICORN_TEST_KEY", "--repetition_penalty", "null", "--output_dir", str(tmp_path / "out")],
+        env={**os.environ, "UNICORN_TEST_KEY": api_key, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        cwd=REPO, timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "The LLM server at http://127.0.0.1:9/v1 is not reachable" in output
+    assert api_key not in output and "locals" not in output
+    planted_token.assert_absent(tmp_path, texts=(output,))

@@ -25,6 +25,7 @@ from datasets import Dataset, DatasetInfo, Features, SplitDict, SplitInfo, load_
 logger = logging.getLogger(__name__)
 
 _SHARD_NAME = "{split}-{index:05d}-of-{total:05d}.parquet"
+CARD_NAME = "README.md"  # written last by every stage: its presence marks a finished folder
 
 
 def configs_metadata(config_names: list[str], default: str | None = None, split: str = "train") -> list[dict]:
@@ -96,7 +97,7 @@ def write_card(folder: str | Path, metadata: Mapping, body: str) -> Path:
     if metadata.get("configs") and "dataset_info" not in metadata:
         metadata["dataset_info"] = dataset_info_metadata(folder, metadata["configs"])
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
-    path = Path(folder) / "README.md"
+    path = Path(folder) / CARD_NAME
     path.write_text(f"---\n{front}---\n\n{body.strip()}\n")
     return path
 
@@ -107,10 +108,18 @@ def load_dataset_folder(path_or_repo: str | Path, config_name: str, split: str =
     A local folder is read through its parquet shards by absolute path: `datasets` caches a folder loaded by name
     (`load_dataset(folder, config)`) under the folder's base name, so a rewritten folder, or another folder with the
     same name, could return stale rows. The parquet builder keys its cache on the files themselves.
+
+    Every stage writes its card (README.md) last, so a local folder without one is the output of a stage that has
+    not finished (interrupted, or still running) and is refused rather than read half-written.
     """
     local = Path(path_or_repo)
     if not local.is_dir():
         return load_dataset(str(path_or_repo), config_name, split=split)
+    if not (local / CARD_NAME).is_file():
+        raise FileNotFoundError(
+            f"{local} has no {CARD_NAME}: the stage that writes this folder did not finish (it writes its card "
+            "last). Run that stage again; it resumes where it stopped."
+        )
     shards = sorted((local / config_name).glob(f"{split}-*.parquet"))
     if not shards:
         raise FileNotFoundError(

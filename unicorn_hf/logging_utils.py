@@ -1,4 +1,5 @@
-"""One logging set-up for every entry script: our logger plus the HF libraries at the same level."""
+"""One logging set-up for every entry script: our logger plus the HF libraries at the same level, and plain
+tracebacks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import sys
 
 
 def setup_logging(level: int | str = logging.INFO) -> None:
+    # `import distilabel` installs rich tracebacks with every frame's local variables, so an error of any stage would
+    # print an API key or token held in a local (`api_key = '...'`). The standard hook prints no locals.
+    sys.excepthook = sys.__excepthook__
     import datasets
     import transformers
 

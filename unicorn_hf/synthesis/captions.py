@@ -20,7 +20,7 @@ from unicorn_hf.synthesis.cards import (
 from unicorn_hf.synthesis.config import CaptionArguments, LLMArguments, OutputArguments, SeedArguments
 from unicorn_hf.synthesis.filters import filter_captions
 from unicorn_hf.synthesis.llms import build_llm, check_backend, generation_kwargs, model_identity, step_resources
-from unicorn_hf.synthesis.pipelines import build_caption_pipeline, data_fingerprint, run_pipeline
+from unicorn_hf.synthesis.pipelines import build_caption_pipeline, reset_cache, run_pipeline
 from unicorn_hf.synthesis.prompt_files import load_prompt, prompt_path
 from unicorn_hf.synthesis.seeds import load_seeds
 from unicorn_hf.synthesis.stats import text_statistics
@@ -55,29 +55,28 @@ def synthesize_captions(
     template = load_prompt(caption_args.prompt)
     check_backend(llm_args)
     gen = generation_kwargs(llm_args)
-    name = f"unicorn-captions-{data_fingerprint(seeds, template, model_identity(llm_args), gen)}"
-    pipeline = build_caption_pipeline(
-        build_llm(llm_args),
-        template=template,
-        name=name,
-        cache_dir=Path(out_args.output_dir) / CACHE_DIRNAME,
-        input_batch_size=llm_args.input_batch_size,
-        resources=step_resources(llm_args),
-    )
+    cache_dir = Path(out_args.output_dir) / CACHE_DIRNAME
+    if out_args.overwrite:
+        reset_cache(cache_dir)
     generated, pipeline_yaml = run_pipeline(
-        pipeline,
+        lambda name: build_caption_pipeline(
+            build_llm(llm_args),
+            template=template,
+            name=name,
+            cache_dir=cache_dir,
+            input_batch_size=llm_args.input_batch_size,
+            resources=step_resources(llm_args),
+        ),
         seeds,
+        name_prefix="unicorn-captions",
+        settings=(template, model_identity(llm_args), gen),
+        cache_dir=cache_dir,
         batch_size=llm_args.input_batch_size,
-        use_cache=not out_args.overwrite,
         ray=out_args.ray,
         ray_address=out_args.ray_address,
     )
 
     drops = DropLog(stage="captions", rows_in=len(seeds))
-    returned = {row["id"] for row in generated}
-    for row in seeds:  # a row distilabel lost entirely is still accounted for
-        if row["id"] not in returned:
-            drops.drop("no_generation", row["id"])
     candidates = [{**row, "output_tokens": output_tokens(row)} for row in generated]
     kept = filter_captions(candidates, caption_args, llm_args.max_new_tokens, drops)
     kept.sort(key=lambda row: row["id"])
@@ -102,7 +101,7 @@ def synthesize_captions(
     generation = {
         "model": identity,
         "generation_kwargs": gen,
-        "pipeline_name": name,
+        "pipeline_name": Path(pipeline_yaml).parent.name,
         "wall_time_s": round(time.perf_counter() - start, 1),
         "arguments": arguments_dict(seed_args, caption_args, llm_args, out_args),
     }

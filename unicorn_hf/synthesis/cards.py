@@ -22,7 +22,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from unicorn_hf.drops import DropLog
-from unicorn_hf.hub import configs_metadata, push_folder, write_card, write_dataset_config
+from unicorn_hf.hub import CARD_NAME, configs_metadata, push_folder, write_card, write_dataset_config
 
 
 logger = logging.getLogger(__name__)
@@ -80,9 +80,13 @@ def write_stage_folder(
     max_shard_rows: int | None,
     tags: list[str],
 ) -> dict:
-    """Write the Hub-ready folder and return the summary (also saved as summary.json)."""
+    """Write the Hub-ready folder and return the summary (also saved as summary.json).
+
+    The card goes last and an earlier card goes first: a run killed while writing leaves a folder without README.md,
+    which `hub.load_dataset_folder` (the next stage) refuses instead of reading a mix of two runs."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / CARD_NAME).unlink(missing_ok=True)
     write_dataset_config(Dataset.from_list(rows), output_dir, config_name, max_shard_rows=max_shard_rows)
     (output_dir / "drops.json").write_text(json.dumps([log.to_dict() for log in drop_logs], indent=2) + "\n")
     (output_dir / "generation.json").write_text(json.dumps(generation, indent=2, default=str) + "\n")

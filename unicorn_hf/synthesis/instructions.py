@@ -2,7 +2,8 @@
 
 Round 0 sends every caption's task prompt. A reply that does not parse or validate is, for up to `max_repairs`
 rounds, sent back together with the error (`repair_prompt`); what still fails is dropped with its reason and kept
-in `rejects.jsonl` for inspection. Each round is its own cached distilabel pipeline, so an interrupted run resumes.
+in `rejects.jsonl` for inspection. Each round is its own cached distilabel pipeline (`pipelines.run_pipeline`), so an
+interrupted run resumes: finished rounds come back from the cache and the interrupted one generates its missing rows.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from unicorn_hf.synthesis.config import InstructionArguments, LLMArguments, Outp
 from unicorn_hf.synthesis.dialogues import assign_tasks, check_messages, to_messages
 from unicorn_hf.synthesis.llms import build_llm, check_backend, generation_kwargs, model_identity, step_resources
 from unicorn_hf.synthesis.parsing import DialogueParseError, parse_dialogue
-from unicorn_hf.synthesis.pipelines import build_chat_pipeline, data_fingerprint, run_pipeline
+from unicorn_hf.synthesis.pipelines import build_chat_pipeline, reset_cache, run_pipeline
 from unicorn_hf.synthesis.prompt_files import load_prompt, prompt_path
 
 
@@ -135,24 +136,27 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
     logger.info("Dialogues to write: %s of %d captions", dict(Counter(r["task"] for r in pending)), len(captions))
 
     gen = generation_kwargs(llm_args)
+    cache_dir = Path(out_args.output_dir) / CACHE_DIRNAME
+    if out_args.overwrite:
+        reset_cache(cache_dir)
     accepted: dict[str, dict] = {}
     rejects, pipeline_yamls, rounds = [], [], []
     for round_index in range(args.max_repairs + 1):
         if not pending:
             break
-        name = f"unicorn-instructions-{data_fingerprint(_round_rows(pending), model_identity(llm_args), gen)}"
-        pipeline = build_chat_pipeline(
-            build_llm(llm_args),  # a fresh LLM per round: a distilabel step owns (and unloads) its LLM
-            name=name,
-            cache_dir=Path(out_args.output_dir) / CACHE_DIRNAME,
-            input_batch_size=llm_args.input_batch_size,
-            resources=step_resources(llm_args),
-        )
         generated, pipeline_yaml = run_pipeline(
-            pipeline,
+            lambda name: build_chat_pipeline(
+                build_llm(llm_args),  # a fresh LLM per pipeline: a distilabel step owns (and unloads) its LLM
+                name=name,
+                cache_dir=cache_dir,
+                input_batch_size=llm_args.input_batch_size,
+                resources=step_resources(llm_args),
+            ),
             _round_rows(pending),
+            name_prefix="unicorn-instructions",
+            settings=(model_identity(llm_args), gen),
+            cache_dir=cache_dir,
             batch_size=llm_args.input_batch_size,
-            use_cache=not out_args.overwrite,
             ray=out_args.ray,
             ray_address=out_args.ray_address,
         )

@@ -15,7 +15,7 @@ from typing import Any
 from distilabel.models.llms import LLM, TransformersLLM, vLLM
 from distilabel.models.llms.utils import prepare_output
 from distilabel.steps import StepResources
-from pydantic import PrivateAttr, validate_call
+from pydantic import Field, PrivateAttr, SecretStr, validate_call
 
 from unicorn_hf.assets import resolve_model_path
 from unicorn_hf.synthesis.config import LLMArguments
@@ -35,6 +35,10 @@ class BatchedTransformersLLM(TransformersLLM):
 
     gguf_file: str | None = None
     seed: int | None = None
+    # The parent's `token` defaults to $HF_TOKEN and distilabel writes it in clear into pipeline.yaml, which the stage
+    # copies into its output folder and --push_to_hub uploads. `load` below never passes it (`from_pretrained` reads
+    # HF_TOKEN itself), so the field stays unset and is excluded from every dump.
+    token: SecretStr | None = Field(default=None, exclude=True)
 
     _model: Any = PrivateAttr(None)
 

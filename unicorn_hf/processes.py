@@ -1,0 +1,58 @@
+"""Child processes that do not outlive the process that started them.
+
+distilabel's local pipeline forks a `multiprocessing` manager and one pool worker per step replica. When the stage's
+main process is killed (SIGKILL, an OOM kill, a closed terminal without job control), nothing stops them: the
+generation worker keeps running its batch, holding the CPUs or the GPU, and writes into a cache that a re-run is
+reading. On Linux the kernel can deliver a signal to a process when its parent dies (`PR_SET_PDEATHSIG`); this
+module asks for it in every child that `multiprocessing` forks while `children_die_with_parent()` is active.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import multiprocessing.util
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class _Registration:
+    """The key object of one `register_after_fork` entry: the registry holds it weakly, so the entry lives exactly
+    as long as the `children_die_with_parent()` block that created it."""
+
+
+def _die_with_parent(_: _Registration) -> None:
+    """Runs in the forked child: ask the kernel for SIGKILL when the parent dies, and exit at once if it already
+    died between the fork and this call (the signal would then never come)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        logger.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker may outlive its parent",
+                       ctypes.get_errno())  # fmt: skip
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)
+
+
+@contextmanager
+def children_die_with_parent() -> Iterator[None]:
+    """Within the block, every child forked by `multiprocessing` (pool workers, managers, and their own forked
+    children) is killed by the kernel when the process that forked it dies. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    registration = _Registration()
+    multiprocessing.util.register_after_fork(registration, _die_with_parent)
+    try:
+        yield
+    finally:
+        del registration  # drops the weakly held registry entry: later forks are left alone
