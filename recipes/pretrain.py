@@ -14,7 +14,8 @@ CPU recipe:
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/pretrain.py --config recipes/tiny/pretrain.yaml
 
 Any field can be overridden on the command line, e.g. `--max_steps 10 --output_dir /tmp/pretrain`. A re-run resumes
-from the last `checkpoint-*` in `output_dir`.
+from the newest complete `checkpoint-*` in `output_dir` (with `save_strategy: steps`); one cut short by a kill is
+skipped with a warning.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, write_metadata
+from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
     UnicornSFTTrainer,
     build_pretrain_model,
     build_trainer,
-    checkpoint_to_resume,
     copy_modality_statistics,
     count_parameters,
     load_train_split,

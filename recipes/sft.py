@@ -13,7 +13,8 @@ CPU recipe (after recipes/pretrain.py with recipes/tiny/pretrain.yaml):
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/sft.py --config recipes/tiny/sft.yaml
 
 With LoRA the output folder holds the adapters merged into a self-contained model (`merge_adapters: true`) and the
-unmerged adapters under `<output_dir>/adapter`. A re-run resumes from the last `checkpoint-*` in `output_dir`.
+unmerged adapters under `<output_dir>/adapter`. A re-run resumes from the newest complete `checkpoint-*` in
+`output_dir`; one cut short by a kill is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, read_previous, write_metadata
+from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
     UnicornSFTTrainer,
     build_trainer,
-    checkpoint_to_resume,
     copy_modality_statistics,
     count_parameters,
     load_stage_checkpoint,

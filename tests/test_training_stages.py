@@ -194,15 +194,42 @@ def test_sft_lora_saves_and_reloads(pretrained, tmp_path, transfer_folder, snaps
     assert not torch.allclose(merged_logits, base_logits, atol=1e-4)  # the adapters do something
 
 
-def test_resume_continues_at_the_right_step(tiny_lm_path, tmp_path, transfer_folder, snapshots):
+def test_resume_continues_at_the_right_step(tiny_lm_path, tmp_path, transfer_folder, snapshots, capsys):
     args = {**common(tmp_path, transfer_folder, "pretrain"), "save_strategy": "steps", "save_steps": 2}
     run("pretrain", "pretrain.yaml", model_name_or_path=tiny_lm_path, **args)
     assert snapshots["steps"] == 2 and (tmp_path / "pretrain" / "checkpoint-2").is_dir()
+    # Killed while saving step 4: the folder exists but holds only a temporary file (no trainer_state.json).
+    (tmp_path / "pretrain" / "checkpoint-4").mkdir()
+    (tmp_path / "pretrain" / "checkpoint-4" / "tmp1a2b3c.safetensors").write_bytes(b"\0" * 16)
     snapshots["steps"] = 0
     trainer = run("pretrain", "pretrain.yaml", model_name_or_path=tiny_lm_path, **{**args, "max_steps": 4})
-    assert snapshots["steps"] == 2 and trainer.state.global_step == 4  # steps 3 and 4 only
+    assert snapshots["steps"] == 2 and trainer.state.global_step == 4  # steps 3 and 4 only, from checkpoint-2
+    assert "Not resuming from " + str(tmp_path / "pretrain" / "checkpoint-4") + ": it has no trainer_state.json" in (
+        capsys.readouterr().out
+    )
     record = json.loads((tmp_path / "pretrain" / "unicorn_training.json").read_text())
     assert record["results"]["resumed_from_checkpoint"].endswith("checkpoint-2")
+
+    # The token count goes on from the checkpoint: the same as in one uninterrupted run of 4 steps.
+    reference = run("pretrain", "pretrain.yaml", model_name_or_path=tiny_lm_path,
+                    **{**args, "max_steps": 4, "output_dir": tmp_path / "reference"})  # fmt: skip
+
+    def tokens_at(step: int, history: list[dict]) -> int:
+        return next(entry["num_tokens"] for entry in history if entry.get("step") == step and "num_tokens" in entry)
+
+    assert (
+        tokens_at(4, trainer.state.log_history)
+        == tokens_at(4, reference.state.log_history)
+        > tokens_at(2, reference.state.log_history)
+    )
+
+
+def test_an_incomplete_checkpoint_named_explicitly_is_refused(tiny_lm_path, tmp_path, transfer_folder):
+    checkpoint = tmp_path / "checkpoint-6"
+    checkpoint.mkdir()
+    with pytest.raises(ValueError, match=r"checkpoint-6: cannot resume, it has no trainer_state.json"):
+        run("pretrain", "pretrain.yaml", model_name_or_path=tiny_lm_path, resume_from_checkpoint=checkpoint,
+            **common(tmp_path, transfer_folder, "pretrain"))  # fmt: skip
 
 
 def test_model_config_mismatch_is_clear(pretrained, tmp_path, transfer_folder):

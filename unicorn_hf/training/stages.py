@@ -202,30 +202,17 @@ class UnicornSFTTrainer(SFTTrainer):
             num_correct = self.accelerator.gather_for_metrics(correct).sum()
             accuracy = (num_correct / num_valid).item() if num_valid > 0 else 0.0
             self._metrics[mode]["mean_token_accuracy"].append(accuracy)
-            if mode == "train":
+            if mode == "train" and self.args.include_num_input_tokens_seen == "no":
+                # Counted in the TrainerState, which every checkpoint saves and a resumed run loads, so `num_tokens`
+                # goes on after a resume (TRL's `_total_train_tokens` restarts at 0). With
+                # `include_num_input_tokens_seen` set, transformers counts into the same field itself.
                 tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
-                self._total_train_tokens += tokens
-            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+                self.state.num_input_tokens_seen += tokens
+            self._metrics[mode]["num_tokens"] = [self.state.num_input_tokens_seen]
         return (loss, outputs) if return_outputs else loss
 
 
 # ---- run plumbing shared by the two recipes -----------------------------------------------------------------------
-def checkpoint_to_resume(training_args: UnicornTrainingConfig) -> str | None:
-    """`resume_from_checkpoint` when given, else the last `checkpoint-*` in `output_dir` (a re-run continues)."""
-    import os
-
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if training_args.resume_from_checkpoint:
-        return training_args.resume_from_checkpoint
-    if not os.path.isdir(training_args.output_dir):
-        return None
-    last = get_last_checkpoint(training_args.output_dir)
-    if last is not None:
-        logger.info("Resuming from %s (found in output_dir); delete it to start over.", last)
-    return last
-
-
 def statistics_folder(script_args) -> str:
     """Where the transfer statistics are: `statistics_path`, else the dataset folder, else the Hub dataset repo."""
     import os
