@@ -41,6 +41,7 @@ from unicorn_hf.evaluation.config import EvalArguments, EvalDataArguments, EvalM
 from unicorn_hf.evaluation.inference import MEAN_MODE_DESCRIPTIONS, MEAN_MODES, UnicornImageQA  # noqa: E402
 from unicorn_hf.evaluation.scorers import score  # noqa: E402
 from unicorn_hf.logging_utils import setup_logging  # noqa: E402
+from unicorn_hf.preflight import check_encoder_spec, check_reference, check_unicorn_config  # noqa: E402
 from unicorn_hf.training.metadata import package_versions  # noqa: E402
 
 
@@ -147,6 +148,10 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
     if model_args.num_threads is not None:
         torch.set_num_threads(model_args.num_threads)
     set_seed(data_args.seed)
+    # The checkpoint and the encoder exist and the checkpoint's config is whole, before any model loads.
+    check_reference(model_args.model_name_or_path, field="model_name_or_path", kind="model")
+    check_unicorn_config(model_args.model_name_or_path)
+    check_encoder_spec(model_args.encoder)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

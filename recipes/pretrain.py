@@ -27,6 +27,7 @@ from transformers import set_seed
 from trl import TrlParser
 
 from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.preflight import check_reference
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, write_metadata
@@ -53,6 +54,11 @@ def main(
 ) -> UnicornSFTTrainer:
     setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
+    # Every path or Hub id this run reads, before anything loads: a typo is named, not blamed on the network.
+    check_reference(model_args.model_name_or_path, field="model_name_or_path", kind="model",
+                    revision=model_args.model_revision)  # fmt: skip
+    check_reference(script_args.dataset_name, field="dataset_name", kind="dataset")
+    check_reference(script_args.statistics_path, field="statistics_path", kind="dataset")
     if model_args.use_peft:
         raise ValueError("Pretraining trains the projector only; use_peft belongs to the SFT stage.")
     resume_from = checkpoint_to_resume(training_args)

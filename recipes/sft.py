@@ -29,6 +29,7 @@ from trl import TrlParser
 
 from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, read_previous, write_metadata
@@ -70,6 +71,12 @@ def main(
 ) -> UnicornSFTTrainer:
     setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
+    # Every path or Hub id this run reads, before anything loads: a typo is named, not blamed on the network.
+    check_reference(model_args.model_name_or_path, field="model_name_or_path", kind="model",
+                    revision=model_args.model_revision)  # fmt: skip
+    check_unicorn_config(model_args.model_name_or_path, revision=model_args.model_revision)
+    check_reference(script_args.dataset_name, field="dataset_name", kind="dataset")
+    check_reference(script_args.statistics_path, field="statistics_path", kind="dataset")
     resume_from = checkpoint_to_resume(training_args)
 
     # Model: the pretraining checkpoint; the statistics of this dataset must come from the same encoder.

@@ -18,6 +18,7 @@ from __future__ import annotations
 from trl import TrlParser
 
 from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.preflight import check_encoder_spec, check_reference
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.pipeline import run_transfer
 
@@ -28,6 +29,9 @@ def make_parser() -> TrlParser:
 
 def main(encoder_args: EncoderArguments, transfer_args: TransferArguments) -> None:
     setup_logging()
+    check_encoder_spec(encoder_args.encoder)
+    for field in ("captions_path", "instructions_path"):
+        check_reference(getattr(transfer_args, field), field=field, kind="dataset")
     run_transfer(encoder_args, transfer_args)
 
 

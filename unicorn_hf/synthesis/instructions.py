@@ -19,6 +19,7 @@ from jinja2 import StrictUndefined, Template
 
 from unicorn_hf.drops import DropLog
 from unicorn_hf.hub import load_dataset_folder
+from unicorn_hf.preflight import check_reference
 from unicorn_hf.synthesis.cards import (
     CACHE_DIRNAME,
     arguments_dict,
@@ -50,6 +51,8 @@ COLUMNS = {
 
 def load_captions(args: InstructionArguments) -> list[dict]:
     """`id` and `caption` of the stage-1 dataset, with clear errors for a wrong folder or layout."""
+    check_reference(args.captions_dataset, field="captions_dataset", kind="dataset",
+                    hint="run stage 1 (recipes/synthesize_captions.py) first or fix `captions_dataset`")  # fmt: skip
     try:
         dataset = load_dataset_folder(args.captions_dataset, args.captions_config)
     except (FileNotFoundError, ValueError) as error:

@@ -18,6 +18,7 @@ from distilabel.steps import StepResources
 from pydantic import Field, PrivateAttr, SecretStr, validate_call
 
 from unicorn_hf.assets import resolve_model_path
+from unicorn_hf.preflight import check_reference
 from unicorn_hf.synthesis.config import LLMArguments
 
 
@@ -241,7 +242,7 @@ def step_resources(args: LLMArguments) -> StepResources:
 
 
 def check_backend(args: LLMArguments) -> None:
-    """Fail before the pipeline starts when the backend cannot work: no server, no vLLM, no model folder."""
+    """Fail before the pipeline starts when the backend cannot work: no server, no vLLM, no such model."""
     if args.backend == "openai":
         import openai
 
@@ -257,15 +258,15 @@ def check_backend(args: LLMArguments) -> None:
             ) from error
         if served and args.model_name_or_path not in served:
             raise ValueError(f"{args.base_url} serves {served}, not {args.model_name_or_path!r} (model_name_or_path)")
-    elif args.backend == "vllm":
+        return
+    if args.backend == "vllm":
         try:
             import vllm  # noqa: F401
         except ImportError as error:
             raise ImportError("backend 'vllm' needs vLLM on a GPU machine: pip install 'unicorn-hf[vllm]'") from error
-    else:
-        path = resolve_model_path(args.model_name_or_path)
-        if (os.path.isabs(path) or path.startswith(".")) and not os.path.isdir(path):  # a local path, not a Hub id
-            raise FileNotFoundError(f"model_name_or_path {path!r} is not a folder")
+    # A local folder or a Hub model that exists, checked here: in the step's worker a wrong path only surfaces as
+    # "Failed to load all the steps" after the pipeline (and its cache folder) has started.
+    check_reference(args.model_name_or_path, field="model_name_or_path", kind="model", revision=args.model_revision)
 
 
 def model_identity(args: LLMArguments) -> dict[str, str | None]:
