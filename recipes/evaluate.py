@@ -1,4 +1,4 @@
-"""Stage 5: evaluate a Unicorn checkpoint on real images and write the results into its model card.
+"""Stage 5: evaluate a Unicorn checkpoint on real images and write the results into a model card.
 
 Each benchmark's images go through the image encoder recorded in the model config (or `encoder`), are shifted by
 each image-mean mode of `mean_modes` (eval = the benchmark's own image mean as in the paper, image = the stored
@@ -9,13 +9,15 @@ CPU recipe (offline fixtures built from scikit-image photographs; after recipes/
 
     python recipes/evaluate.py --config recipes/tiny/evaluate.yaml
 
-Paper scale (the real benchmarks from the Hub), writing the results into the checkpoint's card and pushing it:
+Paper scale (the real benchmarks from the Hub), also writing the card into the checkpoint folder and pushing it:
 
     python recipes/evaluate.py --config recipes/unicorn-8b/evaluate.yaml --update_model_card --push_to_hub
 
-Writes `<output_dir>/results.json` and `<output_dir>/predictions/<benchmark>/<mean mode>.jsonl` (every generation,
-the extracted answer and whether it is right). A re-run re-scores stored predictions instead of generating again
-(`--overwrite` generates anew).
+Writes `<output_dir>/results.json`, `<output_dir>/predictions/<benchmark>/<mean mode>.jsonl` (every generation,
+the extracted answer and whether it is right) and, for a local checkpoint, `<output_dir>/model_card/README.md` (the
+checkpoint's card with these results in its `model-index`). `--update_model_card` also copies that card into the
+checkpoint folder, the one write outside `output_dir`; `--push_to_hub` pushes it to `hub_model_id`. A re-run
+re-scores stored predictions instead of generating again (`--overwrite` generates anew).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -47,6 +50,7 @@ from unicorn_hf.training.metadata import package_versions  # noqa: E402
 
 logger = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
+MODEL_CARD_DIR = "model_card"  # <output_dir>/model_card/README.md: the checkpoint's card with these results
 _PACKAGES = ("unicorn-hf", "torch", "transformers", "open_clip_torch", "evaluate", "datasets", "huggingface_hub")
 
 
@@ -143,8 +147,8 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
     for mode in args.mean_modes:
         if mode not in MEAN_MODES:
             raise ValueError(f"mean_modes holds {mode!r}; expected any of {MEAN_MODES}")
-    if args.push_to_hub and not args.update_model_card:
-        raise ValueError("--push_to_hub pushes the model card: pass --update_model_card too.")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub pushes the model card to `hub_model_id`: set it (e.g. <user>/unicorn-8b).")
     if model_args.num_threads is not None:
         torch.set_num_threads(model_args.num_threads)
     set_seed(data_args.seed)
@@ -192,18 +196,21 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
     (output_dir / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     logger.info("Wrote %s: %s", output_dir / RESULTS_FILE, json.dumps(summary["headline"]))
 
-    if args.update_model_card:
+    # The checkpoint's card with these results is written under output_dir; only --update_model_card also writes it
+    # into the checkpoint folder (outside output_dir: the user asks for it by name).
+    checkpoint = Path(model_args.model_name_or_path)
+    if checkpoint.is_dir():
         from unicorn_hf.cards import update_model_card
 
-        checkpoint = Path(model_args.model_name_or_path)
-        if not checkpoint.is_dir():
-            raise ValueError(f"--update_model_card needs a local checkpoint folder; {checkpoint} is not one.")
-        update_model_card(
-            checkpoint,
-            summary,
-            push=args.push_to_hub,
-            repo_id=args.hub_model_id,
-            template_path=args.model_card_template,
+        card_path = output_dir / MODEL_CARD_DIR / "README.md"
+        update_model_card(checkpoint, summary, push=args.push_to_hub, repo_id=args.hub_model_id,
+                          template_path=args.model_card_template, card_path=card_path)  # fmt: skip
+        if args.update_model_card:
+            logger.info("--update_model_card: writing the card outside output_dir, to %s", checkpoint / "README.md")
+            shutil.copyfile(card_path, checkpoint / "README.md")
+    elif args.update_model_card or args.push_to_hub:
+        raise ValueError(
+            f"--update_model_card / --push_to_hub need a local checkpoint folder; {checkpoint} is not one."
         )
     return summary
 

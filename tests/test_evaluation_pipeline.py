@@ -154,7 +154,10 @@ def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatc
     output_dir = tmp_path / "eval"
     argv = ["--config", str(REPO / "recipes/tiny/evaluate.yaml"), "--model_name_or_path", str(checkpoint),
             "--output_dir", str(output_dir), "--max_samples", "2", "--max_new_tokens", "3"]  # fmt: skip
+    before = {path.name: path.stat().st_mtime_ns for path in checkpoint.iterdir()}
     summary = recipe.main(*recipe.make_parser().parse_args_and_config(args=argv))
+    # Every file it writes is under output_dir: the checkpoint folder is left exactly as it was.
+    assert {path.name: path.stat().st_mtime_ns for path in checkpoint.iterdir()} == before
 
     results = json.loads((output_dir / "results.json").read_text())
     assert results["headline"] == summary["headline"]
@@ -171,8 +174,8 @@ def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatc
         assert 0.0 <= main <= (200.0 * 14 if entry["benchmark"] == "mme" else 1.0)
     assert len(scored) == len(BENCHMARKS) * len(modes)
 
-    # The card now holds every (benchmark, card metric, mean mode) in its model-index, with the same values.
-    card = ModelCard.load(checkpoint / "README.md")
+    # The card under output_dir holds every (benchmark, card metric, mean mode) in its model-index, same values.
+    card = ModelCard.load(output_dir / "model_card" / "README.md")
     in_card = {(r.dataset_type, r.metric_type, r.metric_config): r.metric_value for r in card.data.eval_results}
     assert len(in_card) == sum(len(r["card_metrics"]) for r in scored)
     for entry in scored:
@@ -181,8 +184,10 @@ def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatc
             assert in_card[key] == pytest.approx(entry["metrics"][metric], abs=1e-4)
     assert "### Stage: pretrain" in card.text and "Global batch: **4**" in card.text
 
-    # A re-run re-scores the stored predictions without generating again, and leaves the card's size alone.
+    # A re-run re-scores the stored predictions without generating again, and leaves the card's size alone; with
+    # --update_model_card (asked for by name) the same card is also written into the checkpoint folder.
     monkeypatch.setattr(UnicornImageQA, "generate_from_embeds", lambda *a, **k: pytest.fail("generated again"))
-    again = recipe.main(*recipe.make_parser().parse_args_and_config(args=argv))
+    again = recipe.main(*recipe.make_parser().parse_args_and_config(args=[*argv, "--update_model_card", "true"]))
     assert again["headline"] == summary["headline"]
-    assert len(ModelCard.load(checkpoint / "README.md").data.eval_results) == len(in_card)
+    assert len(ModelCard.load(output_dir / "model_card" / "README.md").data.eval_results) == len(in_card)
+    assert (checkpoint / "README.md").read_text() == (output_dir / "model_card" / "README.md").read_text()

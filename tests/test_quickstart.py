@@ -117,8 +117,8 @@ def test_model_card_parses_with_results(quickstart_run):
     from huggingface_hub import ModelCard
 
     config, _ = quickstart_run
-    sft = Path(yaml.safe_load(config.read_text())["summary_file"]).parent / "sft"
-    card = ModelCard.load(sft / "README.md")
+    outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
+    card = ModelCard.load(outputs / "eval" / "model_card" / "README.md")  # evaluation writes only under its output_dir
     results = card.data.eval_results or []
     assert {result.dataset_type for result in results} == {"fixture/pope", "fixture/mmstar"}
     assert all(isinstance(result.metric_value, float) for result in results)

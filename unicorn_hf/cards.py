@@ -192,18 +192,25 @@ def update_model_card(
     push: bool = False,
     repo_id: str | None = None,
     template_path: str | Path | None = None,
+    card_path: str | Path | None = None,
 ) -> ModelCard:
-    """Write `results` (an evaluation summary, `results.json` of recipes/evaluate.py) into the checkpoint's
-    README.md, keeping earlier results that these do not replace; push it to `repo_id` when `push`."""
+    """Render the checkpoint's card with `results` (an evaluation summary, `results.json` of recipes/evaluate.py) in
+    its `model-index`, keeping earlier results that these do not replace (from the checkpoint's README.md and from
+    `card_path`), and save it to `card_path` (default: the checkpoint's README.md); push it to `repo_id` when `push`.
+    """
     checkpoint_dir = Path(checkpoint_dir)
-    readme = checkpoint_dir / "README.md"
+    card_path = Path(card_path) if card_path is not None else checkpoint_dir / "README.md"
     previous: list[EvalResult] = []
-    if readme.is_file():
-        previous = ModelCard.load(readme).data.eval_results or []
+    for readme in dict.fromkeys((checkpoint_dir / "README.md", card_path)):
+        if readme.is_file():
+            previous = merge_eval_results(previous, ModelCard.load(readme).data.eval_results or [])
     merged = merge_eval_results(previous, eval_results(results))
     card = render_model_card(checkpoint_dir, merged, evaluation=results, repo_id=repo_id, template_path=template_path)
-    card.save(readme)
-    logger.info("Wrote %s with %d result(s) in model-index (%d new)", readme, len(merged), len(merged) - len(previous))
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+    card.save(card_path)
+    logger.info(
+        "Wrote %s with %d result(s) in model-index (%d new)", card_path, len(merged), len(merged) - len(previous)
+    )
     if push:
         if not repo_id:
             raise ValueError("Pushing the model card needs `repo_id` (hub_model_id in the YAML).")

@@ -68,10 +68,14 @@ class EvalArguments:
     mc_suffix: str | None = field(metadata={"help": "Appended after multiple-choice options."})
     overwrite: bool = field(default=False, metadata={"help": "Generate again even where predictions exist."})
     update_model_card: bool = field(
-        default=False, metadata={"help": "Write the results into the checkpoint's README.md (model-index metadata)."}
+        default=False,
+        metadata={
+            "help": "Also write the card with the results (always written to <output_dir>/model_card/README.md) into "
+            "the checkpoint's own README.md: the one write outside output_dir."
+        },
     )
     model_card_template: str | None = field(
         default=None, metadata={"help": "Jinja template of the card (None: model_cards/model_card.md of this repo)."}
     )
-    push_to_hub: bool = field(default=False, metadata={"help": "With update_model_card: also push the card."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the card with the results to hub_model_id."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Repo the card is pushed to / named after."})
