@@ -58,13 +58,22 @@ def make_parser() -> TrlParser:
     return TrlParser((EvalModelArguments, EvalDataArguments, EvalArguments))
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _read_jsonl(path: Path) -> list[dict] | None:
+    """Stored predictions, or None (generate again) when the file cannot be read."""
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        logger.warning("%s is unreadable (%s): generating these predictions again", path, error)
+        return None
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
+    """Write through a temporary file and rename it: a run killed mid-write never leaves half a predictions file
+    that the next run would re-score."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    partial.replace(path)
 
 
 def evaluate_benchmark(qa: UnicornImageQA, name: str, data_args: EvalDataArguments, args: EvalArguments) -> list[dict]:

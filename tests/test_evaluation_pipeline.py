@@ -149,7 +149,7 @@ def load_recipe():
     return module
 
 
-def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatch):
+def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatch, planted_token):
     recipe = load_recipe()
     output_dir = tmp_path / "eval"
     argv = ["--config", str(REPO / "recipes/tiny/evaluate.yaml"), "--model_name_or_path", str(checkpoint),
@@ -191,3 +191,13 @@ def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatc
     assert again["headline"] == summary["headline"]
     assert len(ModelCard.load(output_dir / "model_card" / "README.md").data.eval_results) == len(in_card)
     assert (checkpoint / "README.md").read_text() == (output_dir / "model_card" / "README.md").read_text()
+    planted_token.assert_absent(output_dir, checkpoint)
+
+
+def test_predictions_cut_short_by_a_kill_are_generated_again(tmp_path):
+    recipe = load_recipe()
+    path = tmp_path / "predictions" / "pope" / "eval.jsonl"
+    recipe._write_jsonl(path, [{"id": "a", "generation": "yes"}, {"id": "b", "generation": "no"}])
+    assert [r["id"] for r in recipe._read_jsonl(path)] == ["a", "b"] and not list(path.parent.glob("*.partial"))
+    path.write_text(path.read_text()[:-9])  # what a non-atomic write leaves when killed
+    assert recipe._read_jsonl(path) is None  # -> generated again instead of failing every re-run

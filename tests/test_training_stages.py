@@ -194,7 +194,7 @@ def test_sft_lora_saves_and_reloads(pretrained, tmp_path, transfer_folder, snaps
     assert not torch.allclose(merged_logits, base_logits, atol=1e-4)  # the adapters do something
 
 
-def test_resume_continues_at_the_right_step(tiny_lm_path, tmp_path, transfer_folder, snapshots, capsys):
+def test_resume_continues_at_the_right_step(tiny_lm_path, tmp_path, transfer_folder, snapshots, capsys, planted_token):
     args = {**common(tmp_path, transfer_folder, "pretrain"), "save_strategy": "steps", "save_steps": 2}
     run("pretrain", "pretrain.yaml", model_name_or_path=tiny_lm_path, **args)
     assert snapshots["steps"] == 2 and (tmp_path / "pretrain" / "checkpoint-2").is_dir()

@@ -92,7 +92,7 @@ def _embeds(folder: Path, config: str) -> tuple[list[str], torch.Tensor]:
     return ds["id"], embeds
 
 
-def test_transfer_writes_hub_folder_with_float16_embeds(inputs, tmp_path):
+def test_transfer_writes_hub_folder_with_float16_embeds(inputs, tmp_path, planted_token):
     encoder_args, args = _args(inputs, tmp_path, diagnostics=True)
     out = pipeline.run_transfer(encoder_args, args)
 
@@ -134,6 +134,7 @@ def test_transfer_writes_hub_folder_with_float16_embeds(inputs, tmp_path):
     assert report["num_pairs"] == 16
     assert set(report["before"]) == {"centroid_gap", "matched_cosine", "recall@1", "recall@5"}
     assert not (out / pipeline.WORK_DIR).exists()
+    planted_token.assert_absent(out)  # no file the stage writes (and --push_to_hub would upload) holds HF_TOKEN
 
 
 def test_resume_after_a_killed_run_is_identical_and_skips_finished_shards(inputs, tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ distilabel's local pipeline forks a `multiprocessing` manager and one pool worke
 main process is killed (SIGKILL, an OOM kill, a closed terminal without job control), nothing stops them: the
 generation worker keeps running its batch, holding the CPUs or the GPU, and writes into a cache that a re-run is
 reading. On Linux the kernel can deliver a signal to a process when its parent dies (`PR_SET_PDEATHSIG`); this
-module asks for it in every child that `multiprocessing` forks while `children_die_with_parent()` is active.
+module asks for it in every child that `multiprocessing` forks while `children_die_with_parent()` is active, and
+in a `subprocess` child started with `preexec_fn=parent_death_signal()` (the quickstart's stage processes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import multiprocessing.util
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -30,16 +31,21 @@ class _Registration:
     as long as the `children_die_with_parent()` block that created it."""
 
 
-def _die_with_parent(_: _Registration) -> None:
-    """Runs in the forked child: ask the kernel for SIGKILL when the parent dies, and exit at once if it already
-    died between the fork and this call (the signal would then never come)."""
+def _request_death_signal() -> bool:
+    """In a child: ask the kernel for SIGKILL when the parent dies. False where the call failed."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        logger.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker may outlive its parent",
+        logger.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this child may outlive its parent",
                        ctypes.get_errno())  # fmt: skip
-        return
+        return False
+    return True
+
+
+def _die_with_parent(_: _Registration) -> None:
+    """Runs in the forked child: request the signal, and exit at once if the parent already died between the fork
+    and this call (the signal would then never come)."""
     parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:
+    if _request_death_signal() and parent is not None and os.getppid() != parent.pid:
         os._exit(1)
 
 
@@ -56,3 +62,17 @@ def children_die_with_parent() -> Iterator[None]:
         yield
     finally:
         del registration  # drops the weakly held registry entry: later forks are left alone
+
+
+def parent_death_signal() -> Callable[[], None] | None:
+    """A `preexec_fn` for `subprocess` that makes the child (and the program it executes: the request survives
+    `exec`) get SIGKILL when this process dies. None off Linux. Call it in the thread that starts the child."""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if _request_death_signal() and os.getppid() != parent:
+            os._exit(1)
+
+    return preexec

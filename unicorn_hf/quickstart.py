@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from .processes import parent_death_signal
+
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +106,8 @@ def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
         return StageResult(stage, printable, output_dir, None, collect_summary(output_dir))
     logger.info("[%s] running: python %s", stage, printable)
     start = time.perf_counter()
-    completed = subprocess.run(command, check=False)
+    # The stage dies with the quickstart: a killed quickstart must not leave a stage writing its output_dir behind.
+    completed = subprocess.run(command, check=False, preexec_fn=parent_death_signal())
     seconds = time.perf_counter() - start
     if completed.returncode != 0:
         raise SystemExit(
