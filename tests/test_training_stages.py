@@ -222,6 +222,7 @@ def test_resume_continues_at_the_right_step(tiny_lm_path, tmp_path, transfer_fol
         == tokens_at(4, reference.state.log_history)
         > tokens_at(2, reference.state.log_history)
     )
+    planted_token.assert_absent(tmp_path / "pretrain")  # checkpoints, training_args.bin and the record included
 
 
 def test_an_incomplete_checkpoint_named_explicitly_is_refused(tiny_lm_path, tmp_path, transfer_folder):
