@@ -148,4 +148,35 @@ def write_report(
     (run_dir / "results.md").write_text(table + "\n")
     plot(summary, run_dir / "results.png")
     logger.info("\n%s", table)
+    combined = combined_table(run_dir.parent)
+    if combined is not None:
+        (run_dir.parent / "results.md").write_text(combined + "\n")
     return results
+
+
+def combined_table(root: Path) -> str | None:
+    """One table over every finished `seed-*/results.json` under `root`: per arm/mode, each seed's likelihood
+    accuracy on all questions and its paired difference against the reference. None when no seed finished."""
+    runs = sorted(root.glob("seed-*/results.json"), key=lambda path: int(path.parent.name.split("-")[1]))
+    if not runs:
+        return None
+    results = {path.parent.name: json.loads(path.read_text()) for path in runs}
+    first = next(iter(results.values()))
+    reference = first["plan"]["reference"]
+    header = "| arm / evaluation | " + " | ".join(
+        f"{seed}: accuracy | {seed}: vs `{reference}`" for seed in results
+    ) + " |"  # fmt: skip
+    lines = [header, "|---|" + "---|---|" * len(results)]
+    for name in first["summary"]:
+        cells = []
+        for result in results.values():
+            entry = result["summary"].get(name)
+            if entry is None:
+                cells += ["-", "-"]
+                continue
+            cells += [_cell(entry["likelihood"]["all"]), _diff(entry["likelihood"]["all"])]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    minutes = ", ".join(f"{seed}: {result['total_s'] / 60:.0f} min" for seed, result in results.items())
+    questions = first["num_questions"]["all"]
+    lines += ["", f"All {questions} questions, first-answer-token likelihood; wall time {minutes}."]
+    return "\n".join(lines)

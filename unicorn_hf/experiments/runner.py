@@ -189,8 +189,11 @@ class Experiment:
         return folder
 
     # ---- text data (the same for every arm) -----------------------------------------------------------------------
-    def expanded_captions(self, splits: PairSplits) -> Path:
-        """Stage 1 on the first `num_expanded_captions` training captions (the caption recipe's LLM and prompt)."""
+    def expanded_captions(self, splits: PairSplits) -> Path | None:
+        """Stage 1 on the first `num_expanded_captions` training captions (the caption recipe's LLM and prompt);
+        None when that number is 0 (raw captions only)."""
+        if self.args.num_expanded_captions == 0:
+            return None
         pairs = self.pairs()
         seeds_file = self.shared / "vlm_train_seeds.jsonl"
         chosen = splits.ids["vlm_train"][: self.args.num_expanded_captions]
@@ -199,7 +202,7 @@ class Experiment:
         overrides = {"seed_sources": [source]}
         return self.run_stage("captions", self.args.captions_config, overrides, self.shared / "captions")
 
-    def text_data(self, splits: PairSplits, captions_dir: Path) -> Path:
+    def text_data(self, splits: PairSplits, captions_dir: Path | None) -> Path:
         """Hub-ready folder with configs `captions` (raw seeds + expansions) and `instructions` (dialogues)."""
         from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
         from unicorn_hf.synthesis.seeds import seed_id
@@ -219,7 +222,7 @@ class Experiment:
                  "model_name": "seed"}
             )  # fmt: skip
         by_caption = {pair.caption: pair.id for pair in train}
-        expanded = load_dataset_folder(captions_dir, "captions")
+        expanded = load_dataset_folder(captions_dir, "captions") if captions_dir is not None else []
         for row in expanded:
             pair_of_row[row["id"]] = by_caption[row["seed"]]
             caption_rows.append({key: row[key] for key in ("id", "seed", "seed_source", "caption", "model_name")})
