@@ -85,6 +85,10 @@ def test_yes_no_hedges_and_qualifiers_commit_to_nothing():
         ("It's not possible to determine whether there is a dog.", None),
         ("I'm not entirely sure, but I think no.", "no"),
         ("Not sure.", None),
+        ("It is not clear whether there is a dog.", None),
+        ("There is not enough information to answer.", None),
+        ("I am not able to see a dog.", "no"),  # an answer, not a hedge: "able" only hedges "able to tell"
+        ("The water is not clear.", "no"),  # "not clear" only hedges "it is not clear" / "not clear whether"
         ("No, I can't say there is.", "no"),
         ("There is not a dog, the answer is no.", "no"),
         ("At first I thought no, but the answer is yes.", "yes"),  # the last explicit statement wins

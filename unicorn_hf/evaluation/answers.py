@@ -32,14 +32,18 @@ _STATED_YES_NO = re.compile(
     r"\banswer\s*(?:is|would\s+be|should\s+be|will\s+be|must\s+be|[:=\-])\s*[\"'(\[]?\s*(?P<word>yes|no)\b",
     re.IGNORECASE,
 )
-# A negation that belongs to an admission of uncertainty ("I'm not sure", "it is not clear", "I can't tell", "I
-# don't know") commits to nothing, so the whole phrase is removed before looking for a commitment word.
-_NEGATION = r"(?:not|never|cannot|\w+n't|no\s+way\s+to)"
-_EPISTEMIC = (
-    r"(?:sure|certain|clear|obvious|possible|able|enough|determin\w*|tell|say|know|confirm|decide|identify|verify|"
-    r"answer|be\s+(?:sure|certain|determined|seen|told))"
+# A negation that belongs to an admission of uncertainty ("I'm not sure", "it is not clear whether", "I can't tell",
+# "I don't know") commits to nothing, so the whole phrase is removed before looking for a commitment word. Narrow on
+# purpose: "I am not able to see a dog" and "the water is not clear" are answers (no), not hedges.
+_NEGATION = r"(?:not|never|cannot|\w+n't|no\s+way\s+to)\s+(?:[\w%'-]+\s+){0,2}?"
+_KNOW = r"(?:tell|say|know|determine|confirm|verify|decide|answer|be\s+(?:sure|certain|determined|told))"
+_HEDGE = re.compile(
+    rf"(?<![\w']){_NEGATION}(?:sure|certain|{_KNOW}|(?:possible|able)\s+to\s+{_KNOW}"
+    r"|enough\s+(?:information|details?|context|evidence)"
+    r"|(?:clear|obvious|evident)\s+(?:whether|if|from|what|which|how|who|why))(?![\w'])"
+    rf"|(?<![\w'])(?:it|this|that)(?:'s|\s+is|\s+was)\s+{_NEGATION}(?:clear|obvious|evident)(?![\w'])",
+    re.IGNORECASE,
 )
-_HEDGE = re.compile(rf"(?<![\w']){_NEGATION}\s+(?:[\w%'-]+\s+){{0,2}}?{_EPISTEMIC}(?![\w'])", re.IGNORECASE)
 # "correct" / "true" before a noun qualify it ("the correct answer", "the right option") and commit to nothing.
 _QUALIFIER = re.compile(
     r"(?<![\w'])(?:correct|incorrect|true|false)\s+(?:answer|option|choice|response|one|statement)\b", re.IGNORECASE
