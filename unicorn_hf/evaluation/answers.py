@@ -44,7 +44,7 @@ _HEDGE = re.compile(
     rf"|(?<![\w'])(?:it|this|that)(?:'s|\s+is|\s+was)\s+{_NEGATION}(?:clear|obvious|evident)(?![\w'])",
     re.IGNORECASE,
 )
-# "correct" / "true" before a noun qualify it ("the correct answer", "the right option") and commit to nothing.
+# "correct" / "true" before a noun qualify it ("the correct answer", "a true statement") and commit to nothing.
 _QUALIFIER = re.compile(
     r"(?<![\w'])(?:correct|incorrect|true|false)\s+(?:answer|option|choice|response|one|statement)\b", re.IGNORECASE
 )
