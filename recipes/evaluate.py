@@ -68,7 +68,8 @@ def evaluate_benchmark(qa: UnicornImageQA, name: str, data_args: EvalDataArgumen
     spec, examples = load_benchmark(
         name, data_args.benchmark_source, max_samples=data_args.max_samples, revision=revision, seed=data_args.seed
     )
-    # Encode every distinct image once: POPE asks 6 questions per image, MME 2, MMBench one per option rotation.
+    # Encode every distinct image once: POPE asks 6 questions per image, MME 2, MMBench one per option rotation
+    # (its rotated copies share the image: `image_id` names the question).
     unique: dict[str, int] = {}
     distinct_images = []
     for example in examples:
