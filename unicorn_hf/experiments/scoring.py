@@ -77,3 +77,63 @@ def zero_shot_answers(
         for row, value in zip(yes_no_rows, similarity, strict=True):
             answers[row] = "yes" if value > cut else "no"
     return answers
+
+
+def evaluation_embeds(model, mean: str, inputs: str, raw: torch.Tensor, seed: int) -> torch.Tensor:
+    """What the model receives for evaluation images raw [N, D]: shifted as in `mean`, or a blind control.
+
+    mean: `eval` (the evaluated images' own mean, the paper's protocol), `image` (the stored pool mean), `text` (the
+    caption mean) or `none`; inputs: `images`, `zero` (no image at all) or `shuffled` (another question's image,
+    a seeded permutation). Returns [N, D] float32.
+    """
+    if inputs == "zero":
+        return torch.zeros_like(raw, dtype=torch.float32)
+    if mean == "eval":
+        shifted = model.shift_embeddings(raw, mean=raw.mean(0))
+    elif mean in ("image", "text"):
+        shifted = model.shift_embeddings(raw, mean=mean)
+    elif mean == "none":
+        shifted = raw.float()
+    else:
+        raise ValueError(f"mean must be eval, image, text or none, got {mean!r}")
+    if inputs == "shuffled":
+        shifted = shifted[torch.randperm(len(raw), generator=torch.Generator().manual_seed(seed))]
+    elif inputs != "images":
+        raise ValueError(f"inputs must be images, zero or shuffled, got {inputs!r}")
+    return shifted
+
+
+def score_checkpoint(
+    model_dir: str,
+    encoder,
+    questions: Sequence[Question],
+    raw: torch.Tensor,
+    modes: Sequence,
+    batch_size: int,
+    max_new_tokens: int,
+    seed: int,
+) -> dict:
+    """Per mode (objects with `name`, `mean`, `inputs`): per-question 0/1 correctness by likelihood and by
+    generation, the unparsed count and a few replies. raw: [Q, D] raw image embeddings, one per question."""
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+
+    model = UnicornForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    processor = UnicornProcessor.from_pretrained(model_dir)
+    qa = UnicornImageQA(model, processor, encoder)
+    scores = {}
+    for mode in modes:
+        embeds = evaluation_embeds(model, mode.mean, mode.inputs, raw, seed)
+        replies, first_logits = qa.generate_with_first_logits(
+            embeds, [q.text for q in questions], batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=False
+        )
+        extracted = generation_answers(replies, questions)
+        scores[mode.name] = {
+            "likelihood": correctness(
+                likelihood_answers(first_logits, questions, processor.tokenizer), questions
+            ).tolist(),
+            "generation": correctness(extracted, questions).tolist(),
+            "unparsed": sum(answer is None for answer in extracted),
+            "replies_sample": list(replies[:4]),
+        }
+    return scores
