@@ -194,12 +194,14 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
         checkpoint = Path(model_args.model_name_or_path)
         if not checkpoint.is_dir():
             raise ValueError(f"--update_model_card needs a local checkpoint folder; {checkpoint} is not one.")
+        sees = json.loads(Path(args.sees_results).read_text()) if args.sees_results else None
         update_model_card(
             checkpoint,
             summary,
             push=args.push_to_hub,
             repo_id=args.hub_model_id,
             template_path=args.model_card_template,
+            sees=sees,
         )
     return summary
 

@@ -148,8 +148,10 @@ def render_model_card(
     evaluation: dict | None = None,
     repo_id: str | None = None,
     template_path: str | Path | None = None,
+    sees: dict | None = None,
 ) -> ModelCard:
-    """The full card of a checkpoint with `results` in its `model-index`."""
+    """The full card of a checkpoint with `results` in its `model-index`; `sees` (results.json of recipes/sees.py)
+    fills the "Does it see?" section."""
     checkpoint_dir = Path(checkpoint_dir)
     template_path = Path(template_path) if template_path else DEFAULT_TEMPLATE
     if not template_path.is_file():
@@ -183,6 +185,7 @@ def render_model_card(
         stages=stages,
         results_table=_results_table(results),
         evaluation=evaluation or {},
+        sees=sees or {},
     )
 
 
@@ -192,6 +195,7 @@ def update_model_card(
     push: bool = False,
     repo_id: str | None = None,
     template_path: str | Path | None = None,
+    sees: dict | None = None,
 ) -> ModelCard:
     """Write `results` (an evaluation summary, `results.json` of recipes/evaluate.py) into the checkpoint's
     README.md, keeping earlier results that these do not replace; push it to `repo_id` when `push`."""
@@ -201,7 +205,9 @@ def update_model_card(
     if readme.is_file():
         previous = ModelCard.load(readme).data.eval_results or []
     merged = merge_eval_results(previous, eval_results(results))
-    card = render_model_card(checkpoint_dir, merged, evaluation=results, repo_id=repo_id, template_path=template_path)
+    card = render_model_card(
+        checkpoint_dir, merged, evaluation=results, repo_id=repo_id, template_path=template_path, sees=sees
+    )
     card.save(readme)
     logger.info("Wrote %s with %d result(s) in model-index (%d new)", readme, len(merged), len(merged) - len(previous))
     if push:

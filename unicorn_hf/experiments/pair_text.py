@@ -76,9 +76,7 @@ def write_text_folder(
 class PairTextArguments:
     """`recipes/pair_text.py`: stages 1-2's text plus templated text about the encoder's training pairs."""
 
-    captions_path: str | None = field(
-        metadata={"help": "Stage-1 folder to carry over; null: none."}
-    )
+    captions_path: str | None = field(metadata={"help": "Stage-1 folder to carry over; null: none."})
     instructions_path: str | None = field(metadata={"help": "Stage-2 folder to carry over; null: none."})
     encoder_config: str = field(metadata={"help": "The encoder's recipe YAML: which pairs it collected."})
     encoder_dir: str = field(metadata={"help": "The trained encoder: its held-out pairs are never used here."})

@@ -27,18 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
 from unicorn_hf.encoder.pairs import Pair, collect_pairs
-from unicorn_hf.experiments.config import Arm, EvaluationMode, ExperimentArguments, Plan
-from unicorn_hf.experiments.questions import (
-    Question,
-    QuestionTemplates,
-    evaluation_questions,
-    group_by_source,
-    training_dialogue,
-)
+from unicorn_hf.experiments.config import Arm, ExperimentArguments, Plan
+from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE
+from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
 
 
@@ -204,48 +198,29 @@ class Experiment:
 
     def text_data(self, splits: PairSplits, captions_dir: Path | None) -> Path:
         """Hub-ready folder with configs `captions` (raw seeds + expansions) and `instructions` (dialogues)."""
-        from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
-        from unicorn_hf.synthesis.seeds import seed_id
+        from unicorn_hf.experiments.pair_text import CAPTION_COLUMNS, pair_text_rows, write_text_folder
+        from unicorn_hf.hub import load_dataset_folder
 
         folder = self.run_dir / "text"
         if _done(folder):
             return folder
         pairs = self.pairs()
         train = [pairs[pair_id] for pair_id in splits.ids["vlm_train"]]
-        pair_of_row: dict[str, str] = {}
-        caption_rows = []
-        for pair in train:
-            row_id = seed_id("pair_caption", pair.caption)
-            pair_of_row[row_id] = pair.id
-            caption_rows.append(
-                {"id": row_id, "seed": pair.caption, "seed_source": "pair_caption", "caption": pair.caption,
-                 "model_name": "seed"}
-            )  # fmt: skip
-        by_caption = {pair.caption: pair.id for pair in train}
-        expanded = load_dataset_folder(captions_dir, "captions") if captions_dir is not None else []
-        for row in expanded:
-            pair_of_row[row["id"]] = by_caption[row["seed"]]
-            caption_rows.append({key: row[key] for key in ("id", "seed", "seed_source", "caption", "model_name")})
-        rng = __import__("random").Random(self.args.seed)
-        by_source = group_by_source(train)
-        dialogue_rows = []
-        for _ in range(self.args.dialogues_per_pair):
-            for pair, caption_row in zip(train, caption_rows, strict=False):
-                messages = training_dialogue(pair, by_source, self.args.num_options, self.templates, "<image>", rng)
-                dialogue_rows.append(
-                    {"id": caption_row["id"], "task": "mc", "caption": pair.caption, "messages": messages,
-                     "model_name": "template"}
-                )  # fmt: skip
-        write_dataset_config(Dataset.from_list(caption_rows), folder, "captions")
-        write_dataset_config(Dataset.from_list(dialogue_rows), folder, "instructions")
+        captions, dialogues, pair_of_row = pair_text_rows(
+            train, self.templates, self.args.num_options, self.args.dialogues_per_pair, self.args.seed, "<image>"
+        )
+        if captions_dir is not None:  # stage-1 expansions keep their own ids; their seed names the pair
+            by_caption = {pair.caption: pair.id for pair in train}
+            for row in load_dataset_folder(captions_dir, "captions"):
+                pair_of_row[row["id"]] = by_caption[row["seed"]]
+                captions.append({key: row[key] for key in CAPTION_COLUMNS})
         body = (
             "# does-it-see training text\n\nCaptions of the experiment's `vlm_train` pairs (raw seeds and stage-1 "
-            f"expansions: {len(caption_rows)} rows) and templated two-turn dialogues ({len(dialogue_rows)} rows). "
+            f"expansions: {len(captions)} rows) and templated two-turn dialogues ({len(dialogues)} rows). "
             "Made by `unicorn_hf.experiments.runner`."
         )
-        write_card(folder, {"configs": configs_metadata(["captions", "instructions"])}, body)
-        (folder / "pair_ids.json").write_text(json.dumps(pair_of_row, indent=0) + "\n")
-        _mark_done(folder, {"captions": len(caption_rows), "dialogues": len(dialogue_rows)})
+        write_text_folder(folder, captions, dialogues, pair_of_row, body)
+        _mark_done(folder, {"captions": len(captions), "dialogues": len(dialogues)})
         return folder
 
     # ---- arms -------------------------------------------------------------------------------------------------------
@@ -275,7 +250,7 @@ class Experiment:
         out = text_transfer.parent / "transfer"
         if _done(out):
             return out
-        pair_of_row = json.loads((text_dir / "pair_ids.json").read_text())
+        pair_of_row = json.loads((text_dir / PAIR_IDS_FILE).read_text())
         image = self.image_embeddings(self.splits())
         train_ids = sorted(set(pair_of_row.values()))
         image_mean = torch.stack([image[pair_id] for pair_id in train_ids]).mean(0)  # [D]
@@ -325,54 +300,20 @@ class Experiment:
         path.write_text(json.dumps([question.to_dict() for question in questions], indent=0) + "\n")
         return questions
 
-    def mode_embeds(
-        self, model, mode: EvaluationMode, raw: torch.Tensor, pool_mean: torch.Tensor | None
-    ) -> torch.Tensor:
-        """What the model receives for the evaluation images raw [N, D] under `mode` (blind controls included)."""
-        if mode.inputs == "zero":
-            return torch.zeros_like(raw)
-        if mode.mean == "eval":
-            shifted = model.shift_embeddings(raw, mean=raw.mean(0))  # the paper's protocol: the set's own mean
-        elif mode.mean == "image":
-            shifted = model.shift_embeddings(raw, mean="image")
-        elif mode.mean == "text":
-            shifted = model.shift_embeddings(raw, mean="text")
-        else:
-            shifted = raw.float()
-        if mode.inputs == "shuffled":
-            order = torch.randperm(len(raw), generator=torch.Generator().manual_seed(self.args.seed))
-            shifted = shifted[order]
-        return shifted
-
     def evaluate_arm(self, arm: Arm, sft_dir: Path, questions: list[Question], raw_by_id: dict) -> dict:
-        from unicorn_hf.evaluation.inference import UnicornImageQA
-        from unicorn_hf.experiments.scoring import correctness, generation_answers, likelihood_answers
-        from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+        from unicorn_hf.experiments.scoring import score_checkpoint
 
         path = self.run_dir / arm.name / "scores.json"
         if path.is_file():
             return json.loads(path.read_text())
-        model = UnicornForConditionalGeneration.from_pretrained(sft_dir, dtype=torch.float32).eval()
-        processor = UnicornProcessor.from_pretrained(sft_dir)
-        qa = UnicornImageQA(model, processor, self.load_encoder())
         raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
-        scores = {}
-        for mode in arm.evaluate:
-            embeds = self.mode_embeds(model, mode, raw, None)
-            replies, first_logits = qa.generate_with_first_logits(
-                embeds, [q.text for q in questions], batch_size=self.args.eval_batch_size,
-                max_new_tokens=self.args.max_new_tokens, do_sample=False,
-            )  # fmt: skip
-            likelihood = correctness(likelihood_answers(first_logits, questions, processor.tokenizer), questions)
-            extracted = generation_answers(replies, questions)
-            scores[mode.name] = {
-                "likelihood": likelihood.tolist(),
-                "generation": correctness(extracted, questions).tolist(),
-                "unparsed": sum(answer is None for answer in extracted),
-                "replies_sample": replies[:4],
-            }
-            logger.info("%s/%s: likelihood %.3f generation %.3f", arm.name, mode.name, likelihood.mean(),
-                        np.mean(scores[mode.name]["generation"]))  # fmt: skip
+        scores = score_checkpoint(
+            str(sft_dir), self.load_encoder(), questions, raw, arm.evaluate, self.args.eval_batch_size,
+            self.args.max_new_tokens, self.args.seed,
+        )  # fmt: skip
+        for name, score in scores.items():
+            logger.info("%s/%s: likelihood %.3f generation %.3f", arm.name, name, np.mean(score["likelihood"]),
+                        np.mean(score["generation"]))  # fmt: skip
         path.write_text(json.dumps(scores) + "\n")
         return scores
 
