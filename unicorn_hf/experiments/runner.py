@@ -55,6 +55,17 @@ def _mark_done(folder: Path, record: dict | None = None) -> None:
     (folder / DONE).write_text(json.dumps(record or {}, indent=1) + "\n")
 
 
+def _is_readable(pair: Pair) -> bool:
+    from unicorn_hf.encoder.pairs import UnreadableImageError
+
+    try:
+        pair.load()
+    except UnreadableImageError as error:
+        logger.warning("Unreadable image of %s: %s", pair.id, error)
+        return False
+    return True
+
+
 class Timer:
     """Wall seconds per named stage, logged as each ends."""
 
@@ -124,8 +135,11 @@ class Experiment:
         args = self.args
         splits = split_pairs_by_id(
             list(self.pairs().values()), args.split_seed, args.num_eval, args.num_pool, args.num_vlm_train,
-            args.max_encoder_train,
+            args.max_encoder_train, readable=_is_readable,
         )  # fmt: skip
+        if splits.unreadable:
+            logger.warning("%d pair(s) left out, their image cannot be read: %s", len(splits.unreadable),
+                           splits.unreadable[:5])  # fmt: skip
         splits.save(path)
         (self.shared / "encoder_pair_ids.json").write_text(json.dumps(splits.ids["encoder_train"]) + "\n")
         return splits
