@@ -65,6 +65,16 @@ def test_untitled_pairs_only_train_the_encoder():
         split_pairs_by_id(pairs, seed=3, num_eval=20, num_pool=10, num_vlm_train=10, max_encoder_train=None)
 
 
+def test_unreadable_images_leave_every_split_and_the_encoder_split_does_not_move():
+    pairs = _pairs(60)
+    clean = split_pairs_by_id(pairs, seed=0, num_eval=10, num_pool=5, num_vlm_train=10, max_encoder_train=None)
+    broken = clean.ids["eval"][3]
+    splits = split_pairs_by_id(pairs, 0, 10, 5, 10, None, readable=lambda pair: pair.id != broken)
+    assert splits.unreadable == [broken]
+    assert len(splits.ids["eval"]) == 9 and broken not in {i for ids in splits.ids.values() for i in ids}
+    assert splits.ids["encoder_train"] == clean.ids["encoder_train"]
+
+
 # ---- questions ------------------------------------------------------------------------------------------------------
 def test_evaluation_questions_are_balanced_and_answerable():
     pairs = _pairs(40)
