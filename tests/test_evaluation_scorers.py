@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unicorn_hf.evaluation.benchmarks import BenchmarkExample, circular_rotations
+from unicorn_hf.evaluation.benchmarks import BenchmarkExample, circular_rotations, get_spec, normalize_rows
 from unicorn_hf.evaluation.scorers import METRIC_OF_KIND, METRICS_DIR, load_metric, score
 
 
@@ -107,3 +107,35 @@ def test_score_checks_lengths_and_kind():
         score("yes_no", [yes_no("yes")], ["yes", "no"])
     with pytest.raises(ValueError, match="Unknown scorer kind"):
         score("bleu", [yes_no("yes")], ["yes"])
+
+
+def mmbench_copy(index: int, options: list[str], correct: str) -> dict:
+    """A row of the MMBench dev/test file: its own index, the options A-D as columns, the answer letter."""
+    return {"index": index, "question": "Which?", "hint": float("nan"), **dict(zip("ABCD", options, strict=True)),
+            "answer": "ABCD"[options.index(correct)], "category": "scene", "image": None}  # fmt: skip
+
+
+def test_mmbench_prerotated_copies_grouped_by_index_not_rotated_again():
+    """Issue 13 case 1: the file's copies q, q + 1e6, q + 2e6, q + 3e6 are one question's four passes (grouped by
+    index % 1e6, never rotated again): one wrong pass -> 4 passes, 1 question, circular accuracy 0.0."""
+    texts = ["a red car", "a blue boat", "a tabby cat", "a green field"]
+    rows = [mmbench_copy(5 + k * 1_000_000, texts[k:] + texts[:k], "a tabby cat") for k in range(4)]
+    examples = normalize_rows(get_spec("mmbench"), rows)
+    assert [e.id for e in examples] == ["5", "1000005", "2000005", "3000005"]
+    assert {e.group_id for e in examples} == {"5"} and {e.image_id for e in examples} == {"mmbench-5"}
+    generations = ["It is a tabby cat."] * 3 + ["A"]  # the 4th copy's A is "a green field"
+    metrics, records = score("mc_circular", examples, generations)
+    assert (metrics["n"], metrics["questions"], metrics["circular_accuracy"]) == (4, 1, 0.0)
+    assert [r["correct"] for r in records] == [True, True, True, False]
+
+
+def test_mmbench_rows_without_copies_are_rotated_and_max_samples_counts_questions():
+    """A file whose copies come after all originals (as MMBench's do), plus a question without copies: the copied
+    question keeps its 4 rows, the other gets 3 rotations from us; max_samples keeps whole questions."""
+    texts = ["x", "y", "z", "w"]
+    copied = [mmbench_copy(1 + k * 1_000_000, texts[k:] + texts[:k], "y") for k in range(4)]
+    single = {**mmbench_copy(2, texts, "z"), "D": float("nan")}
+    rows = [copied[0], single, *copied[1:]]
+    examples = normalize_rows(get_spec("mmbench"), rows)
+    assert [e.id for e in examples] == ["1", "1000001", "2000001", "3000001", "2@r0", "2@r1", "2@r2"]
+    assert [e.id for e in normalize_rows(get_spec("mmbench"), rows, max_samples=1)] == [e.id for e in examples[:4]]

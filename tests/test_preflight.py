@@ -66,6 +66,8 @@ def unicorn_config(folder: Path, drop: tuple[str, ...] = (), drop_text: tuple[st
         ("evaluate", "evaluate.yaml", "model_name_or_path", ()),
         ("transfer", "transfer.yaml", "captions_path", ("--encoder", "unicorn-tiny-clip")),
         ("synthesize_instructions", "instructions.yaml", "captions_dataset", ()),
+        ("pair_text", "pair_text.yaml", "captions_path", ()),
+        ("sees", "sees.yaml", "model_name_or_path", ()),
     ],
 )
 def test_every_entry_script_names_a_missing_path(script, yaml, field, valid, tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from unicorn_hf.synthesis.parsing import DialogueParseError, extract_json, parse_dialogue
+from unicorn_hf.synthesis.parsing import DialogueParseError, extract_json, is_placeholder, json_values, parse_dialogue
 
 
 DATA = Path(__file__).parent / "data" / "synthesis"
@@ -83,8 +83,12 @@ def test_mc_options_as_mapping_and_prefixed():
     [
         ("mc", {"questions": [{"question": "q?", "options": ["a", "b", "c"], "answer": "A"}]}, "schema_mismatch"),
         ("mc", {"questions": [{"question": "q?", "options": ["a", "a", "c", "d"], "answer": "A"}]}, "schema_mismatch"),
-        ("mc", {"questions": [{"question": "q?", "options": ["a", "b", "c", "d"], "answer": "E"}]}, "schema_mismatch"),
-        ("qa", {"conversations": [{"question": "", "answer": "x"}]}, "schema_mismatch"),
+        (
+            "mc",
+            {"questions": [{"question": "q?", "options": ["a", "b", "c", "d"], "answer": "E"}]},
+            "mc_answer_unmapped",
+        ),
+        ("qa", {"conversations": [{"question": "", "answer": "x"}]}, "placeholder_turns"),
         ("qa", {"title": "no list here"}, "schema_mismatch"),
         ("qa", {"conversations": [{"question": "q", "answer": "a"}]}, "too_few_turns"),
         ("reasoning", [], "schema_mismatch"),
@@ -122,3 +126,113 @@ def test_saved_smollm2_replies(case):
         with pytest.raises(DialogueParseError) as caught:
             parse_dialogue(case["task"], case["generation"], case["min_turns"], case["max_turns"])
         assert caught.value.reason == case["expected"]
+
+
+# ----------------------------------------------------------------------------------------- issue 13, cases 4 to 6
+
+
+def test_literal_newline_inside_a_json_string_is_kept():
+    """Case 4: a raw newline inside the answer string (non-strict JSON control characters) is accepted and kept."""
+    reply = (
+        '{"conversations": [{"question": "Why is the road wet?", "answer": "Step 1: grey sky.\nStep 2: puddles."}]}'
+    )
+    (turn,) = parse_dialogue("reasoning", reply, 1, 2)
+    assert turn.answer == "Step 1: grey sky.\nStep 2: puddles."
+
+
+PAYLOAD = '{"conversations": [{"question": "What is on the table?", "answer": "A red umbrella."}]}'
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f'<think>Each turn looks like {{"question": "...", "answer": "..."}}; one turn.</think>\n{PAYLOAD}',
+        f'Each turn looks like {{"question": "...", "answer": "..."}}.</think>{PAYLOAD}',  # "<think>" was prefilled
+        f"Here are [3] questions:\n{PAYLOAD}",
+        f'Here are [3] questions:\n```json\n{PAYLOAD}\n```\nThe format is {{"question": "...", "answer": "..."}}.',
+        f'Here are [3] questions:\n{PAYLOAD[:-2]}, {{"question": "What col',  # cut off: the tail is salvaged
+    ],
+)
+def test_the_payload_that_validates_wins_over_prose_and_reasoning(reply):
+    """Case 5: an example object quoted in a reasoning block or prose, or a "[3]" before the payload, never wins."""
+    (turn,) = parse_dialogue("qa", reply, 1, 2)
+    assert (turn.question, turn.answer) == ("What is on the table?", "A red umbrella.")
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [
+        {"question": "...", "answer": "..."},
+        {"question": "What is on the table?", "answer": ""},
+        {"question": "N/A", "answer": "A red umbrella."},
+        {"question": "<question>", "answer": "\u2026"},
+    ],
+)
+def test_placeholder_only_turns_are_dropped_with_their_own_reason(turn):
+    with pytest.raises(DialogueParseError) as caught:
+        parse_dialogue("qa", json.dumps({"conversations": [turn]}), 1, 2)
+    assert caught.value.reason == "placeholder_turns"
+
+
+def test_placeholders_among_real_turns_are_skipped():
+    turns = [{"question": "...", "answer": "..."}, {"question": "Why?", "answer": "Because it rained."}]
+    (turn,) = parse_dialogue("reasoning", json.dumps({"conversations": turns}), 1, 2)
+    assert turn.question == "Why?"
+
+
+@pytest.mark.parametrize(
+    ("text", "placeholder"),
+    [("...", True), ("", True), ("N/A", True), ("[answer]", True), ("Option 2", True), ("None", False),
+     ("First, ... Second, ...", False), ("A cat.", False)],
+)  # fmt: skip
+def test_is_placeholder(text, placeholder):
+    assert is_placeholder(text) is placeholder
+
+
+def test_reasoning_block_values_come_after_the_reply_s_own():
+    assert json_values('<think>{"a": 1}</think>{"b": 2}') == [{"b": 2}, {"a": 1}]
+    assert json_values('<think>cut off while thinking {"a": 1}') == [{"a": 1}]
+
+
+BACTERIA = ["C. elegans", "E. coli", "S. aureus", "B. subtilis"]
+
+
+def mc_reply(options, answer) -> str:
+    return json.dumps({"questions": [{"question": "Which one?", "options": options, "answer": answer}]})
+
+
+def test_option_text_that_looks_lettered_is_not_a_label():
+    """Case 6: "C. elegans" is a name, not option C; the answer "B. subtilis" is the option with that text (D)."""
+    (turn,) = parse_dialogue("mc", mc_reply(BACTERIA, "B. subtilis"), 1, 1)
+    assert (turn.options, turn.answer) == (BACTERIA, "D")
+
+
+@pytest.mark.parametrize(
+    ("options", "answer", "expected_options", "letter"),
+    [
+        (["(6, 2)", "(2, 6)", "(1, 1)", "(0, 0)"], "(6,2)", None, "A"),  # whitespace-insensitive text
+        (["Red", "Blue", "Green", "White"], "  green. ", None, "C"),
+        (["A. one", "B. two", "C. three", "D. four"], "B", ["one", "two", "three", "four"], "B"),  # all labelled
+        (["(a) one", "(b) two", "(c) three", "(d) four"], "d) four", ["one", "two", "three", "four"], "D"),
+        (BACTERIA, "b", None, "B"),  # a bare letter is a letter
+        (["Red", "Blue", "Green", "White"], "C. Green", None, "C"),  # letter and its own text
+    ],
+)
+def test_mc_answers_given_as_option_text(options, answer, expected_options, letter):
+    (turn,) = parse_dialogue("mc", mc_reply(options, answer), 1, 1)
+    assert turn.options == (expected_options or options) and turn.answer == letter
+
+
+@pytest.mark.parametrize(
+    ("options", "answer", "reason"),
+    [
+        (["Red", "Blue", "Green", "White"], "Purple", "mc_answer_unmapped"),
+        (["Red", "Blue", "Green", "White"], "C. Blue", "mc_answer_unmapped"),  # the letter and the text disagree
+        (["B", "A", "C", "D"], "A", "mc_answer_ambiguous"),  # letter A, or the option whose text is "A" (B)?
+        (["(6, 2)", "(6,2)", "(1, 1)", "(0, 0)"], "A", "schema_mismatch"),  # the same option twice
+    ],
+)
+def test_mc_answer_that_maps_to_no_option_or_two_is_rejected(options, answer, reason):
+    with pytest.raises(DialogueParseError) as caught:
+        parse_dialogue("mc", mc_reply(options, answer), 1, 1)
+    assert caught.value.reason == reason

@@ -148,8 +148,10 @@ def render_model_card(
     evaluation: dict | None = None,
     repo_id: str | None = None,
     template_path: str | Path | None = None,
+    sees: dict | None = None,
 ) -> ModelCard:
-    """The full card of a checkpoint with `results` in its `model-index`."""
+    """The full card of a checkpoint with `results` in its `model-index`; `sees` (results.json of recipes/sees.py)
+    fills the "Does it see?" section."""
     checkpoint_dir = Path(checkpoint_dir)
     template_path = Path(template_path) if template_path else DEFAULT_TEMPLATE
     if not template_path.is_file():
@@ -183,6 +185,7 @@ def render_model_card(
         stages=stages,
         results_table=_results_table(results),
         evaluation=evaluation or {},
+        sees=sees or {},
     )
 
 
@@ -193,10 +196,12 @@ def update_model_card(
     repo_id: str | None = None,
     template_path: str | Path | None = None,
     card_path: str | Path | None = None,
+    sees: dict | None = None,
 ) -> ModelCard:
     """Render the checkpoint's card with `results` (an evaluation summary, `results.json` of recipes/evaluate.py) in
     its `model-index`, keeping earlier results that these do not replace (from the checkpoint's README.md and from
     `card_path`), and save it to `card_path` (default: the checkpoint's README.md); push it to `repo_id` when `push`.
+    `sees` (results.json of recipes/sees.py) fills the "Does it see?" section.
     """
     checkpoint_dir = Path(checkpoint_dir)
     card_path = Path(card_path) if card_path is not None else checkpoint_dir / "README.md"
@@ -205,7 +210,9 @@ def update_model_card(
         if readme.is_file():
             previous = merge_eval_results(previous, ModelCard.load(readme).data.eval_results or [])
     merged = merge_eval_results(previous, eval_results(results))
-    card = render_model_card(checkpoint_dir, merged, evaluation=results, repo_id=repo_id, template_path=template_path)
+    card = render_model_card(
+        checkpoint_dir, merged, evaluation=results, repo_id=repo_id, template_path=template_path, sees=sees
+    )
     card_path.parent.mkdir(parents=True, exist_ok=True)
     card.save(card_path)
     logger.info(

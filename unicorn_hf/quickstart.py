@@ -31,9 +31,11 @@ STAGE_SCRIPTS: dict[str, str] = {
     "encoder": "train_encoder.py",
     "captions": "synthesize_captions.py",
     "instructions": "synthesize_instructions.py",
+    "pair_text": "pair_text.py",
     "transfer": "transfer.py",
     "pretrain": "pretrain.py",
     "sft": "sft.py",
+    "sees": "sees.py",
     "evaluate": "evaluate.py",
 }
 DONE_MARKER = ".stage_done.json"

@@ -22,6 +22,8 @@ PUSH_HINTS = {
     "transfer": "hf upload <user>/<transfer-repo> {dir} --repo-type dataset",
     "pretrain": "hf upload <user>/<pretrain-repo> {dir}",
     "sft": "hf upload <user>/<model-repo> {dir}",
+    "pair_text": "hf upload <user>/<text-repo> {dir} --repo-type dataset",
+    "sees": "(results.json goes into the card through evaluate.yaml's sees_results)",
     "evaluate": "python recipes/evaluate.py --config <yaml> --update_model_card --push_to_hub",
 }
 
@@ -58,6 +60,13 @@ def _numbers(summary: dict) -> str:
     if isinstance(training_results.get("train_loss"), (int, float)):
         parts.append(f"train loss {training_results['train_loss']:.3f}")
     headline = (summary.get("results") or {}).get("headline") or {}
+    if "sighted - blind" in headline:  # recipes/sees.py: held-out real images, sighted against blind
+        verdict = "yes" if summary["results"].get("sees_image") else "not shown"
+        parts.append(
+            f"sees the image? {verdict}: sighted {100 * headline['sighted accuracy']:.1f}% vs blind "
+            f"{100 * headline['blind accuracy']:.1f}%, difference {100 * headline['sighted - blind']:+.1f} "
+            f"[{100 * headline['sighted - blind low']:+.1f}, {100 * headline['sighted - blind high']:+.1f}] points"
+        )
     # the paper's protocol shifts by the evaluated images' own mean; the other modes are in results.json
     parts += [f"{key.split('[')[0]} {value:.3g}" for key, value in headline.items() if key.endswith("[mean=eval]")]
     held_out = (((summary.get("metrics") or {}).get("results") or {}).get("held_out") or {}).get("before_shift", {})

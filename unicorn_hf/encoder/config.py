@@ -37,6 +37,10 @@ class EncoderDataArguments:
     max_pairs_per_source: int | None = field(metadata={"help": "Keep at most this many pairs per source (None=all)."})
     eval_fraction: float = field(metadata={"help": "Held-out fraction of the pairs, never trained on."})
     eval_photographs: bool = field(metadata={"help": "Also report retrieval on scikit-image's real photographs."})
+    pair_ids_file: str | None = field(
+        default=None,
+        metadata={"help": "JSON list of pair ids to train and hold out from (e.g. an experiment's encoder split)."},
+    )
 
 
 @dataclass

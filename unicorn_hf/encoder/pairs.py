@@ -55,6 +55,7 @@ class Pair:
     source: str
     caption: str
     load: Callable[[], Image.Image]  # -> RGB image; raises UnreadableImageError with the file name
+    title: str = ""  # what is shown, without the caption's framing ("grinning face"); empty when unknown
 
 
 def check_caption(caption: str, pair_id: str) -> str:
@@ -104,7 +105,7 @@ def emoji_pairs(drops: DropLog) -> list[Pair]:
         def load(character: str = chr(code_point)) -> Image.Image:
             return _render_emoji(character, font)
 
-        pairs.append(Pair(f"emoji/U+{code_point:04X}", "emoji", f"an emoji of {name.lower()}", load))
+        pairs.append(Pair(f"emoji/U+{code_point:04X}", "emoji", f"an emoji of {name.lower()}", load, name.lower()))
     return pairs
 
 
@@ -159,7 +160,7 @@ def openclipart_pairs(drops: DropLog, size: int) -> list[Pair]:
         def load(svg: Path = path) -> Image.Image:
             return render_svg(svg, size)
 
-        pairs.append(Pair(f"openclipart/{relative.with_suffix('')}", "openclipart", caption, load))
+        pairs.append(Pair(f"openclipart/{relative.with_suffix('')}", "openclipart", caption, load, title))
     return pairs
 
 
@@ -209,6 +210,25 @@ def collect_pairs(
         pairs.extend(found)
     pairs = unique_captions(pairs, drops)  # across sources too
     return pairs, drops
+
+
+def restrict_pairs(pairs: list[Pair], ids_file: str | Path, drops: DropLog) -> list[Pair]:
+    """The pairs whose id is listed in `ids_file` (a JSON list of ids); the others are counted as dropped.
+
+    Raises `ValueError` naming the file when it lists ids that no source produced (a stale or foreign split).
+    """
+    import json
+
+    wanted = json.loads(Path(ids_file).read_text())
+    if not isinstance(wanted, list) or not all(isinstance(pair_id, str) for pair_id in wanted):
+        raise ValueError(f"{ids_file}: expected a JSON list of pair ids such as 'emoji/U+1F600'")
+    wanted_set = set(wanted)
+    kept = [pair for pair in pairs if pair.id in wanted_set]
+    missing = wanted_set - {pair.id for pair in kept}
+    if missing:
+        raise ValueError(f"{ids_file}: {len(missing)} id(s) match no pair of the sources, e.g. {sorted(missing)[:3]}")
+    drops.drop("not_in_pair_ids_file", count=len(pairs) - len(kept))
+    return kept
 
 
 def split_pairs(pairs: list[Pair], eval_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:

@@ -32,7 +32,7 @@ from unicorn_hf.encoder.model import (
     save_encoder,
     trainable_parameters,
 )
-from unicorn_hf.encoder.pairs import collect_pairs, photograph_pairs, split_pairs
+from unicorn_hf.encoder.pairs import collect_pairs, photograph_pairs, restrict_pairs, split_pairs
 from unicorn_hf.encoder.towers import resolve
 
 
@@ -132,6 +132,8 @@ def train_encoder(
     pairs, drops = collect_pairs(
         data_args.sources, data_args.max_pairs_per_source, training_args.seed, model_args.image_size
     )
+    if data_args.pair_ids_file is not None:
+        pairs = restrict_pairs(pairs, data_args.pair_ids_file, drops)
     train_pairs, eval_pairs = split_pairs(pairs, data_args.eval_fraction, training_args.seed)
     logger.info("%s; %d train / %d held-out pairs", drops.summary(), len(train_pairs), len(eval_pairs))
 

@@ -15,14 +15,21 @@ published by its authors:
     mmstar         Lin-Chen/MMStar (-, val)                  mc           index question(+ options) answer image
                                                                           category
 
-MMBench's test split has no public answers, hence `dev` (what papers report as MMBench-dev). Circular evaluation is
-done here by rotating the options of each question (N options -> N passes), see `circular_rotations`.
+MMBench's test split has no public answers, hence `dev` (what papers report as MMBench-dev). Circular evaluation
+needs every question once per rotation of its options (N options -> N passes). The MMBench dev/test files already
+hold those copies: index `q + k * 1e6` is question `q` with its options rotated k times. Rows are grouped by
+`index % 1e6`, as lmms-eval's `MMBench_Evaluator.eval_result` (tasks/mmbench/mmbench_evals.py) does; a group with
+copies is scored as it is, a question without copies is rotated here (`circular_rotations`).
+
+Answer keys are option letters; one given as option text ("a tabby cat") is mapped to its letter, and one that is
+neither raises with the row and field named (`answer_letter`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -79,6 +86,27 @@ def _yes_no(value: str, where: str) -> str:
     return answer
 
 
+def _option_key(text: str) -> str:
+    """An option text compared without case, whitespace or a final full stop: "(6, 2)" == "(6,2)", "Cat." == "cat"."""
+    return "".join(str(text).lower().split()).rstrip(".")
+
+
+def answer_letter(value: Any, options: list[str], where: str) -> str:
+    """The letter of an answer key: a letter among the options' ("B", "(b)", "B."), or the text of exactly one
+    option ("a tabby cat" -> its letter). Anything else raises with `where` (the row) named."""
+    letters = option_letters(len(options))
+    text = str(value).strip()
+    bare = re.fullmatch(r"\(?([A-Za-z])\)?\.?", text)
+    if bare and bare.group(1).upper() in letters:
+        return bare.group(1).upper()
+    key = _option_key(text)
+    same = [letter for letter, option in zip(letters, options, strict=True) if option and _option_key(option) == key]
+    if len(same) == 1:
+        return same[0]
+    detail = f"the text of {len(same)} options" if same else "neither an option letter nor an option's text"
+    raise ValueError(f"{where}: field 'answer' = {value!r} is {detail} (letters {letters}, options {options})")
+
+
 def _pope(row: dict, index: int) -> BenchmarkExample:
     qid = str(row.get("question_id", index))
     return BenchmarkExample(
@@ -93,16 +121,21 @@ def _pope(row: dict, index: int) -> BenchmarkExample:
 
 def _scienceqa(row: dict, index: int) -> BenchmarkExample:
     choices = list(row["choices"])
-    answer = int(row["answer"])
-    if not 0 <= answer < len(choices):
-        raise ValueError(f"ScienceQA row {index}: answer index {answer} outside {len(choices)} choices")
+    where = f"ScienceQA row {row.get('id', index)}"
+    if isinstance(row["answer"], numbers.Number) or str(row["answer"]).strip().isdigit():
+        answer = int(row["answer"])  # the Hub copy's key: the index of the correct choice
+        if not 0 <= answer < len(choices):
+            raise ValueError(f"{where}: field 'answer' = index {answer} outside {len(choices)} choices")
+        letter = option_letters(len(choices))[answer]
+    else:
+        letter = answer_letter(row["answer"], choices, where)
     hint = None if _is_missing(row.get("hint")) else str(row["hint"])
     return BenchmarkExample(
         id=str(row.get("id", index)),
         image_id=f"scienceqa-{row.get('id', index)}",
         image=row["image"],
         question=row["question"],
-        answer=option_letters(len(choices))[answer],
+        answer=letter,
         options=choices,
         hint=hint,
         category=str(row.get("subject") or ""),
@@ -122,52 +155,95 @@ def _mme(row: dict, index: int) -> BenchmarkExample:
     )
 
 
+# MMBench's circular copies: row `q + k * CIRCULAR_INDEX_STRIDE` is question `q` rotated k times (the dataset's own
+# convention, read by lmms-eval's mmbench_evals.py as `index % int(1e6)`).
+CIRCULAR_INDEX_STRIDE = 1_000_000
+
+
 def _mmbench(row: dict, index: int) -> BenchmarkExample:
     letters = [letter for letter in "ABCDEFGH" if letter in row and not _is_missing(row[letter])]
     if letters != option_letters(len(letters)):
         raise ValueError(f"MMBench row {row.get('index', index)}: options {letters} are not contiguous from A")
-    qid = str(row.get("index", index))
+    raw_index = row.get("index", index)
+    qid = str(raw_index)
+    # The copies of one question share its image, so `image_id` names the question: each image is encoded once.
+    question_id = str(int(raw_index) % CIRCULAR_INDEX_STRIDE) if str(raw_index).isdigit() else qid
+    options = [str(row[letter]) for letter in letters]
     return BenchmarkExample(
         id=qid,
-        image_id=f"mmbench-{qid}",
+        image_id=f"mmbench-{question_id}",
         image=row["image"],
         question=row["question"],
-        answer=str(row["answer"]).strip().upper(),
-        options=[str(row[letter]) for letter in letters],
+        answer=answer_letter(row["answer"], options, f"MMBench row {qid}"),
+        options=options,
         hint=None if _is_missing(row.get("hint")) else str(row["hint"]),
         category=str(row.get("category") or ""),
-        group_id=qid,
+        group_id=question_id,
     )
 
 
-_MMSTAR_OPTION = re.compile(r"(?:^|[\s,;])([A-H])\s*[:.]\s*")
+# MMStar's questions have four options (Chen et al., 2024); lmms-eval's mmstar/utils.py extracts among A-D.
+MMSTAR_DEFAULT_OPTIONS = 4
+# How MMStar writes an option inside its question: "A: x, B: y", "(A) x\n(B) y", "A. x", "A) x". `{letter}` is
+# filled in; a marker starts the tail or follows whitespace, a comma or a semicolon.
+_INLINE_MARKERS = (r"{letter}\s*:", r"\({letter}\)", r"{letter}\.(?=\s)", r"{letter}\)")
+_OPTIONS_HEADER = re.compile(r"\b(?:Options|Choices)\s*:", re.IGNORECASE)
+_MISSING_OPTION = {"", "nan"}  # how MMStar writes the options a question lacks
+
+
+def _inline_marks(tail: str, marker: str) -> list[re.Match]:
+    """The markers A, B, C, ... of one style, each searched after the previous one, so an option's own text
+    ("Vitamin B. ...") cannot be taken for the next marker of another style."""
+    marks, position = [], 0
+    for letter in "ABCDEFGH":
+        found = re.compile(rf"(?:^|(?<=[\s,;])){marker.format(letter=letter)}\s*").search(tail, position)
+        if found is None:
+            break
+        marks.append(found)
+        position = found.end()
+    return marks
 
 
 def parse_inline_options(question: str) -> list[str]:
-    """MMStar writes "... Options: A: x, B: y, C: z, D: w"; return ["x", "y", "z", "w"] ([] if not found)."""
-    _, sep, tail = question.rpartition("Options:")
-    if not sep:
+    """The options an MMStar question writes after "Options:" or "Choices:", in letter order.
+
+    "... Options: A: x, B: y, C: z, D: w" -> ["x", "y", "z", "w"]; "Choices:\n(A) Yes\n(B) No\n(C) nan\n(D) nan" ->
+    ["Yes", "No"]: trailing missing options ("nan", as MMStar stores a question with fewer than four) are dropped,
+    a missing one between two real ones stays as "" (its letter stays valid, its text matches nothing). [] when the
+    question holds no such list.
+    """
+    headers = list(_OPTIONS_HEADER.finditer(question))
+    if not headers:
         return []
-    marks = list(_MMSTAR_OPTION.finditer(tail))
-    if not marks or [m.group(1) for m in marks] != option_letters(len(marks)):
+    tail = question[headers[-1].end() :]
+    # The style with the most markers wins; ties go to the one whose "A" comes first.
+    marks = max(
+        (_inline_marks(tail, marker) for marker in _INLINE_MARKERS),
+        key=lambda found: (len(found), -found[0].start() if found else 0),
+    )
+    if len(marks) < 2:
         return []
-    bounds = [m.end() for m in marks]
-    starts = [m.start() for m in marks[1:]] + [len(tail)]
-    return [tail[b:e].strip().rstrip(",;").strip() for b, e in zip(bounds, starts, strict=True)]
+    ends = [m.start() for m in marks[1:]] + [len(tail)]
+    options = [tail[m.end() : end].strip().rstrip(",;").strip() for m, end in zip(marks, ends, strict=True)]
+    while options and options[-1].lower() in _MISSING_OPTION:
+        options.pop()
+    return ["" if option.lower() in _MISSING_OPTION else option for option in options]
 
 
 def _mmstar(row: dict, index: int) -> BenchmarkExample:
     qid = str(row.get("index", index))
     options = parse_inline_options(row["question"])
-    answer = str(row["answer"]).strip().upper()
-    if not options:  # letters are still scoreable; option texts only help extraction
-        options = [""] * (ord(answer) - ord("A") + 1 if answer else 4)
+    if not options:
+        # No option list to read: the letters A-D, as lmms-eval's mmstar exact_match extracts among; the texts stay
+        # unknown (they only help extraction). The valid letters never depend on the gold answer.
+        logger.debug("MMStar row %s: no option list found in the question; scoring letters A-D", qid)
+        options = [""] * MMSTAR_DEFAULT_OPTIONS
     return BenchmarkExample(
         id=qid,
         image_id=f"mmstar-{qid}",
         image=row["image"],
         question=row["question"],
-        answer=answer,
+        answer=answer_letter(row["answer"], options, f"MMStar row {qid}"),
         options=options,
         category=str(row.get("category") or ""),
         options_in_question=True,
@@ -220,18 +296,39 @@ def circular_rotations(example: BenchmarkExample) -> list[BenchmarkExample]:
     return rotations
 
 
+def circular_passes(examples: Iterable[BenchmarkExample], max_questions: int | None = None) -> list[BenchmarkExample]:
+    """The passes of MMBench CircularEval: rows grouped by question (`group_id`, i.e. `index % 1e6`) in order of
+    first appearance. A question that comes with its rotated copies is kept as it is (never rotated again); one
+    without copies is rotated here. `max_questions` keeps the first N questions, each complete."""
+    groups: dict[str, list[BenchmarkExample]] = {}
+    for example in examples:
+        groups.setdefault(example.group_id or example.id, []).append(example)
+    passes = []
+    for question_id, rows in list(groups.items())[:max_questions]:
+        if len(rows) == 1:
+            passes += circular_rotations(rows[0])
+            continue
+        # lmms-eval scores such a group as it is; say so when it is not one pass per option.
+        if len(rows) != len(rows[0].options) or len({tuple(sorted(r.options)) for r in rows}) != 1:
+            logger.warning("MMBench question %s: %d copies for %d options, or copies with other options (%s); "
+                           "scored as given", question_id, len(rows), len(rows[0].options),
+                           [r.id for r in rows])  # fmt: skip
+        passes += rows
+    return passes
+
+
 def normalize_rows(
     spec: BenchmarkSpec, rows: Iterable[dict], max_samples: int | None = None
 ) -> list[BenchmarkExample]:
-    """Map raw rows (Hub or fixture columns) to examples; `max_samples` keeps the first N questions before any
-    circular expansion, so that every kept question is complete."""
+    """Map raw rows (Hub or fixture columns) to examples; `max_samples` keeps the first N questions (for MMBench
+    with all their circular passes, so that every kept question is complete)."""
+    if spec.kind == "mc_circular":
+        return circular_passes((spec.normalize(row, index) for index, row in enumerate(rows)), max_samples)
     examples = []
     for index, row in enumerate(rows):
         if max_samples is not None and index >= max_samples:
             break
         examples.append(spec.normalize(row, index))
-    if spec.kind == "mc_circular":
-        examples = [rotation for example in examples for rotation in circular_rotations(example)]
     return examples
 
 
@@ -239,7 +336,11 @@ def load_hub_rows(spec: BenchmarkSpec, revision: str | None = None, max_samples:
     """The benchmark split from the Hub (needs network, or a warm `datasets` cache)."""
     from datasets import Image, load_dataset
 
-    split = spec.split if max_samples is None else f"{spec.split}[:{max_samples}]"
+    # MMBench's copies of a question lie far from it in the file (q, then q + 1e6 after all originals), so a row
+    # slice would cut questions apart; `normalize_rows` keeps the first N questions instead. (`load_dataset` fetches
+    # the whole split either way: a slice saves no download.)
+    sliced = max_samples is not None and spec.kind != "mc_circular"
+    split = f"{spec.split}[:{max_samples}]" if sliced else spec.split
     logger.info("Loading %s from the Hub: %s (%s, %s, revision %s)", spec.display_name, spec.hub_id, spec.hub_config,
                 split, revision or "main")  # fmt: skip
     dataset = load_dataset(spec.hub_id, spec.hub_config, split=split, revision=revision)
@@ -299,9 +400,13 @@ def build_question_text(example: BenchmarkExample, yes_no_suffix: str | None, mc
 
 __all__ = [
     "BENCHMARKS",
+    "CIRCULAR_INDEX_STRIDE",
+    "MMSTAR_DEFAULT_OPTIONS",
     "BenchmarkExample",
     "BenchmarkSpec",
+    "answer_letter",
     "build_question_text",
+    "circular_passes",
     "circular_rotations",
     "get_spec",
     "load_benchmark",

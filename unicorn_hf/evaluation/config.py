@@ -77,5 +77,9 @@ class EvalArguments:
     model_card_template: str | None = field(
         default=None, metadata={"help": "Jinja template of the card (None: model_cards/model_card.md of this repo)."}
     )
+    sees_results: str | None = field(
+        default=None,
+        metadata={"help": "results.json of recipes/sees.py (sighted vs blind): added to the card's 'Does it see?'."},
+    )
     push_to_hub: bool = field(default=False, metadata={"help": "Push the card with the results to hub_model_id."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Repo the card is pushed to / named after."})

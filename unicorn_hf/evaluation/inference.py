@@ -222,10 +222,31 @@ class UnicornImageQA:
         **generate_kwargs,
     ) -> list[str]:
         """Answers for already shifted embeddings [N, D] and N questions, `batch_size` prompts per generate call."""
+        answers, _ = self.generate_with_first_logits(
+            image_embeds, questions, batch_size=batch_size, max_new_tokens=max_new_tokens, **generate_kwargs
+        )
+        return answers
+
+    @torch.inference_mode()
+    def generate_with_first_logits(
+        self,
+        image_embeds: torch.Tensor,
+        questions: Sequence[str],
+        *,
+        batch_size: int,
+        max_new_tokens: int,
+        **generate_kwargs,
+    ) -> tuple[list[str], torch.Tensor]:
+        """`generate_from_embeds` plus the logits of the first answer token [N, V] (float32, CPU).
+
+        The first-step logits score closed questions without generation noise (compare the logits of "A".."D" or
+        "Yes"/"No"), from the same forward pass that starts the generation.
+        """
         if len(image_embeds) != len(questions):
             raise ValueError(f"{len(image_embeds)} image embeddings for {len(questions)} questions")
         device = self.model.device
         answers: list[str] = []
+        first_logits: list[torch.Tensor] = []
         for start in tqdm(range(0, len(questions), batch_size), desc="generate", unit="batch"):
             prompts = [self.format_prompt(q) for q in questions[start : start + batch_size]]
             inputs = self.processor(
@@ -239,13 +260,16 @@ class UnicornImageQA:
                 **inputs,
                 max_new_tokens=max_new_tokens,
                 pad_token_id=self.processor.tokenizer.pad_token_id,
+                return_dict_in_generate=True,
+                output_logits=True,
                 **generate_kwargs,
-            )  # [B, T + new]
-            new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            )
+            new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]  # [B, new]
             answers.extend(
                 t.strip() for t in self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             )
-        return answers
+            first_logits.append(output.logits[0].float().cpu())  # [B, V]
+        return answers, torch.cat(first_logits)
 
     def answer(
         self,

@@ -1,8 +1,17 @@
 """Robust JSON extraction from LLM replies and pydantic validation of the stage-2 dialogues.
 
-LLMs wrap JSON in code fences, add a sentence before or after it, use Python literals (single quotes, `True`),
-leave trailing commas, or stop mid-object. `extract_json` recovers what is recoverable; `parse_dialogue` validates
-the structure per task and raises `DialogueParseError` whose `reason` is a short drop reason for the `DropLog`.
+LLMs wrap JSON in code fences, add a sentence before or after it, think aloud in a `<think>` block first, use Python
+literals (single quotes, `True`), leave trailing commas or raw newlines inside strings, or stop mid-object.
+`json_values` recovers every JSON value that is recoverable, in order of preference (outside reasoning blocks first);
+`parse_dialogue` takes the first one that validates as a dialogue, so an example object quoted in the reasoning or
+a "[3]" in the prose before the payload cannot win over the payload. A failure raises `DialogueParseError`, whose
+`reason` is a short drop reason for the `DropLog`:
+
+    empty_generation  no_json  truncated_json  invalid_json     the reply holds no usable JSON
+    schema_mismatch                                             JSON, but no list of valid turns
+    placeholder_turns                                           only template slots: "...", "", "N/A", "<answer>"
+    mc_answer_unmapped  mc_answer_ambiguous                     an MC answer that names no option, or two
+    too_few_turns                                               valid turns, but fewer than `min_turns`
 """
 
 from __future__ import annotations
@@ -12,13 +21,29 @@ import json
 import re
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 
 LETTERS = "ABCD"
 _FENCE = re.compile(r"```(?:json|JSON|javascript|python)?\s*(.*?)(?:```|$)", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+# Reasoning blocks of thinking models (DeepSeek-R1, Qwen3 write <think>; others <thinking>/<reasoning>). A chat
+# template that prefills "<think>" leaves only the closing tag in the reply; a reply cut off while thinking only
+# the opening one.
+_REASONING_TAGS = r"think|thinking|reasoning|reflection"
+_REASONING_BLOCK = re.compile(rf"<({_REASONING_TAGS})>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
+_REASONING_CLOSE = re.compile(rf"</(?:{_REASONING_TAGS})>", re.IGNORECASE)
+_REASONING_OPEN = re.compile(rf"<(?:{_REASONING_TAGS})>", re.IGNORECASE)
+# Which failure is reported when no JSON value of a reply validates: the one that got furthest.
+_REASON_RANK = {
+    "too_few_turns": 4,
+    "mc_answer_ambiguous": 3,
+    "mc_answer_unmapped": 3,
+    "placeholder_turns": 2,
+    "schema_mismatch": 1,
+}
 
 
 class DialogueParseError(ValueError):
@@ -29,8 +54,9 @@ class DialogueParseError(ValueError):
         self.reason = reason
 
 
-def _balanced_spans(text: str) -> list[str]:
-    """Top-level `{...}` / `[...]` spans of `text`, tracking strings so braces inside them do not count."""
+def _balanced_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the top-level `{...}` / `[...]` spans of `text`, tracking strings so braces inside them do not
+    count."""
     spans, stack, start, quote, escaped = [], [], None, None, False
     for index, char in enumerate(text):
         if quote:
@@ -53,7 +79,7 @@ def _balanced_spans(text: str) -> list[str]:
                 continue
             stack.pop()
             if not stack:
-                spans.append(text[start : index + 1])
+                spans.append((start, index + 1))
     return spans
 
 
@@ -77,19 +103,23 @@ def _close_truncated(text: str, max_attempts: int = 64) -> Any:
                 break
         else:
             if quote is None and stack:
+                closed = text[start : end + 1] + "".join(reversed(stack))
                 try:
-                    return json.loads(_TRAILING_COMMA.sub(r"\1", text[start : end + 1] + "".join(reversed(stack))))
+                    return json.loads(_TRAILING_COMMA.sub(r"\1", closed), strict=False)
                 except json.JSONDecodeError:
                     continue
     return None
 
 
 def _loads_lenient(candidate: str) -> Any:
-    """json.loads, then the same after light repairs, then as a Python literal (single quotes, True/None)."""
+    """json.loads, then the same after light repairs, then as a Python literal (single quotes, True/None).
+
+    `strict=False` lets raw control characters stand inside strings: a reasoning answer written over two lines
+    ("Step 1: ...<newline>Step 2: ...") is what the model meant, and the newline is kept."""
     attempts = [candidate, _TRAILING_COMMA.sub(r"\1", candidate.translate(_SMART_QUOTES))]
     for attempt in attempts:
         try:
-            return json.loads(attempt)
+            return json.loads(attempt, strict=False)
         except json.JSONDecodeError:
             pass
     try:
@@ -101,37 +131,122 @@ def _loads_lenient(candidate: str) -> Any:
     return value
 
 
-def extract_json(text: str | None) -> Any:
-    """The first JSON object/list in an LLM reply (code fences, surrounding prose and Python literals tolerated)."""
+def split_reasoning(text: str) -> tuple[str, list[str]]:
+    """(the reply without its reasoning blocks, the blocks' contents)."""
+    reasoning: list[str] = []
+
+    def keep(match: re.Match) -> str:
+        reasoning.append(match.group(2))
+        return " "
+
+    answer = _REASONING_BLOCK.sub(keep, text)
+    if closers := list(_REASONING_CLOSE.finditer(answer)):  # the opening tag was in the prompt (prefill)
+        reasoning.append(answer[: closers[-1].start()])
+        answer = answer[closers[-1].end() :]
+    if opener := _REASONING_OPEN.search(answer):  # cut off while thinking
+        reasoning.append(answer[opener.end() :])
+        answer = answer[: opener.start()]
+    return answer, reasoning
+
+
+def json_values(text: str | None) -> list[Any]:
+    """Every JSON object/list recoverable from an LLM reply, most likely payload first: outside reasoning blocks
+    before inside them; within a part, code fences, then top-level spans in order, then a salvaged cut-off tail.
+    Raises `DialogueParseError` (empty_generation, no_json, truncated_json, invalid_json) when there is none."""
     if text is None or not text.strip():
         raise DialogueParseError("empty_generation", "the LLM returned nothing")
-    fenced = [match.group(1) for match in _FENCE.finditer(text) if match.group(1).strip()]
-    candidates = [span for block in [*fenced, text] for span in _balanced_spans(block)]
-    if not candidates:
-        if (salvaged := _close_truncated(text)) is not None:
-            return salvaged
-        if "{" in text or "[" in text:
-            raise DialogueParseError("truncated_json", "the JSON in the reply is not closed (cut off?)")
-        raise DialogueParseError("no_json", "the reply contains no JSON object")
-    error: DialogueParseError | None = None
-    for candidate in candidates:
-        try:
-            return _loads_lenient(candidate)
-        except DialogueParseError as caught:
-            error = error or caught
-    raise error
+    answer, reasoning = split_reasoning(text)
+    values, seen, error, any_span = [], set(), None, False
+    for part in [answer, *reasoning]:
+        fenced = [match.group(1) for match in _FENCE.finditer(part) if match.group(1).strip()]
+        tail_start = 0
+        for block in [*fenced, part]:
+            spans = _balanced_spans(block)
+            for start, end in spans:
+                candidate = block[start:end]
+                if candidate in seen:
+                    continue
+                seen.add(candidate)
+                any_span = True
+                try:
+                    values.append(_loads_lenient(candidate))
+                except DialogueParseError as caught:
+                    error = error or caught
+            if block is part and spans:
+                tail_start = spans[-1][1]
+        # What follows the last complete span may be the payload, cut off by max_new_tokens.
+        if (salvaged := _close_truncated(part[tail_start:])) is not None:
+            values.append(salvaged)
+    if values:
+        return values
+    if error is not None:
+        raise error
+    if any_span or "{" in text or "[" in text:
+        raise DialogueParseError("truncated_json", "the JSON in the reply is not closed (cut off?)")
+    raise DialogueParseError("no_json", "the reply contains no JSON object")
+
+
+def extract_json(text: str | None) -> Any:
+    """The most likely JSON payload of an LLM reply: the first of `json_values`."""
+    return json_values(text)[0]
+
+
+# A template slot, not content: "", "...", "…", "N/A", "TBD", "<answer>", "[question]", "{option}", "answer here".
+_PLACEHOLDER = re.compile(
+    r"[\s.\u2026_\-?*]*|n/?a|tbd|todo|null|<[^<>]*>|\[[^\[\]]*\]|\{[^{}]*\}"
+    r"|(?:your\s+)?(?:question|answer|option|text|string)(?:\s+(?:here|\d+))?",
+    re.IGNORECASE,
+)
+
+
+def is_placeholder(text: str) -> bool:
+    """True for a template slot that carries no content ("...", "", "N/A", "<answer>")."""
+    return _PLACEHOLDER.fullmatch(text.strip()) is not None
+
+
+def _no_placeholder(value: str, field: str) -> str:
+    if is_placeholder(value):
+        raise PydanticCustomError(
+            "placeholder", "{field} {value} is a placeholder", {"field": field, "value": repr(value)}
+        )
+    return value
 
 
 class _Turn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    question: str = Field(min_length=1, validation_alias=AliasChoices("question", "Question", "q", "user", "human"))
+    question: str = Field(validation_alias=AliasChoices("question", "Question", "q", "user", "human"))
+
+    @field_validator("question")
+    @classmethod
+    def _question_is_content(cls, value: str) -> str:
+        return _no_placeholder(value, "question")
 
 
 class QATurn(_Turn):
-    answer: str = Field(
-        min_length=1, validation_alias=AliasChoices("answer", "Answer", "a", "assistant", "gpt", "response")
-    )
+    answer: str = Field(validation_alias=AliasChoices("answer", "Answer", "a", "assistant", "gpt", "response"))
+
+    @field_validator("answer")
+    @classmethod
+    def _answer_is_content(cls, value: str) -> str:
+        return _no_placeholder(value, "answer")
+
+
+# A letter label in front of an option or answer: "A. red", "(b) blue", "C) green", "D: white", "[A] one".
+_LETTER_PREFIX = re.compile(r"\s*[\(\[]?\s*([A-Za-z])\s*(?:[\)\]]\s*[.:]?|[.:])\s+(.*)", re.DOTALL)
+_BARE_LETTER = re.compile(r"[\(\[]?\s*([A-Da-d])\s*[\)\]]?[.:]?")
+
+
+def option_key(text: str) -> str:
+    """An option compared without case, whitespace or a final full stop: "(6, 2)" == "(6,2)", "Cat." == "cat"."""
+    return "".join(text.lower().split()).rstrip(".")
+
+
+def _strip_label(option: Any, letter: str) -> str:
+    """`option` without a leading label of `letter` ("B) two" -> "two" for B); any other text stays as it is."""
+    text = str(option).strip()
+    match = _LETTER_PREFIX.fullmatch(text)
+    return match.group(2).strip() if match and match.group(1).upper() == letter else text
 
 
 class MCTurn(_Turn):
@@ -141,30 +256,54 @@ class MCTurn(_Turn):
     @field_validator("options", mode="before")
     @classmethod
     def _options_as_list(cls, value: Any) -> Any:
+        """Options without their letter labels (`dialogues.py` renders the letters). A label is only removed where it
+        is one: the key's own letter in {"A": "A. one"}, or the A, B, C, D sequence carried by all options of a list.
+        "C. elegans" in ["C. elegans", "E. coli", "S. aureus", "B. subtilis"] is a name, not option C."""
         if isinstance(value, dict):  # {"A": "...", "B": "..."}
-            value = [value[key] for key in sorted(value)]
-        if isinstance(value, list):  # "A. red" -> "red": the letters are rendered by `dialogues.py`
-            value = [re.sub(r"^\s*\(?[A-Da-d][.):]\s+", "", str(option)).strip() for option in value]
+            return [_strip_label(value[key], str(key).strip().upper()) for key in sorted(value)]
+        if isinstance(value, list):
+            labels = [_LETTER_PREFIX.fullmatch(str(option).strip()) for option in value]
+            sequence = [label.group(1).upper() if label else None for label in labels]
+            if sequence == list(LETTERS[: len(value)]):
+                return [label.group(2).strip() for label in labels]
         return value
 
     @field_validator("options")
     @classmethod
     def _four_distinct_options(cls, value: list[str]) -> list[str]:
+        for option in value:
+            _no_placeholder(option, "option")
         if len(value) != len(LETTERS) or any(not option for option in value):
             raise ValueError(f"expected {len(LETTERS)} non-empty options, got {len(value)}")
-        if len({option.lower() for option in value}) != len(value):
+        if len({option_key(option) for option in value}) != len(value):
             raise ValueError("options are not distinct")
         return value
 
-    def answer_letter(self) -> str:
-        """The answer as a bare letter; accepts "B", "(b)", "B. blue", or the option text itself."""
+    @model_validator(mode="after")
+    def _answer_as_letter(self) -> MCTurn:
+        """The answer as a bare letter. It may be a letter ("B", "(b)", "B."), a letter with its option's text
+        ("C. Green"), or an option's text ("Green", "(6,2)" for "(6, 2)"); it must name exactly one option."""
         answer = self.answer.strip()
-        if match := re.fullmatch(r"\(?([A-Da-d])\)?(?:[.):]\s*.*)?", answer, flags=re.DOTALL):
-            return match.group(1).upper()
-        lowered = [option.lower() for option in self.options]
-        if answer.lower() in lowered:
-            return LETTERS[lowered.index(answer.lower())]
-        raise ValueError(f"answer {answer!r} is neither a letter A-D nor one of the options")
+        key = option_key(answer)
+        named = {letter for letter, option in zip(LETTERS, self.options, strict=True) if option_key(option) == key}
+        if bare := _BARE_LETTER.fullmatch(answer):
+            named.add(bare.group(1).upper())
+        elif (label := _LETTER_PREFIX.fullmatch(answer)) and label.group(1).upper() in LETTERS:
+            letter = label.group(1).upper()
+            if option_key(label.group(2)) == option_key(self.options[LETTERS.index(letter)]):
+                named.add(letter)
+        if not named:
+            raise PydanticCustomError(
+                "mc_answer_unmapped", "answer {answer} names none of the options {options}",
+                {"answer": repr(answer), "options": repr(self.options)},
+            )  # fmt: skip
+        if len(named) > 1:
+            raise PydanticCustomError(
+                "mc_answer_ambiguous", "answer {answer} names options {letters}",
+                {"answer": repr(answer), "letters": " and ".join(sorted(named))},
+            )  # fmt: skip
+        self.answer = named.pop()
+        return self
 
 
 TURN_MODELS: dict[str, type[_Turn]] = {"mc": MCTurn, "qa": QATurn, "reasoning": QATurn}
@@ -191,29 +330,54 @@ def _keys(data: Any) -> list[str] | str:
     return sorted(data) if isinstance(data, dict) else type(data).__name__
 
 
-def parse_dialogue(task: str, text: str | None, min_turns: int, max_turns: int) -> list[_Turn]:
-    """Validated turns of a `task` reply; more than `max_turns` turns are cut to `max_turns`, fewer valid turns
-    than `min_turns` raise `DialogueParseError`. Invalid single turns are skipped, so one bad question does not
-    discard seven good ones."""
+def _turn_reason(error: ValidationError) -> str:
+    """The drop reason of one invalid turn: its most specific error."""
+    kinds = {detail["type"] for detail in error.errors()}
+    # pydantic reports the answer check only when every field is valid, so at most one of these is present.
+    specific = {"placeholder": "placeholder_turns", "mc_answer_ambiguous": "mc_answer_ambiguous",
+                "mc_answer_unmapped": "mc_answer_unmapped"}  # fmt: skip
+    return next((reason for kind, reason in specific.items() if kind in kinds), "schema_mismatch")
+
+
+def _validate_turns(task: str, data: Any, min_turns: int, max_turns: int) -> list[_Turn]:
+    """The valid turns of one JSON value; invalid single turns are skipped, so one bad question does not discard
+    seven good ones."""
     model = TURN_MODELS[task]
-    raw_turns = _turn_list(extract_json(text))
-    turns, errors = [], []
-    for index, raw in enumerate(raw_turns):
+    turns, failures = [], []
+    for index, raw in enumerate(_turn_list(data)):
         try:
-            turn = model.model_validate(raw)
-            if isinstance(turn, MCTurn):
-                turn.answer = turn.answer_letter()
-            turns.append(turn)
-        except (ValidationError, ValueError) as error:
-            errors.append(f"turn {index}: {_short(error)}")
+            turns.append(model.model_validate(raw))
+        except ValidationError as error:
+            failures.append((_turn_reason(error), f"turn {index}: {_short(error)}"))
     if not turns:
-        detail = "; ".join(errors[:3]) or "the list of turns is empty"
-        raise DialogueParseError("schema_mismatch", f"no valid {task} turn: {detail}")
+        detail = "; ".join(message for _, message in failures[:3]) or "the list of turns is empty"
+        reasons = {reason for reason, _ in failures}
+        # Every turn failing for the same specific reason gets that reason; a mix is a schema mismatch.
+        reason = reasons.pop() if len(reasons) == 1 else "schema_mismatch"
+        raise DialogueParseError(reason, f"no valid {task} turn: {detail}")
     if len(turns) < min_turns:
+        detail = "; ".join(message for _, message in failures[:3])
         raise DialogueParseError(
-            "too_few_turns", f"{len(turns)} valid {task} turn(s), need at least {min_turns}; {'; '.join(errors[:3])}"
+            "too_few_turns", f"{len(turns)} valid {task} turn(s), need at least {min_turns}; {detail}"
         )
     return turns[:max_turns]
+
+
+def parse_dialogue(task: str, text: str | None, min_turns: int, max_turns: int) -> list[_Turn]:
+    """Validated turns of a `task` reply; more than `max_turns` turns are cut to `max_turns`, fewer valid turns
+    than `min_turns` raise `DialogueParseError`.
+
+    Every JSON value of the reply is tried in `json_values`' order and the first that validates wins. When none
+    does, the reason of the one that got furthest is raised (too_few_turns over a wrong MC answer over placeholders
+    over a schema mismatch; the earlier value on a tie)."""
+    best: DialogueParseError | None = None
+    for value in json_values(text):
+        try:
+            return _validate_turns(task, value, min_turns, max_turns)
+        except DialogueParseError as error:
+            if best is None or _REASON_RANK[error.reason] > _REASON_RANK[best.reason]:
+                best = error
+    raise best
 
 
 def _short(error: Exception) -> str:

@@ -88,8 +88,7 @@ class TransferArguments:
             raise ValueError(f"shard_size must be positive, got {self.shard_size}")
         if self.noise_std is not None and (self.noise_std <= 0 or self.seed is None):
             raise ValueError("noise_std needs a positive value and a `seed`")
-        if not self.center and self.noise_std is None:
-            raise ValueError("center=false without noise_std would store the raw caption embeddings: nothing to do")
+        # center=false without noise_std stores the raw caption embeddings: the paper's "no alignment" baseline.
         if self.add_image_mean and (self.image_mean_source is None or not self.center):
             raise ValueError("add_image_mean needs center=true and an `image_mean_source`")
         if self.image_mean_column is not None and self.image_mean_source is None:

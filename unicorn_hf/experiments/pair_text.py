@@ -1,0 +1,137 @@
+"""Text made from real image-text pairs without an LLM: their captions as-is and templated dialogues about them.
+
+The packaged pairs (`unicorn_hf.encoder.pairs`) name what each picture shows ("grinning face", "soft blue couch").
+Their captions are stage-1-shaped rows (`model_name: seed`) and `unicorn_hf.experiments.questions` turns each into a
+two-turn dialogue (4-way "what is shown", then a yes/no presence question) in the instructions contract. Only the
+text is used: the images stay unseen, so held-out pairs can test whether the model reads real images.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from datasets import Dataset
+
+from unicorn_hf.encoder.pairs import Pair
+from unicorn_hf.experiments.questions import QuestionTemplates, group_by_source, training_dialogue
+from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config
+from unicorn_hf.synthesis.seeds import seed_id
+
+
+CAPTION_COLUMNS = ("id", "seed", "seed_source", "caption", "model_name")
+SEED_SOURCE = "pair_caption"
+PAIR_IDS_FILE = "pair_ids.json"  # row id -> pair id, for arms that need the pair's image (the oracle)
+
+
+def pair_text_rows(
+    pairs: list[Pair],
+    templates: QuestionTemplates,
+    num_options: int,
+    dialogues_per_pair: int,
+    seed: int,
+    image_token: str,
+) -> tuple[list[dict], list[dict], dict[str, str]]:
+    """(caption rows, dialogue rows, row id -> pair id) for `pairs`; each dialogue keeps its caption's id.
+
+    Raises `ValueError` when a pair has no title (nothing to ask about).
+    """
+    rng = random.Random(seed)
+    by_source = group_by_source(pairs)
+    captions, dialogues, pair_of_row = [], [], {}
+    for pair in pairs:
+        if not pair.title:
+            raise ValueError(f"pair {pair.id} has no title: a templated question needs to name what is shown")
+        row_id = seed_id(SEED_SOURCE, pair.caption)
+        pair_of_row[row_id] = pair.id
+        captions.append(
+            {"id": row_id, "seed": pair.caption, "seed_source": SEED_SOURCE, "caption": pair.caption,
+             "model_name": "seed"}
+        )  # fmt: skip
+    for _ in range(dialogues_per_pair):
+        for pair, caption in zip(pairs, captions, strict=True):
+            messages = training_dialogue(pair, by_source, num_options, templates, image_token, rng)
+            dialogues.append(
+                {"id": caption["id"], "task": "mc", "caption": pair.caption, "messages": messages,
+                 "model_name": "template"}
+            )  # fmt: skip
+    return captions, dialogues, pair_of_row
+
+
+def write_text_folder(
+    folder: str | Path, captions: list[dict], dialogues: list[dict], pair_of_row: dict[str, str], body: str
+) -> Path:
+    """A Hub-ready folder with configs `captions` and `instructions` (stage 3 reads it like stages 1-2's output)."""
+    folder = Path(folder)
+    write_dataset_config(Dataset.from_list(captions), folder, "captions")
+    write_dataset_config(Dataset.from_list(dialogues), folder, "instructions")
+    write_card(folder, {"configs": configs_metadata(["captions", "instructions"])}, body)
+    (folder / PAIR_IDS_FILE).write_text(json.dumps(pair_of_row, indent=0) + "\n")
+    return folder
+
+
+@dataclass
+class PairTextArguments:
+    """`recipes/pair_text.py`: stages 1-2's text plus templated text about the encoder's training pairs."""
+
+    captions_path: str | None = field(metadata={"help": "Stage-1 folder to carry over; null: none."})
+    instructions_path: str | None = field(metadata={"help": "Stage-2 folder to carry over; null: none."})
+    encoder_config: str = field(metadata={"help": "The encoder's recipe YAML: which pairs it collected."})
+    encoder_dir: str = field(metadata={"help": "The trained encoder: its held-out pairs are never used here."})
+    num_pairs: int = field(metadata={"help": "Training pairs of the encoder whose text is added."})
+    num_options: int = field(metadata={"help": "Options per multiple-choice question."})
+    mc_question: str = field(metadata={"help": "Multiple-choice question, before the options."})
+    mc_suffix: str = field(metadata={"help": "Instruction after the options (LLaVA-1.5's MC prompt)."})
+    yes_no_question: str = field(metadata={"help": "Presence question with a {title} slot."})
+    yes_no_suffix: str = field(metadata={"help": "Instruction after a yes/no question (LLaVA-1.5's POPE prompt)."})
+    dialogues_per_pair: int = field(metadata={"help": "Templated dialogues per pair (fresh distractors each)."})
+    image_token: str = field(metadata={"help": "The image placeholder of the first user turn."})
+    seed: int = field(metadata={"help": "Seed of the pair sample and the questions."})
+    output_dir: str = field(metadata={"help": "Hub-ready folder with configs `captions` and `instructions`."})
+
+
+def run_pair_text(args: PairTextArguments) -> Path:
+    """Write `output_dir`: stages 1-2's rows (unchanged) followed by the pairs' captions and dialogues."""
+    import hashlib
+
+    from unicorn_hf.encoder.pairs import collect_pairs
+    from unicorn_hf.encoder.recipe import parse_config
+    from unicorn_hf.hub import load_dataset_folder
+
+    held_out_path = Path(args.encoder_dir) / "held_out_ids.json"
+    if not held_out_path.is_file():
+        raise FileNotFoundError(f"{held_out_path} is missing: train the encoder first (recipes/train_encoder.py)")
+    held_out = set(json.loads(held_out_path.read_text()))
+    model_args, data_args, training_args = parse_config(args.encoder_config)
+    pairs, _ = collect_pairs(
+        data_args.sources, data_args.max_pairs_per_source, training_args.seed, model_args.image_size
+    )
+    candidates = [pair for pair in pairs if pair.id not in held_out and pair.title]
+    candidates.sort(key=lambda pair: hashlib.sha256(f"{args.seed}:{pair.id}".encode()).hexdigest())
+    if len(candidates) < args.num_pairs:
+        raise ValueError(f"{len(candidates)} titled training pairs in {args.encoder_dir}, {args.num_pairs} asked for")
+    chosen = candidates[: args.num_pairs]
+    templates = QuestionTemplates(args.mc_question, args.mc_suffix, args.yes_no_question, args.yes_no_suffix)
+    captions, dialogues, pair_of_row = pair_text_rows(
+        chosen, templates, args.num_options, args.dialogues_per_pair, args.seed, args.image_token
+    )
+    carried = {"captions": 0, "instructions": 0}
+    if args.captions_path is not None:
+        rows = load_dataset_folder(args.captions_path, "captions").select_columns(list(CAPTION_COLUMNS)).to_list()
+        captions, carried["captions"] = rows + captions, len(rows)
+    if args.instructions_path is not None:
+        columns = ["id", "task", "caption", "messages", "model_name"]
+        rows = load_dataset_folder(args.instructions_path, "instructions").select_columns(columns).to_list()
+        dialogues, carried["instructions"] = rows + dialogues, len(rows)
+    body = (
+        f"# Training text\n\n{carried['captions']} stage-1 captions and {carried['instructions']} stage-2 dialogues, "
+        f"followed by the captions of {len(chosen)} real image-text pairs (the encoder's training pairs; their "
+        f"images are not used) and {len(chosen) * args.dialogues_per_pair} templated dialogues about them (a "
+        f"{args.num_options}-way 'what is shown' question, then a yes/no presence question)."
+    )
+    folder = write_text_folder(args.output_dir, captions, dialogues, pair_of_row, body)
+    record = {"templates": asdict(templates), "num_options": args.num_options, "pairs": len(chosen), **carried}
+    (folder / "pair_text.json").write_text(json.dumps(record, indent=1) + "\n")
+    return folder

@@ -1,0 +1,366 @@
+"""The does-it-see experiment, stage by stage; every stage is resumable and recorded.
+
+    shared/                 (depends on split_seed only: reused by every seed's run)
+      splits.json           pair ids per split (eval, pool, vlm_train, encoder_train), disjoint
+      encoder/              the LiT encoder trained on encoder_train only (recipes/train_encoder.py's code)
+      image_embeds.safetensors   raw image embeddings of eval, pool and vlm_train
+      pool_images/          the unlabeled pool as an image folder (transfer's `image_mean_source`)
+      captions/             stage 1 (recipes/synthesize_captions.py) on vlm_train captions
+    seed-N/
+      text/                 captions (raw seeds + LLM-expanded) and templated dialogues: the same text for every arm
+      <arm>/transfer|pretrain|sft   each arm's stage-3 data and checkpoints (recipes/transfer.py, pretrain.py, sft.py)
+      questions.json, scores.json, results.json, results.md, results.png
+
+Each stage script runs as its own process with an effective YAML written next to its output (base recipe YAML +
+the arm's overrides), exactly as a user would run it; a finished stage leaves `.done` and is skipped on re-runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from unicorn_hf.encoder.pairs import Pair, collect_pairs
+from unicorn_hf.experiments.config import Arm, ExperimentArguments, Plan
+from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE
+from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
+from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
+
+
+logger = logging.getLogger(__name__)
+
+DONE = ".done"
+SCRIPTS = {
+    "captions": "synthesize_captions.py",
+    "transfer": "transfer.py",
+    "pretrain": "pretrain.py",
+    "sft": "sft.py",
+}
+
+
+def _done(folder: Path) -> bool:
+    return (folder / DONE).is_file()
+
+
+def _mark_done(folder: Path, record: dict | None = None) -> None:
+    (folder / DONE).write_text(json.dumps(record or {}, indent=1) + "\n")
+
+
+def _is_readable(pair: Pair) -> bool:
+    from unicorn_hf.encoder.pairs import UnreadableImageError
+
+    try:
+        pair.load()
+    except UnreadableImageError as error:
+        logger.warning("Unreadable image of %s: %s", pair.id, error)
+        return False
+    return True
+
+
+class Timer:
+    """Wall seconds per named stage, logged as each ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, function, *args, **kwargs):
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        logger.info("stage %s: %.1f s", name, self.seconds[name])
+        return result
+
+
+class Experiment:
+    """Runs every stage of the experiment for one seed (see the module docstring for the layout)."""
+
+    def __init__(self, args: ExperimentArguments):
+        self.args = args
+        self.plan = Plan.load(args.plan)
+        self.root = Path(args.output_dir)
+        self.shared = self.root / "shared"
+        self.run_dir = self.root / f"seed-{args.seed}"
+        self.templates = QuestionTemplates(args.mc_question, args.mc_suffix, args.yes_no_question, args.yes_no_suffix)
+        self.timer = Timer()
+        self._pairs: dict[str, Pair] | None = None
+
+    # ---- subprocess stages --------------------------------------------------------------------------------------
+    def run_stage(self, stage: str, base_yaml: str, overrides: dict, output_dir: Path) -> Path:
+        """Run `recipes/<script> --config <effective yaml>` unless `output_dir` is marked done."""
+        if _done(output_dir):
+            logger.info("%s: finished earlier in %s", stage, output_dir)
+            return output_dir
+        config = yaml.safe_load(Path(base_yaml).read_text()) or {}
+        config.update(overrides)
+        config["output_dir"] = str(output_dir)
+        if stage in ("pretrain", "sft") and self.args.max_steps is not None:
+            config["max_steps"] = self.args.max_steps
+        effective = output_dir.parent / f"{output_dir.name}.yaml"
+        effective.parent.mkdir(parents=True, exist_ok=True)
+        effective.write_text(yaml.safe_dump(config, sort_keys=False))
+        command = [self.args.python or sys.executable, str(Path(self.args.recipes_dir) / SCRIPTS[stage])]
+        command += ["--config", str(effective)]
+        logger.info("running %s", " ".join(command))
+        subprocess.run(command, check=True)
+        _mark_done(output_dir, {"command": command, "config": config})
+        return output_dir
+
+    # ---- shared: pairs, splits, encoder, image embeddings ---------------------------------------------------------
+    def pairs(self) -> dict[str, Pair]:
+        if self._pairs is None:
+            from unicorn_hf.encoder.recipe import parse_config
+
+            model_args, _, _ = parse_config(self.args.encoder_config)
+            found, drops = collect_pairs(self.args.sources, None, self.args.split_seed, model_args.image_size)
+            logger.info("pairs: %s", drops.summary())
+            self._pairs = {pair.id: pair for pair in found}
+        return self._pairs
+
+    def splits(self) -> PairSplits:
+        path = self.shared / "splits.json"
+        if path.is_file():
+            splits = PairSplits.load(path)
+            if splits.seed != self.args.split_seed:
+                raise ValueError(f"{path} was made with split_seed {splits.seed}; use another output_dir")
+            return splits
+        args = self.args
+        splits = split_pairs_by_id(
+            list(self.pairs().values()), args.split_seed, args.num_eval, args.num_pool, args.num_vlm_train,
+            args.max_encoder_train, readable=_is_readable,
+        )  # fmt: skip
+        if splits.unreadable:
+            logger.warning("%d pair(s) left out, their image cannot be read: %s", len(splits.unreadable),
+                           splits.unreadable[:5])  # fmt: skip
+        splits.save(path)
+        (self.shared / "encoder_pair_ids.json").write_text(json.dumps(splits.ids["encoder_train"]) + "\n")
+        return splits
+
+    def encoder_dir(self) -> Path:
+        from unicorn_hf.encoder.train import build_default_encoder
+
+        folder = self.shared / "encoder"
+        ids_file = self.shared / "encoder_pair_ids.json"
+        return build_default_encoder(
+            folder, self.args.encoder_config, seed=self.args.split_seed, pair_ids_file=str(ids_file)
+        )
+
+    def load_encoder(self):
+        from unicorn_hf.transfer.encoders import load_encoder
+
+        encoder_yaml = yaml.safe_load(Path(self.args.encoder_config).read_text())
+        return load_encoder(
+            f"local-dir:{self.shared / 'encoder'}", device="cpu", dtype="float32",
+            batch_size=encoder_yaml["feature_batch_size"],
+        )  # fmt: skip
+
+    def image_embeddings(self, splits: PairSplits) -> dict[str, torch.Tensor]:
+        """Raw (L2-normalised, unshifted) image embeddings [D] of every eval, pool and vlm_train pair, by id."""
+        path = self.shared / "image_embeds.safetensors"
+        ids = [pair_id for name in ("eval", "pool", "vlm_train") for pair_id in splits.ids[name]]
+        if path.is_file():
+            tensors = load_file(str(path))
+            stored = json.loads((self.shared / "image_embeds_ids.json").read_text())
+            if stored == ids:
+                return dict(zip(ids, tensors["image_embeds"], strict=True))
+        encoder = self.load_encoder()
+        pairs = self.pairs()
+        chunks = []
+        batch = encoder.batch_size
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, len(ids), batch), desc="encode images", unit="batch"):
+            chunks.append(encoder.encode_image([pairs[pair_id].load() for pair_id in ids[start : start + batch]]))
+        embeds = torch.cat(chunks)  # [N, D]
+        save_file({"image_embeds": embeds.contiguous()}, str(path))
+        (self.shared / "image_embeds_ids.json").write_text(json.dumps(ids) + "\n")
+        return dict(zip(ids, embeds, strict=True))
+
+    def pool_images(self, splits: PairSplits) -> Path:
+        """The unlabeled pool as PNG files: what a user would point transfer's `image_mean_source` at."""
+        folder = self.shared / "pool_images"
+        if _done(folder):
+            return folder
+        folder.mkdir(parents=True, exist_ok=True)
+        pairs = self.pairs()
+        for index, pair_id in enumerate(splits.ids["pool"]):
+            pairs[pair_id].load().save(folder / f"{index:05d}.png")
+        _mark_done(folder, {"num_images": len(splits.ids["pool"])})
+        return folder
+
+    # ---- text data (the same for every arm) -----------------------------------------------------------------------
+    def expanded_captions(self, splits: PairSplits) -> Path | None:
+        """Stage 1 on the first `num_expanded_captions` training captions (the caption recipe's LLM and prompt);
+        None when that number is 0 (raw captions only)."""
+        if self.args.num_expanded_captions == 0:
+            return None
+        pairs = self.pairs()
+        seeds_file = self.shared / "vlm_train_seeds.jsonl"
+        chosen = splits.ids["vlm_train"][: self.args.num_expanded_captions]
+        seeds_file.write_text("".join(json.dumps({"caption": pairs[i].caption, "pair_id": i}) + "\n" for i in chosen))
+        source = {"name": "pairs", "kind": "captions", "path": str(seeds_file), "column": "caption", "max_seeds": None}
+        overrides = {"seed_sources": [source]}
+        return self.run_stage("captions", self.args.captions_config, overrides, self.shared / "captions")
+
+    def text_data(self, splits: PairSplits, captions_dir: Path | None) -> Path:
+        """Hub-ready folder with configs `captions` (raw seeds + expansions) and `instructions` (dialogues)."""
+        from unicorn_hf.experiments.pair_text import CAPTION_COLUMNS, pair_text_rows, write_text_folder
+        from unicorn_hf.hub import load_dataset_folder
+
+        folder = self.run_dir / "text"
+        if _done(folder):
+            return folder
+        pairs = self.pairs()
+        train = [pairs[pair_id] for pair_id in splits.ids["vlm_train"]]
+        captions, dialogues, pair_of_row = pair_text_rows(
+            train, self.templates, self.args.num_options, self.args.dialogues_per_pair, self.args.seed, "<image>"
+        )
+        if captions_dir is not None:  # stage-1 expansions keep their own ids; their seed names the pair
+            by_caption = {pair.caption: pair.id for pair in train}
+            for row in load_dataset_folder(captions_dir, "captions"):
+                pair_of_row[row["id"]] = by_caption[row["seed"]]
+                captions.append({key: row[key] for key in CAPTION_COLUMNS})
+        body = (
+            "# does-it-see training text\n\nCaptions of the experiment's `vlm_train` pairs (raw seeds and stage-1 "
+            f"expansions: {len(captions)} rows) and templated two-turn dialogues ({len(dialogues)} rows). "
+            "Made by `unicorn_hf.experiments.runner`."
+        )
+        write_text_folder(folder, captions, dialogues, pair_of_row, body)
+        _mark_done(folder, {"captions": len(captions), "dialogues": len(dialogues)})
+        return folder
+
+    # ---- arms -------------------------------------------------------------------------------------------------------
+    def transfer(self, arm: Arm, text_dir: Path, pool_dir: Path) -> Path:
+        overrides = {
+            "encoder": f"local-dir:{self.shared / 'encoder'}", "pretrained": None, "init_seed": None,
+            "captions_path": str(text_dir), "instructions_path": str(text_dir), "seed": self.args.seed,
+            **arm.transfer,
+        }  # fmt: skip
+        if overrides.get("image_mean_source") == "pool":
+            overrides["image_mean_source"] = str(pool_dir)
+        out = self.run_dir / arm.name / ("text_transfer" if arm.embeddings == "image" else "transfer")
+        out = self.run_stage("transfer", self.args.transfer_config, overrides, out)
+        if arm.embeddings == "image":
+            return self.image_oracle_data(out, text_dir)
+        return out
+
+    def image_oracle_data(self, text_transfer: Path, text_dir: Path) -> Path:
+        """The same rows with each caption's embedding replaced by its pair's real image embedding.
+
+        v = normalize(x - mean(X_vlm_train)), the paper's shift applied within the image modality, so the oracle
+        differs from the mean-shift arm only in where its vectors come from (what LLaVA-style training sees).
+        """
+        from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
+        from unicorn_hf.transfer.statistics import TransferStatistics
+
+        out = text_transfer.parent / "transfer"
+        if _done(out):
+            return out
+        pair_of_row = json.loads((text_dir / PAIR_IDS_FILE).read_text())
+        image = self.image_embeddings(self.splits())
+        train_ids = sorted(set(pair_of_row.values()))
+        image_mean = torch.stack([image[pair_id] for pair_id in train_ids]).mean(0)  # [D]
+        stats = TransferStatistics.load(text_transfer)
+        oracle_stats = TransferStatistics(
+            encoder_id=stats.encoder_id, dim=stats.dim, text_mean=image_mean, num_rows=len(train_ids),
+            normalized_input=True, renormalize_after_shift=stats.renormalize_after_shift, center=True,
+        )  # fmt: skip
+
+        def swap(row: dict) -> dict:
+            vector = oracle_stats.shift(image[pair_of_row[row["id"]]].unsqueeze(0))[0]  # [D]
+            return {"image_embeds": vector.to(torch.float16).tolist()}
+
+        for config_name in ("captions", "instructions"):
+            rows = load_dataset_folder(text_transfer, config_name)
+            write_dataset_config(rows.map(swap, features=rows.features), out, config_name)
+        oracle_stats.save(out)
+        body = (
+            "# does-it-see image oracle\n\nThe rows of the text arms, each with its pair's real image embedding "
+            "(shifted by the mean of the training images) instead of its caption's text embedding."
+        )
+        write_card(out, {"configs": configs_metadata(["captions", "instructions"])}, body)
+        _mark_done(out)
+        return out
+
+    def train_arm(self, arm: Arm, transfer_dir: Path) -> Path:
+        arm_dir = self.run_dir / arm.name
+        pretrain = self.run_stage(
+            "pretrain", self.args.pretrain_config,
+            {"dataset_name": str(transfer_dir), "seed": self.args.seed, **arm.pretrain}, arm_dir / "pretrain",
+        )  # fmt: skip
+        return self.run_stage(
+            "sft", self.args.sft_config,
+            {"dataset_name": str(transfer_dir), "model_name_or_path": str(pretrain), "seed": self.args.seed,
+             **arm.sft},
+            arm_dir / "sft",
+        )  # fmt: skip
+
+    # ---- evaluation -------------------------------------------------------------------------------------------------
+    def questions(self, splits: PairSplits) -> list[Question]:
+        path = self.run_dir / "questions.json"
+        pairs = self.pairs()
+        questions = evaluation_questions(
+            [pairs[pair_id] for pair_id in splits.ids["eval"]], self.args.num_options, self.templates, self.args.seed
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([question.to_dict() for question in questions], indent=0) + "\n")
+        return questions
+
+    def evaluate_arm(self, arm: Arm, sft_dir: Path, questions: list[Question], raw_by_id: dict) -> dict:
+        from unicorn_hf.experiments.scoring import score_checkpoint
+
+        path = self.run_dir / arm.name / "scores.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
+        scores = score_checkpoint(
+            str(sft_dir), self.load_encoder(), questions, raw, arm.evaluate, self.args.eval_batch_size,
+            self.args.max_new_tokens, self.args.seed,
+        )  # fmt: skip
+        for name, score in scores.items():
+            logger.info("%s/%s: likelihood %.3f generation %.3f", arm.name, name, np.mean(score["likelihood"]),
+                        np.mean(score["generation"]))  # fmt: skip
+        path.write_text(json.dumps(scores) + "\n")
+        return scores
+
+    def zero_shot(self, questions: list[Question], raw_by_id: dict) -> dict:
+        from unicorn_hf.experiments.scoring import correctness, zero_shot_answers
+
+        encoder = self.load_encoder()
+        pairs = self.pairs()
+        prompts = self.plan.zero_shot_prompts
+
+        def prompt_for_title(pair_id: str, title: str) -> str:
+            return prompts[pairs[pair_id].source].format(title=title)
+
+        raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
+        answers = zero_shot_answers(raw, questions, encoder.encode_text, prompt_for_title)
+        return {"encoder_zero_shot": {"likelihood": correctness(answers, questions).tolist()}}
+
+    # ---- the whole run ----------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from unicorn_hf.experiments.report import write_report
+
+        splits = self.timer.run("splits", self.splits)
+        self.timer.run("encoder", self.encoder_dir)
+        raw_by_id = self.timer.run("image_embeddings", self.image_embeddings, splits)
+        pool_dir = self.timer.run("pool_images", self.pool_images, splits)
+        captions_dir = self.timer.run("stage1_captions", self.expanded_captions, splits)
+        text_dir = self.timer.run("text_data", self.text_data, splits, captions_dir)
+        questions = self.questions(splits)
+        scores = {"encoder": self.timer.run("encoder_zero_shot", self.zero_shot, questions, raw_by_id)}
+        for arm in self.plan.arms:
+            transfer_dir = self.timer.run(f"{arm.name}/transfer", self.transfer, arm, text_dir, pool_dir)
+            sft_dir = self.timer.run(f"{arm.name}/train", self.train_arm, arm, transfer_dir)
+            scores[arm.name] = self.timer.run(
+                f"{arm.name}/evaluate", self.evaluate_arm, arm, sft_dir, questions, raw_by_id
+            )
+        return write_report(self.args, self.plan, splits, questions, scores, self.timer.seconds, self.run_dir)

@@ -1,0 +1,139 @@
+"""Score a model (or the encoder alone) on the experiment's questions, two ways for the model.
+
+- likelihood: the logits of the first answer token, compared over the closed answer set ("A".."D", "Yes"/"No").
+  No generation noise, and a model that never learned the format still gets a fair score.
+- generation: greedy decoding, then the project's answer extraction (`unicorn_hf.evaluation.answers`), which is
+  what a user of the pipeline sees; unparsed replies count as wrong.
+
+The encoder's own zero-shot accuracy is the ceiling of what any VLM on its embeddings can read from the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from unicorn_hf.evaluation.answers import extract_choice, extract_yes_no, option_letters
+from unicorn_hf.experiments.questions import Question
+
+
+def single_token_id(tokenizer, text: str) -> int:
+    """The id of `text` as one token; raises `ValueError` when the tokenizer splits it (no first-token scoring)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(f"{text!r} is {len(ids)} tokens {ids} for this tokenizer; first-token scoring needs one")
+    return ids[0]
+
+
+def likelihood_answers(first_logits: torch.Tensor, questions: Sequence[Question], tokenizer) -> list[str]:
+    """Per question, the candidate answer whose first token has the highest logit. first_logits: [N, V]."""
+    answers = []
+    for logits, question in zip(first_logits, questions, strict=True):
+        if question.kind == "mc":
+            candidates = option_letters(len(question.options))
+            token_ids = [single_token_id(tokenizer, letter) for letter in candidates]
+        else:
+            candidates = ["yes", "no"]
+            token_ids = [single_token_id(tokenizer, word.capitalize()) for word in candidates]
+        answers.append(candidates[int(logits[token_ids].argmax())])
+    return answers
+
+
+def generation_answers(replies: Sequence[str], questions: Sequence[Question]) -> list[str | None]:
+    """The extracted answer of each reply (None: unparsed)."""
+    return [
+        extract_choice(reply, question.options) if question.kind == "mc" else extract_yes_no(reply)
+        for reply, question in zip(replies, questions, strict=True)
+    ]
+
+
+def correctness(answers: Sequence[str | None], questions: Sequence[Question]) -> np.ndarray:
+    """0/1 per question [N]; None (unparsed) is wrong."""
+    return np.array([answer == question.answer for answer, question in zip(answers, questions, strict=True)], float)
+
+
+def zero_shot_answers(
+    image_embeds: torch.Tensor, questions: Sequence[Question], encode_text, prompt_for_title
+) -> list[str]:
+    """The encoder's own answers: cosine of the image [N, D] with each candidate's text embedding.
+
+    mc: the option whose prompt (`prompt_for_title(pair_id, title)`) is most similar. yes/no has no threshold of its
+    own, so "yes" where the similarity to the asked title is above the median over all yes/no questions: the
+    questions are balanced by construction, so the median is the prior-matched cut, chosen without labels.
+    """
+    answers: list[str | None] = [None] * len(questions)
+    mc_rows = [i for i, q in enumerate(questions) if q.kind == "mc"]
+    for row in mc_rows:
+        question = questions[row]
+        options = encode_text([prompt_for_title(question.pair_id, option) for option in question.options])  # [K, D]
+        answers[row] = option_letters(len(question.options))[int((options @ image_embeds[row]).argmax())]
+    yes_no_rows = [i for i, q in enumerate(questions) if q.kind == "yes_no"]
+    if yes_no_rows:
+        asked = encode_text([prompt_for_title(questions[row].pair_id, questions[row].subject) for row in yes_no_rows])
+        similarity = (asked * image_embeds[yes_no_rows]).sum(-1)  # [M]
+        cut = similarity.median()
+        for row, value in zip(yes_no_rows, similarity, strict=True):
+            answers[row] = "yes" if value > cut else "no"
+    return answers
+
+
+def evaluation_embeds(model, mean: str, inputs: str, raw: torch.Tensor, seed: int) -> torch.Tensor:
+    """What the model receives for evaluation images raw [N, D]: shifted as in `mean`, or a blind control.
+
+    mean: `eval` (the evaluated images' own mean, the paper's protocol), `image` (the stored pool mean), `text` (the
+    caption mean) or `none`; inputs: `images`, `zero` (no image at all) or `shuffled` (another question's image,
+    a seeded permutation). Returns [N, D] float32.
+    """
+    if inputs == "zero":
+        return torch.zeros_like(raw, dtype=torch.float32)
+    if mean == "eval":
+        shifted = model.shift_embeddings(raw, mean=raw.mean(0))
+    elif mean in ("image", "text"):
+        shifted = model.shift_embeddings(raw, mean=mean)
+    elif mean == "none":
+        shifted = raw.float()
+    else:
+        raise ValueError(f"mean must be eval, image, text or none, got {mean!r}")
+    if inputs == "shuffled":
+        shifted = shifted[torch.randperm(len(raw), generator=torch.Generator().manual_seed(seed))]
+    elif inputs != "images":
+        raise ValueError(f"inputs must be images, zero or shuffled, got {inputs!r}")
+    return shifted
+
+
+def score_checkpoint(
+    model_dir: str,
+    encoder,
+    questions: Sequence[Question],
+    raw: torch.Tensor,
+    modes: Sequence,
+    batch_size: int,
+    max_new_tokens: int,
+    seed: int,
+) -> dict:
+    """Per mode (objects with `name`, `mean`, `inputs`): per-question 0/1 correctness by likelihood and by
+    generation, the unparsed count and a few replies. raw: [Q, D] raw image embeddings, one per question."""
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+
+    model = UnicornForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    processor = UnicornProcessor.from_pretrained(model_dir)
+    qa = UnicornImageQA(model, processor, encoder)
+    scores = {}
+    for mode in modes:
+        embeds = evaluation_embeds(model, mode.mean, mode.inputs, raw, seed)
+        replies, first_logits = qa.generate_with_first_logits(
+            embeds, [q.text for q in questions], batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=False
+        )
+        extracted = generation_answers(replies, questions)
+        scores[mode.name] = {
+            "likelihood": correctness(
+                likelihood_answers(first_logits, questions, processor.tokenizer), questions
+            ).tolist(),
+            "generation": correctness(extracted, questions).tolist(),
+            "unparsed": sum(answer is None for answer in extracted),
+            "replies_sample": list(replies[:4]),
+        }
+    return scores

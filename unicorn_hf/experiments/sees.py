@@ -1,0 +1,130 @@
+"""Does a checkpoint look at the image? Its answers about held-out real images, sighted against blind.
+
+The held-out pairs of the paired encoder (`held_out_ids.json` beside it: images neither the encoder nor the VLM saw)
+are asked the templated questions the VLM was trained on (`unicorn_hf.experiments.questions`), once with the real
+image embeddings (shifted by the evaluated images' own mean, the paper's protocol), once with no image (zero
+embeddings) and once with another question's image (shuffled). The paired bootstrap difference sighted - blind is
+the evidence: its interval excludes 0 only when the answers depend on the image.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_difference
+from unicorn_hf.experiments.config import EvaluationMode
+from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
+from unicorn_hf.experiments.scoring import score_checkpoint
+
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+TEXT_RECORD = "pair_text.json"  # written by recipes/pair_text.py beside the training text: the question templates
+MODES = (
+    EvaluationMode("sighted", mean="eval", inputs="images"),
+    EvaluationMode("blind_zero", mean="eval", inputs="zero"),
+    EvaluationMode("blind_shuffled", mean="eval", inputs="shuffled"),
+)
+
+
+@dataclass
+class SeesArguments:
+    model_name_or_path: str = field(metadata={"help": "The checkpoint to question (e.g. the SFT output)."})
+    encoder_config: str = field(metadata={"help": "The encoder's recipe YAML: which pairs it collected."})
+    encoder_dir: str = field(metadata={"help": "The trained encoder folder (holds held_out_ids.json)."})
+    text_path: str = field(metadata={"help": "The pair_text output the model trained on (question templates)."})
+    num_images: int = field(metadata={"help": "Held-out images asked about (an mc and a yes/no question each)."})
+    batch_size: int = field(metadata={"help": "Questions per generate call."})
+    max_new_tokens: int = field(metadata={"help": "Generated tokens per answer."})
+    bootstrap_resamples: int = field(metadata={"help": "Bootstrap resamples of the questions."})
+    confidence: float = field(metadata={"help": "Two-sided confidence of the intervals."})
+    seed: int = field(metadata={"help": "Seed of the questions and the shuffled control."})
+    output_dir: str = field(metadata={"help": "results.json is written here."})
+
+
+def held_out_pairs(encoder_config: str, encoder_dir: str, num_images: int):
+    """The first `num_images` titled pairs the encoder held out (never trained on), in its own order."""
+    from unicorn_hf.encoder.pairs import collect_pairs
+    from unicorn_hf.encoder.recipe import parse_config
+
+    ids_path = Path(encoder_dir) / "held_out_ids.json"
+    if not ids_path.is_file():
+        raise FileNotFoundError(f"{ids_path} is missing: is {encoder_dir} an encoder trained by train_encoder.py?")
+    model_args, data_args, training_args = parse_config(encoder_config)
+    pairs, _ = collect_pairs(
+        data_args.sources, data_args.max_pairs_per_source, training_args.seed, model_args.image_size
+    )
+    by_id = {pair.id: pair for pair in pairs}
+    held_out = [by_id[pair_id] for pair_id in json.loads(ids_path.read_text()) if by_id.get(pair_id)]
+    titled = [pair for pair in held_out if pair.title]
+    if len(titled) < num_images:
+        raise ValueError(f"{ids_path}: {len(titled)} titled held-out pairs, {num_images} asked for")
+    return titled[:num_images]
+
+
+def run_sees(args: SeesArguments) -> dict:
+    """Score the checkpoint sighted and blind; write and return `results.json` (also its `headline`)."""
+    from unicorn_hf.training.metadata import package_versions
+    from unicorn_hf.transfer.encoders import load_encoder
+
+    start = time.perf_counter()
+    record_path = Path(args.text_path) / TEXT_RECORD
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{record_path} is missing: run recipes/pair_text.py (it records the templates)")
+    record = json.loads(record_path.read_text())
+    templates = QuestionTemplates(**record["templates"])
+    pairs = held_out_pairs(args.encoder_config, args.encoder_dir, args.num_images)
+    questions = evaluation_questions(pairs, record["num_options"], templates, args.seed)
+    encoder = load_encoder(f"local-dir:{args.encoder_dir}", device="cpu", dtype="float32", batch_size=args.batch_size)
+    raw_by_id = dict(zip([p.id for p in pairs], encoder.encode_image([p.load() for p in pairs]), strict=True))
+    raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
+    scores = score_checkpoint(
+        args.model_name_or_path, encoder, questions, raw, MODES, args.batch_size, args.max_new_tokens, args.seed
+    )
+    summary = {}
+    for mode in MODES:
+        correct = scores[mode.name]["likelihood"]
+        entry = {"likelihood": accuracy_interval(correct, args.bootstrap_resamples, args.confidence, args.seed)}
+        entry["generation"] = accuracy_interval(
+            scores[mode.name]["generation"], args.bootstrap_resamples, args.confidence, args.seed
+        )
+        if mode.name != "sighted":
+            entry["sighted_minus_this"] = paired_difference(
+                scores["sighted"]["likelihood"], correct, args.bootstrap_resamples, args.confidence, args.seed
+            )
+        summary[mode.name] = entry
+    gap = summary["blind_zero"]["sighted_minus_this"]
+    results = {
+        "question": "Does the model answer from the image? Held-out real images, sighted against blind.",
+        "arguments": asdict(args),
+        "num_images": len(pairs),
+        "num_questions": len(questions),
+        "summary": summary,
+        "sees_image": gap["low"] > 0,
+        "headline": {
+            "sighted accuracy": summary["sighted"]["likelihood"]["accuracy"],
+            "blind accuracy": summary["blind_zero"]["likelihood"]["accuracy"],
+            "sighted - blind": gap["difference"],
+            "sighted - blind low": gap["low"],
+            "sighted - blind high": gap["high"],
+        },
+        "replies_sample": {name: scores[name]["replies_sample"] for name in scores},
+        "seconds": round(time.perf_counter() - start, 1),
+        "versions": package_versions(),
+    }
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
+    logger.info(
+        "sighted %.3f vs blind %.3f: difference %+.3f [%+.3f, %+.3f] -> %s",
+        summary["sighted"]["likelihood"]["accuracy"], summary["blind_zero"]["likelihood"]["accuracy"],
+        gap["difference"], gap["low"], gap["high"], "sees the image" if results["sees_image"] else "not shown",
+    )  # fmt: skip
+    return results
