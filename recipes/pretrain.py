@@ -28,6 +28,7 @@ from trl import TrlParser
 
 from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.preflight import check_reference
+from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, write_metadata
@@ -53,6 +54,7 @@ def main(
     script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
 ) -> UnicornSFTTrainer:
     setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
+    die_with_launcher()  # killed with `accelerate launch`, not left training on its own
     set_seed(training_args.seed)
     # Every path or Hub id this run reads, before anything loads: a typo is named, not blamed on the network.
     check_reference(model_args.model_name_or_path, field="model_name_or_path", kind="model",

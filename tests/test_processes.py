@@ -1,6 +1,7 @@
 """Children die with the process that started them: multiprocessing workers forked inside
-`children_die_with_parent()` (distilabel's step workers) and `subprocess` children started with
-`parent_death_signal()` (the quickstart's stages), when that process is killed with SIGKILL."""
+`children_die_with_parent()` (distilabel's step workers), `subprocess` children started with
+`parent_death_signal()` (the quickstart's stages) and training scripts that call `die_with_launcher()` under
+`accelerate launch`, when that process is killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ FORKED = """
         child = multiprocessing.Process(target=time.sleep, args=(120,))
         child.start()
     print(child.pid, flush=True)
+    time.sleep(120)
+"""
+# A training script under `accelerate launch`: the launcher starts it with a plain subprocess and sets ACCELERATE_*;
+# the script reports its pid once `die_with_launcher()` has run (the request covers the time after the call).
+LAUNCHED = """
+    import os, subprocess, sys, time
+
+    script = ("import os, time; from unicorn_hf.processes import die_with_launcher; assert die_with_launcher(); "
+              "print(os.getpid(), flush=True); time.sleep(120)")
+    env = {**os.environ, "ACCELERATE_MIXED_PRECISION": "no"}
+    child = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    print(child.stdout.readline().strip(), flush=True)
     time.sleep(120)
 """
 SUBPROCESS = """
@@ -60,7 +73,9 @@ def child_of_killed_parent(script: str) -> psutil.Process | None:
     return child
 
 
-@pytest.mark.parametrize("script", [FORKED, SUBPROCESS], ids=["multiprocessing-child", "subprocess-child"])
+@pytest.mark.parametrize(
+    "script", [FORKED, SUBPROCESS, LAUNCHED], ids=["multiprocessing-child", "subprocess-child", "launched-script"]
+)
 def test_a_child_does_not_outlive_its_killed_parent(script):
     assert child_of_killed_parent(script) is None
 

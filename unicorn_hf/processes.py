@@ -76,3 +76,17 @@ def parent_death_signal() -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+# Set by `accelerate launch` (its simple launcher) and by torchrun (accelerate's multi-GPU launcher) in the
+# environment of every process they start.
+LAUNCHER_ENV_VARS = ("ACCELERATE_MIXED_PRECISION", "LOCAL_RANK")
+
+
+def die_with_launcher() -> bool:
+    """In a training script: when `accelerate launch` or torchrun started this process, be killed when that
+    launcher dies. Both start the script with a plain subprocess, so a launcher killed alone (SIGKILL, an OOM kill,
+    a killed quickstart) leaves the training running into its output_dir. Returns whether the request was made."""
+    if not sys.platform.startswith("linux") or not any(name in os.environ for name in LAUNCHER_ENV_VARS):
+        return False
+    return _request_death_signal()
