@@ -1,7 +1,8 @@
 """Two steps of pretraining and of SFT through the recipe scripts, on a tiny random Llama with SmolLM2's tokenizer.
 
 TRL's test style: after training, every trainable parameter changed and every frozen one did not. Plus LoRA
-save/reload (merged and unmerged), resuming at the right step, and loading the result with `AutoModel` to generate.
+save/reload (merged and unmerged), resuming at the right step, and loading the result with
+`AutoModelForImageTextToText` to generate.
 """
 
 from __future__ import annotations
@@ -152,9 +153,9 @@ def test_sft_full_trains_projector_and_llm(pretrained, tmp_path, transfer_folder
     assert [stage["stage"] for stage in record["previous_stages"]] == ["pretrain"]
 
     # The saved model loads through the Auto classes and generates from a prompt with an image embedding.
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    model = AutoModel.from_pretrained(tmp_path / "sft").eval()
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "sft").eval()
     processor = AutoProcessor.from_pretrained(tmp_path / "sft")
     prompt = processor.apply_chat_template(
         [{"role": "user", "content": "<image>\nDescribe the picture."}], add_generation_prompt=True, tokenize=False

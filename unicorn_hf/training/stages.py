@@ -141,7 +141,8 @@ def set_trainable_parts(model: UnicornForConditionalGeneration, model_args: Unic
     if model_args.train_projector:
         model.projector.requires_grad_(True)
     if model_args.train_language_model and not model_args.use_peft:
-        model.language_model.requires_grad_(True)
+        model.language_model.requires_grad_(True)  # the backbone
+        model.lm_head.requires_grad_(True)  # the same tensor as the input embeddings where they are tied
 
 
 def lora_config(model_args: UnicornModelConfig):
