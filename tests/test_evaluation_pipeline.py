@@ -143,7 +143,7 @@ def test_image_text_to_text_pipeline_runs_the_same_path(qa, photos, monkeypatch)
 
 def load_recipe():
     # Loaded under another name: a module called `evaluate` would shadow the evaluate library.
-    spec = importlib.util.spec_from_file_location("unicorn_evaluate_recipe", REPO / "recipes" / "evaluate.py")
+    spec = importlib.util.spec_from_file_location("unicorn_evaluate_recipe", REPO / "recipes" / "evaluate_vlm.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

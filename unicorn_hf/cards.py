@@ -7,7 +7,7 @@ Inputs, all read from the checkpoint folder except the results:
   carries the pretraining record under `previous_stages`;
 - `config.json` + the `modality_statistics.*` buffers of `model.safetensors`: encoder id, width, the transfer
   statistics (norms of `text_mean` / `image_mean`, re-normalisation);
-- the evaluation summary of `recipes/evaluate.py` (`results.json`), turned into `EvalResult`s so that the card's
+- the evaluation summary of `recipes/evaluate_vlm.py` (`results.json`), turned into `EvalResult`s so that the card's
   `model-index` metadata carries them and the Hub renders an evaluation table.
 
 `update_model_card` merges new results with those already in the card's `model-index` (a result with the same
@@ -193,7 +193,7 @@ def update_model_card(
     repo_id: str | None = None,
     template_path: str | Path | None = None,
 ) -> ModelCard:
-    """Write `results` (an evaluation summary, `results.json` of recipes/evaluate.py) into the checkpoint's
+    """Write `results` (an evaluation summary, `results.json` of recipes/evaluate_vlm.py) into the checkpoint's
     README.md, keeping earlier results that these do not replace; push it to `repo_id` when `push`."""
     checkpoint_dir = Path(checkpoint_dir)
     readme = checkpoint_dir / "README.md"

@@ -32,7 +32,7 @@ STAGE_SCRIPTS: dict[str, str] = {
     "transfer": "transfer.py",
     "pretrain": "pretrain.py",
     "sft": "sft.py",
-    "evaluate": "evaluate.py",
+    "evaluate": "evaluate_vlm.py",
 }
 DONE_MARKER = ".stage_done.json"
 

@@ -22,7 +22,7 @@ PUSH_HINTS = {
     "transfer": "hf upload <user>/<transfer-repo> {dir} --repo-type dataset",
     "pretrain": "hf upload <user>/<pretrain-repo> {dir}",
     "sft": "hf upload <user>/<model-repo> {dir}",
-    "evaluate": "python recipes/evaluate.py --config <yaml> --update_model_card --push_to_hub",
+    "evaluate": "python recipes/evaluate_vlm.py --config <yaml> --update_model_card --push_to_hub",
 }
 
 
