@@ -23,14 +23,13 @@ import logging
 import os
 
 from transformers import set_seed
-from trl import TrlParser
+from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, write_metadata
 from unicorn_hf.training.stages import (
-    UnicornSFTTrainer,
     build_pretrain_model,
     build_trainer,
     checkpoint_to_resume,
@@ -49,7 +48,7 @@ STAGE = "pretrain"
 
 def main(
     script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
-) -> UnicornSFTTrainer:
+) -> SFTTrainer:
     setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
     if model_args.use_peft:
@@ -107,7 +106,7 @@ def main(
         trainer.create_model_card(
             model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
             dataset_name=script_args.dataset_name,
-            tags=["unicorn", "text-only-training"],
+            tags=["unicorn", "text-only-training", "image-text-to-text"],
         )
     trainer.accelerator.wait_for_everyone()
     if training_args.push_to_hub:

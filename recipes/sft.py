@@ -24,7 +24,7 @@ from pathlib import Path
 
 from peft import PeftModel
 from transformers import set_seed
-from trl import TrlParser
+from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
@@ -32,7 +32,6 @@ from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArgument
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, read_previous, write_metadata
 from unicorn_hf.training.stages import (
-    UnicornSFTTrainer,
     build_trainer,
     checkpoint_to_resume,
     copy_modality_statistics,
@@ -66,7 +65,7 @@ def chat_template_from_args(training_args: UnicornTrainingConfig) -> str | None:
 
 def main(
     script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
-) -> UnicornSFTTrainer:
+) -> SFTTrainer:
     setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
     resume_from = checkpoint_to_resume(training_args)
@@ -138,7 +137,7 @@ def main(
         trainer.create_model_card(
             model_name=os.path.basename(os.path.normpath(output_dir)),
             dataset_name=script_args.dataset_name,
-            tags=["unicorn", "text-only-training"],
+            tags=["unicorn", "text-only-training", "image-text-to-text"],
         )
     trainer.accelerator.wait_for_everyone()
     if training_args.push_to_hub:

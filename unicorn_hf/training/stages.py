@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import torch
-from transformers import Trainer
 from trl import SFTTrainer, get_peft_config, get_quantization_config
 
 from ..modeling import UnicornForConditionalGeneration, UnicornProcessor
@@ -168,46 +167,23 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 
 
 # ---- trainer -----------------------------------------------------------------------------------------------------
-class UnicornSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer with the model's own loss, computed on the scored positions only.
+# TRL's stock `SFTTrainer` trains both stages: its fused LM head runs `model.base_model` (`UnicornModel`: the image
+# merge and the text backbone) and sends only the positions with a target through the LM head, in chunks, so the
+# 576 image positions and the prompts never reach the (128k-wide) vocabulary projection. Nothing is left for a
+# subclass to do: the project's `UnicornSFTTrainer` (which called `Trainer.compute_loss` past TRL because the model
+# had no backbone to run) is gone; the name stays importable as a deprecated alias of `SFTTrainer`.
+def __getattr__(name: str):
+    if name == "UnicornSFTTrainer":
+        import warnings
 
-    TRL 1.16 computes the loss through a fused LM head that runs `model.base_model` and expects a
-    `last_hidden_state`; a Unicorn model has no separate backbone (its forward merges the image features and calls
-    the wrapped causal LM), so that path cannot see the image. Here the model's own causal-LM loss is used
-    (transformers' `Trainer.compute_loss`: normalised by the tokens of the whole accumulated batch), with the same
-    saving as TRL's head where it matters: `logits_to_keep` (a [B, T] boolean mask) projects only the positions whose
-    next token is a target, so the 576 image positions and the prompts never reach the (128k-wide) LM head.
-    """
-
-    _tag_names = ["trl", "sft", "unicorn", "image-text-to-text"]
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs["use_cache"] = False  # training never reads a KV cache; checkpointing warns if one is built
-        labels = inputs["labels"]  # [B, T]
-        # Position t is scored against token t+1; after the shift, keep only positions with a target.
-        next_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # [B, T]
-        scored = next_labels != -100  # [B, T]
-        if bool(scored.any()):
-            # -> logits [N, V] for the N scored positions; the loss reads the pre-shifted targets [N].
-            inputs = {**inputs, "logits_to_keep": scored, "shift_labels": next_labels[scored]}
-        loss, outputs = Trainer.compute_loss(
-            self, model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        warnings.warn(
+            "UnicornSFTTrainer is deprecated: the Unicorn model trains on TRL's stock SFTTrainer (use trl.SFTTrainer "
+            "or unicorn_hf.training.stages.build_trainer).",
+            FutureWarning,
+            stacklevel=2,
         )
-        mode = "train" if self.model.training else "eval"
-        with torch.no_grad():
-            if "shift_labels" in inputs:
-                correct = (outputs.logits.argmax(-1) == inputs["shift_labels"]).sum()  # logits [N, V]
-            else:
-                correct = torch.zeros((), dtype=torch.long, device=labels.device)
-            num_valid = self.accelerator.gather_for_metrics(scored.sum()).sum()
-            num_correct = self.accelerator.gather_for_metrics(correct).sum()
-            accuracy = (num_correct / num_valid).item() if num_valid > 0 else 0.0
-            self._metrics[mode]["mean_token_accuracy"].append(accuracy)
-            if mode == "train":
-                tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
-                self._total_train_tokens += tokens
-            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-        return (loss, outputs) if return_outputs else loss
+        return SFTTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---- run plumbing shared by the two recipes -----------------------------------------------------------------------
@@ -262,9 +238,10 @@ def build_trainer(
     training_args: UnicornTrainingConfig,
     train_dataset,
     peft_config=None,
-) -> UnicornSFTTrainer:
-    """The trainer both stages use: TRL's SFT loop with Unicorn's collator (`<image>` expansion, padding, labels,
-    stacked embeddings) on an already tokenized dataset."""
+) -> SFTTrainer:
+    """The trainer both stages use: TRL's stock `SFTTrainer` (its loss, metrics and fused LM head) with Unicorn's
+    collator (`<image>` expansion, padding, labels with the image positions masked, stacked embeddings) on an
+    already tokenized dataset."""
     collator = UnicornDataCollator(
         pad_token_id=processor.tokenizer.pad_token_id,
         image_token_id=processor.image_token_id,
@@ -272,7 +249,7 @@ def build_trainer(
         embeds_dtype=model.dtype,
         pad_to_multiple_of=training_args.pad_to_multiple_of,
     )
-    return UnicornSFTTrainer(
+    return SFTTrainer(
         model=model,
         args=training_args,
         data_collator=collator,
@@ -282,7 +259,7 @@ def build_trainer(
     )
 
 
-def train(trainer: UnicornSFTTrainer, resume_from: str | None):
+def train(trainer: SFTTrainer, resume_from: str | None):
     """Run (or resume) training; log and save the metrics and the trainer state. Returns the `TrainOutput`."""
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.log_metrics("train", train_result.metrics)
