@@ -38,6 +38,7 @@ from unicorn_hf.training.stages import (
     load_train_split,
     set_trainable_parts,
     statistics_folder,
+    statistics_source,
     train,
 )
 
@@ -56,7 +57,7 @@ def main(
     resume_from = checkpoint_to_resume(training_args)
 
     # Model: base LLM + fresh projector, sized by the statistics of the data it will see.
-    statistics = load_modality_statistics(statistics_folder(script_args))
+    statistics = load_modality_statistics(statistics_folder(script_args), source=statistics_source(script_args))
     model, processor = build_pretrain_model(model_args, training_args, statistics)
     copy_modality_statistics(model, statistics)
     set_trainable_parts(model, model_args, STAGE)

@@ -41,6 +41,7 @@ from unicorn_hf.training.stages import (
     lora_config,
     set_trainable_parts,
     statistics_folder,
+    statistics_source,
     train,
 )
 
@@ -71,7 +72,7 @@ def main(
     resume_from = checkpoint_to_resume(training_args)
 
     # Model: the pretraining checkpoint; the statistics of this dataset must come from the same encoder.
-    statistics = load_modality_statistics(statistics_folder(script_args))
+    statistics = load_modality_statistics(statistics_folder(script_args), source=statistics_source(script_args))
     model, processor = load_stage_checkpoint(model_args, training_args)
     copy_modality_statistics(model, statistics)
     set_trainable_parts(model, model_args, STAGE)

@@ -43,7 +43,12 @@ class UnicornConfig(PreTrainedConfig):
         image_token_id (`int`):
             Token id of `<image>` in the tokenizer.
         encoder_id (`str`, *optional*):
-            Id of the paired text/image encoder whose embeddings the model was trained on.
+            Path-free id of the paired text/image encoder whose embeddings the model was trained on (for display and
+            to refuse another encoder's embeddings).
+        encoder (`dict`, *optional*):
+            The same encoder, structured (`unicorn_hf.transfer.encoders.EncoderSpec.to_dict()`: library, name,
+            pretrained tag, init seed, content fingerprint of a local folder, its relative location): what
+            evaluation rebuilds the encoder from. Never holds a path of the machine it ran on.
         renormalize_after_shift (`bool`):
             Whether embeddings are L2-normalised again after the mean shift (the paper's text does, its code not).
         has_image_mean (`bool`):
@@ -59,6 +64,7 @@ class UnicornConfig(PreTrainedConfig):
     num_image_tokens: int = 576
     image_token_id: int | None = None
     encoder_id: str | None = None
+    encoder: dict | None = None
     renormalize_after_shift: bool = False
     has_image_mean: bool = False
     tie_word_embeddings: bool = False

@@ -532,8 +532,10 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         image_mean: torch.Tensor | None = None,
         encoder_id: str | None = None,
         renormalize_after_shift: bool | None = None,
+        encoder: dict | None = None,
     ) -> None:
-        """Copy the transfer statistics into the model so that inference repeats the training shift."""
+        """Copy the transfer statistics into the model so that inference repeats the training shift; `encoder` is the
+        structured encoder record (`EncoderSpec.to_dict()`) stored in the config beside `encoder_id`."""
         for name, tensor in (("text_mean", text_mean), ("image_mean", image_mean)):
             if tensor is not None and tuple(tensor.shape) != (self.config.embed_dim,):
                 raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected ({self.config.embed_dim},).")
@@ -548,6 +550,8 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
             self.config.has_image_mean = True
         if encoder_id is not None:
             self.config.encoder_id = encoder_id
+        if encoder is not None:
+            self.config.encoder = dict(encoder)
         if renormalize_after_shift is not None:
             self.config.renormalize_after_shift = renormalize_after_shift
 
@@ -572,6 +576,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         num_image_tokens: int,
         encoder_id: str | None = None,
         renormalize_after_shift: bool = False,
+        encoder: dict | None = None,
     ) -> UnicornForConditionalGeneration:
         """Wrap an already loaded causal LM (whose vocabulary holds `<image>`) without copying or re-initialising it:
         its backbone becomes `model.language_model` and its head `lm_head` (tied weights stay tied).
@@ -585,6 +590,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
             num_image_tokens=num_image_tokens,
             image_token_id=image_token_id,
             encoder_id=encoder_id,
+            encoder=encoder,
             renormalize_after_shift=renormalize_after_shift,
         )
         with torch.device("meta"):  # skip a random init of a full LLM that is replaced right away

@@ -43,6 +43,7 @@ def build_pretrain_model(
         projector_type=model_args.projector_type,
         num_image_tokens=model_args.num_image_tokens,
         encoder_id=stats.encoder_id,
+        encoder=stats.encoder,
         renormalize_after_shift=stats.renormalize_after_shift,
         gguf_file=model_args.gguf_file,
         revision=model_args.model_revision,
@@ -125,6 +126,7 @@ def copy_modality_statistics(model: UnicornForConditionalGeneration, stats: Moda
         image_mean=stats.image_mean,
         encoder_id=stats.encoder_id,
         renormalize_after_shift=stats.renormalize_after_shift,
+        encoder=stats.encoder,
     )
 
 
@@ -213,9 +215,15 @@ def statistics_folder(script_args) -> str:
         return script_args.dataset_name
     from huggingface_hub import snapshot_download
 
-    from .data import STATS_JSON, STATS_TENSORS
+    from ..transfer.statistics import STATS_FILES
 
-    return snapshot_download(script_args.dataset_name, repo_type="dataset", allow_patterns=[STATS_JSON, STATS_TENSORS])
+    return snapshot_download(script_args.dataset_name, repo_type="dataset", allow_patterns=list(STATS_FILES))
+
+
+def statistics_source(script_args) -> str:
+    """How records name the statistics: as the YAML does (a folder as given or a Hub dataset id), never the cache
+    path `statistics_folder` may resolve to on this machine."""
+    return script_args.statistics_path or script_args.dataset_name
 
 
 def load_train_split(script_args):
