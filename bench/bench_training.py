@@ -19,6 +19,7 @@ import argparse
 import gc
 import logging
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +32,8 @@ from transformers import TrainerCallback
 
 
 logger = logging.getLogger("bench_training")
+# The synthetic stage-3 folder writer is a test fixture (tests/unicorn_fixtures), not library code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 # ---- measurement --------------------------------------------------------------------------------------------------
@@ -225,10 +228,10 @@ def bench_sft(lm_path: str, args, folder: Path) -> dict:
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
+    from unicorn_fixtures.synthetic import write_synthetic_transfer_folder
     from unicorn_hf.training.config import UnicornTrainingConfig
     from unicorn_hf.training.data import prepare_dataset
     from unicorn_hf.training.stages import build_trainer
-    from unicorn_hf.training.synthetic import write_synthetic_transfer_folder
 
     rows = args.batch_size * (args.steps + args.warmup)
     data = write_synthetic_transfer_folder(

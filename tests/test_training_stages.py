@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 from trl import SFTTrainer
 
-from unicorn_hf.training.synthetic import write_synthetic_transfer_folder
+from unicorn_fixtures.synthetic import write_synthetic_transfer_folder
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,7 +29,15 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 logger = logging.getLogger(__name__)
 
 TRAINING_FILE = "unicorn_training.json"
-DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "model_card.md"
+
+
+def default_template() -> Path:
+    """`model_cards/model_card.md` of the checkout, or the copy an installed wheel ships (`unicorn_hf.resources`)."""
+    from .resources import bundled_dir
+
+    return bundled_dir("model_cards") / "model_card.md"
+
+
 TASK_TYPE = "visual-question-answering"
 TASK_NAME = "Visual Question Answering"
 # Models referenced through a PyPI package (`pkg://`) and the Hub repo they were converted from.
@@ -151,7 +159,7 @@ def render_model_card(
 ) -> ModelCard:
     """The full card of a checkpoint with `results` in its `model-index`."""
     checkpoint_dir = Path(checkpoint_dir)
-    template_path = Path(template_path) if template_path else DEFAULT_TEMPLATE
+    template_path = Path(template_path) if template_path else default_template()
     if not template_path.is_file():
         raise FileNotFoundError(f"Model card template {template_path} is missing (pass `template_path`).")
     record = load_training_record(checkpoint_dir)

@@ -1,6 +1,6 @@
 """Tiny offline artifacts for the evaluation tests: a random-init open_clip folder and a saved Unicorn checkpoint.
 
-Not used by the recipes; kept in the package so that every evaluation test file builds the same tiny things.
+Not used by the recipes: shared by the evaluation test files so that they build the same tiny things.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def build_tiny_checkpoint(
 ) -> Path:
     """A saved Unicorn checkpoint over `lm_path` for `encoder`, with modality statistics computed from real
     captions / photographs, and an optional `unicorn_training.json`."""
-    from ..modeling.builder import build_from_text_model
+    from unicorn_hf.modeling.builder import build_from_text_model
 
     torch.manual_seed(0)
     model, processor = build_from_text_model(
