@@ -324,7 +324,7 @@ def test_processor_with_images_uses_the_embedder(tiny_lm_path):
         text=["<image> describe"], images=[image], image_embedder=model.make_image_embedder(encode_images)
     )
     torch.testing.assert_close(inputs["image_embeds"], encode_images([image]) - 1.0)
-    with pytest.raises(ValueError, match="need an image_embedder"):
+    with pytest.raises(ValueError, match="no image processor"):
         processor(text=["<image> describe"], images=[image])
 
 

@@ -7,14 +7,17 @@ shifted by an image mean. The projector maps v into the LLM's hidden size and th
 
 Built as transformers' LLaVA is (`modeling_llava.py`):
 
-- `UnicornModel`: projector + modality statistics + the text backbone (`AutoModel`, no LM head); returns hidden
-  states. It is the `base_model` (`base_model_prefix = "model"`), which is what TRL's fused LM head runs.
+- `UnicornModel`: projector + modality statistics + the text backbone (`AutoModel`, no LM head), and optionally the
+  frozen image tower of the paired encoder (as LLaVA carries `vision_tower`), so that `pixel_values` work and
+  `pipeline("image-text-to-text", model=folder)` needs nothing else; returns hidden states. It is the `base_model`
+  (`base_model_prefix = "model"`), which is what TRL's fused LM head runs.
 - `UnicornForConditionalGeneration`: `self.model` + `self.lm_head` + `self.loss_function`, with `logits_to_keep`,
   cache, `position_ids` and `inputs_embeds` declared so that every generation mode of transformers works.
 
 On disk the weights keep the layout of the first Unicorn checkpoints (`language_model.model.*`,
-`language_model.lm_head.*`, `projector.*`, `modality_statistics.*`): a checkpoint conversion mapping renames them
-to the module tree above at load and back at save, as transformers does for LLaVA's Hub checkpoints.
+`language_model.lm_head.*`, `projector.*`, `modality_statistics.*`, and `vision_tower.*` where one is carried): a
+checkpoint conversion mapping renames them to the module tree above at load and back at save, as transformers does
+for LLaVA's Hub checkpoints.
 
 Self-contained (imports only torch, transformers and its sibling files) so that `push_to_hub` ships it as remote
 code and a checkpoint loads with `trust_remote_code=True` where `unicorn_hf` is not installed.
@@ -26,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import transformers
 from torch import nn
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -44,7 +48,13 @@ from transformers.utils import TransformersKwargs, logging, torch_compilable_che
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_unicorn import UnicornConfig, projector_depth
+from .configuration_unicorn import (
+    IMAGE_TOWER_MEANS,
+    VISION_TOWERS,
+    UnicornConfig,
+    check_vision_config,
+    projector_depth,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -58,6 +68,7 @@ CHECKPOINT_RENAMINGS = (
     (r"^language_model\.model", "model.language_model"),
     (r"^projector", "model.projector"),
     (r"^modality_statistics", "model.modality_statistics"),
+    (r"^vision_tower", "model.vision_tower"),
 )
 
 
@@ -160,6 +171,13 @@ def _check_image_embeds(image_embeds: torch.Tensor, config: UnicornConfig) -> No
     torch_compilable_check(finite.all(), message)
 
 
+def build_vision_tower(vision_config) -> PreTrainedModel:
+    """The transformers model that maps pixels into the encoder's joint space (`VISION_TOWERS`), frozen."""
+    class_name = VISION_TOWERS[vision_config.model_type][0]
+    tower = getattr(transformers, class_name)._from_config(vision_config)
+    return tower.requires_grad_(False).eval()
+
+
 # Which class each Auto class loads, as for LLaVA: `AutoModel` is the backbone, the Image-Text-to-Text one generates.
 AUTO_MAP = {
     "AutoModel": "modeling_unicorn.UnicornModel",
@@ -183,6 +201,8 @@ class UnicornModel(UnicornPreTrainedModel):
         self.projector = UnicornProjector(config)
         self.modality_statistics = UnicornModalityStatistics(config)
         self.language_model = AutoModel.from_config(config.text_config)
+        if config.vision_config is not None:
+            self.vision_tower = build_vision_tower(config.vision_config)
         self.post_init()
         _record_auto_map(self)
 
@@ -195,19 +215,28 @@ class UnicornModel(UnicornPreTrainedModel):
     # ---- image embeddings ---------------------------------------------------------------------------------------
     @can_return_tuple
     def get_image_features(
-        self, image_embeds: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+        self,
+        image_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         """Project shifted encoder embeddings into the LM's hidden size.
 
         Args:
             image_embeds: [B, D] (one vector per image, the paper's setting) or [B, k, D] with k = 1 or
-                `num_image_tokens`.
+                `num_image_tokens`, already shifted (as in the training data).
+            pixel_values: [B, 3, H, W] for the image tower the checkpoint carries, instead of `image_embeds`: the
+                tower's embedding is L2-normalised and shifted by `config.image_tower_mean` first.
 
         Returns:
             `BaseModelOutputWithPooling` with `last_hidden_state` [B, k, H] (the projected vectors) and
             `pooler_output` [B, num_image_tokens, H] (what fills the `<image>` positions: the paper copies one vector
             into all 576 tokens).
         """
+        if (image_embeds is None) == (pixel_values is None):
+            raise ValueError("Pass exactly one of image_embeds and pixel_values.")
+        if pixel_values is not None:
+            image_embeds = self.embed_pixels(pixel_values)  # [B, D]
         _check_image_embeds(image_embeds, self.config)
         if image_embeds.dim() == 2:
             image_embeds = image_embeds.unsqueeze(1)  # [B, 1, D]
@@ -223,6 +252,25 @@ class UnicornModel(UnicornPreTrainedModel):
                 f"image_embeds carry {num_vectors} vectors per sample; expected 1 or num_image_tokens={num_tokens}."
             )
         return BaseModelOutputWithPooling(last_hidden_state=projected, pooler_output=features)
+
+    def embed_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, D] in the training space: the carried image tower (frozen), L2-normalised as every
+        paired encoder's output is, then the modality shift of `config.image_tower_mean`."""
+        tower = getattr(self, "vision_tower", None)
+        if tower is None:
+            raise ValueError(
+                "This checkpoint carries no image tower, so it takes `image_embeds` (shifted encoder embeddings), not "
+                "`pixel_values`. Attach the paired encoder's transformers tower "
+                "(`UnicornForConditionalGeneration.attach_image_tower`), or embed images with that encoder and pass "
+                "`image_embeds` (`unicorn_hf.evaluation.inference.UnicornImageQA`)."
+            )
+        output_field = VISION_TOWERS[self.config.vision_config.model_type][1]
+        tower_dtype = next(tower.parameters()).dtype
+        raw = getattr(tower(pixel_values=pixel_values.to(tower_dtype)), output_field)  # [B, D]
+        raw = torch.nn.functional.normalize(raw.float(), dim=-1)
+        if self.config.image_tower_mean == "none":
+            return raw
+        return self.shift_embeddings(raw, mean=self.config.image_tower_mean)
 
     def get_placeholder_mask(
         self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor, image_features: torch.Tensor
@@ -268,6 +316,7 @@ class UnicornModel(UnicornPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         mm_encoder_outputs: dict[str, BaseModelOutputWithPooling] | None = None,
+        pixel_values: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> UnicornModelOutputWithPast:
         r"""
@@ -275,17 +324,21 @@ class UnicornModel(UnicornPreTrainedModel):
             Shifted encoder embeddings, one per prompt holding `<image>`; they replace its `<image>` tokens.
         mm_encoder_outputs (`dict[str, BaseModelOutputWithPooling]`, *optional*):
             Pre-computed `{"image": get_image_features(...)}`, used instead of `image_embeds`.
+        pixel_values (`torch.Tensor` of shape `(num_images, 3, height, width)`, *optional*):
+            Images for the carried image tower (see `get_image_features`), instead of `image_embeds`.
         """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        if image_embeds is not None and mm_encoder_outputs is not None:
-            raise ValueError("You cannot specify both image_embeds and mm_encoder_outputs at the same time")
+        inputs = {"image_embeds": image_embeds, "pixel_values": pixel_values, "mm_encoder_outputs": mm_encoder_outputs}
+        given = [name for name, value in inputs.items() if value is not None]
+        if len(given) > 1:
+            raise ValueError(f"Pass one image input, not {given}.")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # [B, T, H]
 
         image_outputs = (mm_encoder_outputs or {}).get("image")
-        if image_outputs is None and image_embeds is not None:
-            image_outputs = self.get_image_features(image_embeds, return_dict=True)
+        if image_outputs is None and (image_embeds is not None or pixel_values is not None):
+            image_outputs = self.get_image_features(image_embeds, pixel_values=pixel_values, return_dict=True)
         if image_outputs is not None:
             image_features = image_outputs.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)  # [N, n, H]
             image_mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)  # [B, T, 1]
@@ -375,9 +428,43 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         return self.model.modality_statistics
 
     def get_image_features(
-        self, image_embeds: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+        self,
+        image_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
-        return self.model.get_image_features(image_embeds, **kwargs)
+        return self.model.get_image_features(image_embeds, pixel_values=pixel_values, **kwargs)
+
+    @property
+    def vision_tower(self) -> PreTrainedModel | None:
+        return getattr(self.model, "vision_tower", None)
+
+    def attach_image_tower(self, vision_tower: PreTrainedModel, mean: str | torch.Tensor = "image") -> None:
+        """Carry the paired encoder's image side (frozen), as LLaVA carries `vision_tower`: afterwards `pixel_values`
+        work and the checkpoint (weights + `vision_config`) is enough for `pipeline("image-text-to-text")`.
+
+        Args:
+            vision_tower: a `CLIPVisionModelWithProjection` or `SiglipVisionModel` (`VISION_TOWERS`) whose output
+                is the image embedding of the encoder the model was trained with (`embed_dim` wide).
+            mean: the mean its L2-normalised embeddings are shifted by: "image" (the stored `image_mean`), "text"
+                (the training caption mean; leaves the modality gap), "none", or a [D] tensor (e.g. the mean of a
+                set of images), which is stored as `image_mean`.
+
+        An open_clip-only tower (or LLM2CLIP's) has no transformers class to hold its weights, so it cannot be
+        carried; `unicorn_hf.evaluation.inference.image_tower_from_encoder` says so and names the ways out.
+        """
+        check_vision_config(vision_tower.config, self.config.embed_dim)
+        if isinstance(mean, torch.Tensor):
+            self.set_modality_statistics(self.modality_statistics.text_mean, image_mean=mean)
+            mean = "image"
+        if mean not in IMAGE_TOWER_MEANS:
+            raise ValueError(f"mean must be one of {IMAGE_TOWER_MEANS} or a [D] tensor, got {mean!r}.")
+        if mean == "image" and not self.config.has_image_mean:
+            raise ValueError("This checkpoint stores no image_mean: pass mean='text', 'none' or a [D] tensor.")
+        parameter = next(self.model.projector.parameters())
+        self.model.vision_tower = vision_tower.to(parameter.device).requires_grad_(False).eval()
+        self.config.vision_config = vision_tower.config
+        self.config.image_tower_mean = mean
 
     def shift_embeddings(self, raw_embeds: torch.Tensor, mean: str | torch.Tensor = "text") -> torch.Tensor:
         return self.model.shift_embeddings(raw_embeds, mean=mean)
@@ -399,6 +486,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         mm_encoder_outputs: dict[str, BaseModelOutputWithPooling] | None = None,
+        pixel_values: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> UnicornCausalLMOutputWithPast:
         r"""
@@ -412,6 +500,8 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
             [B, T] mask = the `True` positions, flattened (see `transformers.modeling_utils.slice_logits_to_keep`).
         mm_encoder_outputs (`dict[str, BaseModelOutputWithPooling]`, *optional*):
             Pre-computed `{"image": get_image_features(...)}`, used instead of `image_embeds`.
+        pixel_values (`torch.Tensor` of shape `(num_images, 3, height, width)`, *optional*):
+            Images for the image tower the checkpoint carries (`attach_image_tower`), instead of `image_embeds`.
 
         Example:
 
@@ -429,6 +519,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             mm_encoder_outputs=mm_encoder_outputs,
+            pixel_values=pixel_values,
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)  # [B, T', H] or [N, H]
