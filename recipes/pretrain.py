@@ -24,7 +24,7 @@ import logging
 import os
 
 from transformers import set_seed
-from trl import TrlParser
+from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.preflight import check_reference
@@ -34,7 +34,6 @@ from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
-    UnicornSFTTrainer,
     build_pretrain_model,
     build_trainer,
     copy_modality_statistics,
@@ -42,6 +41,7 @@ from unicorn_hf.training.stages import (
     load_train_split,
     set_trainable_parts,
     statistics_folder,
+    statistics_source,
     train,
 )
 
@@ -52,7 +52,7 @@ STAGE = "pretrain"
 
 def main(
     script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
-) -> UnicornSFTTrainer:
+) -> SFTTrainer:
     setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
     die_with_launcher()  # killed with `accelerate launch`, not left training on its own
     set_seed(training_args.seed)
@@ -66,7 +66,7 @@ def main(
     resume_from = checkpoint_to_resume(training_args)
 
     # Model: base LLM + fresh projector, sized by the statistics of the data it will see.
-    statistics = load_modality_statistics(statistics_folder(script_args))
+    statistics = load_modality_statistics(statistics_folder(script_args), source=statistics_source(script_args))
     model, processor = build_pretrain_model(model_args, training_args, statistics)
     copy_modality_statistics(model, statistics)
     set_trainable_parts(model, model_args, STAGE)
@@ -116,7 +116,7 @@ def main(
         trainer.create_model_card(
             model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
             dataset_name=script_args.dataset_name,
-            tags=["unicorn", "text-only-training"],
+            tags=["unicorn", "text-only-training", "image-text-to-text"],
         )
     trainer.accelerator.wait_for_everyone()
     if training_args.push_to_hub:

@@ -4,6 +4,9 @@
     python recipes/quickstart.py --config recipes/tiny/quickstart.yaml --overwrite
 
 Finished stages are skipped on a re-run. Each stage is also runnable alone with the command the log prints.
+From an installed wheel (no checkout), in any folder (the packaged recipe files are copied there first):
+
+    python -m unicorn_hf.quickstart --config recipes/tiny/quickstart.yaml
 """
 
 from __future__ import annotations

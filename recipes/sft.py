@@ -25,7 +25,7 @@ from pathlib import Path
 
 from peft import PeftModel
 from transformers import set_seed
-from trl import TrlParser
+from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
@@ -36,7 +36,6 @@ from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, read_previous, write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
-    UnicornSFTTrainer,
     build_trainer,
     copy_modality_statistics,
     count_parameters,
@@ -45,6 +44,7 @@ from unicorn_hf.training.stages import (
     lora_config,
     set_trainable_parts,
     statistics_folder,
+    statistics_source,
     train,
 )
 
@@ -69,7 +69,7 @@ def chat_template_from_args(training_args: UnicornTrainingConfig) -> str | None:
 
 def main(
     script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
-) -> UnicornSFTTrainer:
+) -> SFTTrainer:
     setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
     die_with_launcher()  # killed with `accelerate launch`, not left training on its own
     set_seed(training_args.seed)
@@ -82,7 +82,7 @@ def main(
     resume_from = checkpoint_to_resume(training_args)
 
     # Model: the pretraining checkpoint; the statistics of this dataset must come from the same encoder.
-    statistics = load_modality_statistics(statistics_folder(script_args))
+    statistics = load_modality_statistics(statistics_folder(script_args), source=statistics_source(script_args))
     model, processor = load_stage_checkpoint(model_args, training_args)
     copy_modality_statistics(model, statistics)
     set_trainable_parts(model, model_args, STAGE)
@@ -148,7 +148,7 @@ def main(
         trainer.create_model_card(
             model_name=os.path.basename(os.path.normpath(output_dir)),
             dataset_name=script_args.dataset_name,
-            tags=["unicorn", "text-only-training"],
+            tags=["unicorn", "text-only-training", "image-text-to-text"],
         )
     trainer.accelerator.wait_for_everyone()
     if training_args.push_to_hub:

@@ -54,7 +54,7 @@ def checkpoint(tmp_path):
 
 def summary(mode: str, pope_f1: float) -> dict:
     return {
-        "command": "python recipes/evaluate.py --config recipes/tiny/evaluate.yaml",
+        "command": "python recipes/evaluate_vlm.py --config recipes/tiny/evaluate.yaml",
         "encoder_id": "open_clip:unicorn-tiny-clip/None#random-init-seed42",
         "generation": {"max_new_tokens": 8, "do_sample": False, "batch_size": 16},
         "prompt_template": "<image>\n{question}",
@@ -95,7 +95,7 @@ def test_card_carries_training_transfer_and_results(checkpoint):
     assert "accelerate launch recipes/sft.py --config recipes/tiny/sft.yaml" in text
     assert "no_image_token=2" in text and "64 rows trained of 66" in text
     assert "| `text_mean_norm` | 5.0 |" in text  # read from the checkpoint's statistics buffer
-    assert "python recipes/evaluate.py --config recipes/tiny/evaluate.yaml" in text
+    assert "python recipes/evaluate_vlm.py --config recipes/tiny/evaluate.yaml" in text
     assert "| POPE | test | f1 | eval | 0.6667 |" in text
     assert "Fine-grained recognition" in text and "Domain knowledge" in text
 

@@ -141,3 +141,23 @@ def test_image_tower_is_the_packaged_imagenet_network():
     reference.reset_classifier(0)
     with torch.no_grad():
         assert torch.allclose(encoder.visual.trunk(pixels), reference(pixels), atol=1e-4)
+
+
+def test_a_copied_folder_is_the_same_encoder(tiny_encoder, emoji_image, tmp_path):
+    """Issue 15: the folder's config names its text tower by the absolute path it was written at; the transfer
+    interface loads a copy (another clone, a moved checkout) from the copy itself, and names both by content."""
+    import shutil
+
+    from unicorn_hf.transfer.encoders import load_encoder
+
+    original = load_encoder(f"local-dir:{tiny_encoder}", device="cpu", dtype="float32", batch_size=8)
+    copy = shutil.copytree(tiny_encoder, tmp_path / "elsewhere" / "encoder")
+    config = json.loads((copy / "open_clip_config.json").read_text())
+    for key in ("hf_model_name", "hf_tokenizer_name"):  # as if the clone that wrote it had moved away
+        config["model_cfg"]["text_cfg"][key] = str(tmp_path / "moved-away")
+    (copy / "open_clip_config.json").write_text(json.dumps(config))
+    copied = load_encoder(f"local-dir:{copy}", device="cpu", dtype="float32", batch_size=8)
+    assert copied.id == original.id and str(tiny_encoder) not in json.dumps(copied.spec.to_dict())
+    texts = ["an emoji of dog face", "an emoji of pizza"]
+    torch.testing.assert_close(copied.encode_text(texts), original.encode_text(texts))
+    torch.testing.assert_close(copied.encode_image([emoji_image]), original.encode_image([emoji_image]))

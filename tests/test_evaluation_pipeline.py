@@ -14,10 +14,10 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
+from unicorn_fixtures.evaluation import build_tiny_checkpoint, write_tiny_open_clip
 from unicorn_hf.assets import photographs
 from unicorn_hf.evaluation.benchmarks import BENCHMARKS
 from unicorn_hf.evaluation.inference import UnicornImageQA, make_pipeline
-from unicorn_hf.evaluation.testing import build_tiny_checkpoint, write_tiny_open_clip
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ def test_image_text_to_text_pipeline_runs_the_same_path(qa, photos, monkeypatch)
 
 def load_recipe():
     # Loaded under another name: a module called `evaluate` would shadow the evaluate library.
-    spec = importlib.util.spec_from_file_location("unicorn_evaluate_recipe", REPO / "recipes" / "evaluate.py")
+    spec = importlib.util.spec_from_file_location("unicorn_evaluate_recipe", REPO / "recipes" / "evaluate_vlm.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -18,7 +18,7 @@ from transformers import (
     LlamaConfig,
 )
 
-from unicorn_hf import UnicornConfig, UnicornForConditionalGeneration, UnicornProcessor
+from unicorn_hf import UnicornConfig, UnicornForConditionalGeneration, UnicornModel, UnicornProcessor
 from unicorn_hf.modeling.builder import build_from_text_model
 
 
@@ -27,18 +27,20 @@ EMBED_DIM = 16
 NUM_IMAGE_TOKENS = 3
 
 
+TEXT = {
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "tie_word_embeddings": True,
+}
+
+
 def tiny_config(**overrides) -> UnicornConfig:
-    text_config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
     kwargs = {
-        "text_config": text_config,
+        "text_config": LlamaConfig(**TEXT),
         "embed_dim": EMBED_DIM,
         "num_image_tokens": NUM_IMAGE_TOKENS,
         "image_token_id": IMAGE_TOKEN_ID,
@@ -93,8 +95,9 @@ def test_labels_at_image_positions_are_ignored(model):
     loss_b = model(input_ids=input_ids, image_embeds=image_embeds, labels=labels_masked).loss
     torch.testing.assert_close(loss_a, loss_b)
     # and scoring the image positions would have changed it
-    text_only = model.language_model(input_ids=input_ids, labels=labels_with_image_targets).loss
-    assert not torch.allclose(text_only, loss_b)
+    logits = model(input_ids=input_ids, image_embeds=image_embeds).logits  # [B, T, V]
+    scoring_images = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten())
+    assert not torch.allclose(scoring_images, loss_b)
 
 
 def test_k_vectors_per_sample_fill_the_image_tokens(model):
@@ -141,18 +144,44 @@ def test_save_and_auto_round_trips(model, tmp_path):
     expected = model(input_ids=input_ids, image_embeds=image_embeds).logits
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["auto_map"]["AutoModel"] == "modeling_unicorn.UnicornForConditionalGeneration"
+    # LLaVA's mapping: AutoModel is the backbone (hidden states), the Image-Text-to-Text class generates
+    assert saved["auto_map"]["AutoModel"] == "modeling_unicorn.UnicornModel"
+    assert saved["auto_map"]["AutoModelForImageTextToText"] == "modeling_unicorn.UnicornForConditionalGeneration"
     assert (tmp_path / "modeling_unicorn.py").is_file() and (tmp_path / "configuration_unicorn.py").is_file()
-    for auto_class in (AutoModel, AutoModelForImageTextToText):
-        loaded = auto_class.from_pretrained(tmp_path).eval()
-        assert isinstance(loaded, UnicornForConditionalGeneration)
-        torch.testing.assert_close(loaded(input_ids=input_ids, image_embeds=image_embeds).logits, expected)
-        # the modality statistics travel as buffers in the safetensors checkpoint
-        torch.testing.assert_close(loaded.modality_statistics.text_mean, model.modality_statistics.text_mean)
-        torch.testing.assert_close(loaded.modality_statistics.image_mean, model.modality_statistics.image_mean)
-        assert loaded.config.has_image_mean
-        # tied embeddings stay tied after loading
-        assert loaded.get_output_embeddings().weight.data_ptr() == loaded.get_input_embeddings().weight.data_ptr()
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, UnicornForConditionalGeneration)
+    torch.testing.assert_close(loaded(input_ids=input_ids, image_embeds=image_embeds).logits, expected)
+    # the modality statistics travel as buffers in the safetensors checkpoint
+    torch.testing.assert_close(loaded.modality_statistics.text_mean, model.modality_statistics.text_mean)
+    torch.testing.assert_close(loaded.modality_statistics.image_mean, model.modality_statistics.image_mean)
+    assert loaded.config.has_image_mean
+    # tied embeddings stay tied after loading
+    assert loaded.get_output_embeddings().weight.data_ptr() == loaded.get_input_embeddings().weight.data_ptr()
+    backbone = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(backbone, UnicornModel)
+    hidden = backbone(input_ids=input_ids, image_embeds=image_embeds).last_hidden_state  # [B, T, H]
+    torch.testing.assert_close(loaded.lm_head(hidden), expected)
+
+
+def test_checkpoints_keep_the_first_layout_on_disk(model, tmp_path):
+    """The weights are saved under the names of the first checkpoints (the model tree is LLaVA's in memory): old
+    checkpoints load, and readers of `model.safetensors` (the model card) find `modality_statistics.*`."""
+    from safetensors import safe_open
+
+    model.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as weights:
+        keys = set(weights.keys())
+    assert {"modality_statistics.text_mean", "projector.layers.0.weight", "language_model.model.norm.weight"} <= keys
+    assert not any(key.startswith("model.") for key in keys)
+    assert "language_model.lm_head.weight" not in keys  # tied to the input embeddings, so not stored twice
+    untied = UnicornForConditionalGeneration(
+        tiny_config(text_config=LlamaConfig(**{**TEXT, "tie_word_embeddings": False}))
+    )
+    untied.save_pretrained(tmp_path / "untied")
+    with safe_open(str(tmp_path / "untied" / "model.safetensors"), "pt") as weights:
+        assert "language_model.lm_head.weight" in set(weights.keys())
+    reloaded = UnicornForConditionalGeneration.from_pretrained(tmp_path / "untied")
+    torch.testing.assert_close(reloaded.lm_head.weight, untied.lm_head.weight)
 
 
 def test_config_from_a_newer_version_with_unknown_keys_still_loads(model, tmp_path):
@@ -185,17 +214,17 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model = UnicornForConditionalGeneration(tiny_config()).train()
         if checkpointing:
             model.activation_checkpointing_enable()
-            assert model.language_model.model.layers[0].gradient_checkpointing
+            assert model.language_model.layers[0].gradient_checkpointing
         model(input_ids=input_ids, image_embeds=image_embeds, labels=input_ids).loss.backward()
         grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
-    assert grads[0].keys() == grads[1].keys() and any(k.startswith("projector.") for k in grads[0])
+    assert grads[0].keys() == grads[1].keys() and any(k.startswith("model.projector.") for k in grads[0])
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
 
 
 def test_bf16_weights_take_float32_embeddings(model, tmp_path):
     model.save_pretrained(tmp_path)
-    loaded = AutoModel.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path, dtype=torch.bfloat16)
     assert loaded.projector.layers[0].weight.dtype == torch.bfloat16
     input_ids, image_embeds = batch()
     assert loaded(input_ids=input_ids, image_embeds=image_embeds).logits.dtype == torch.bfloat16
@@ -226,10 +255,10 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
                 raise ImportError("unicorn_hf is deliberately not importable here")
 
     sys.meta_path.insert(0, BlockUnicornHF())
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     folder = sys.argv[1]
-    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
     inputs = processor(text=["<image> hello"], image_embeds=torch.load(folder + "/embeds.pt"))
     logits = model(**inputs).logits
@@ -295,7 +324,7 @@ def test_processor_with_images_uses_the_embedder(tiny_lm_path):
         text=["<image> describe"], images=[image], image_embedder=model.make_image_embedder(encode_images)
     )
     torch.testing.assert_close(inputs["image_embeds"], encode_images([image]) - 1.0)
-    with pytest.raises(ValueError, match="need an image_embedder"):
+    with pytest.raises(ValueError, match="no image processor"):
         processor(text=["<image> describe"], images=[image])
 
 

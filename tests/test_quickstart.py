@@ -2,7 +2,7 @@
 
 Same scripts, same recipe files and the same packaged real models; only sizes are overridden, so the artifacts a
 user gets are checked end to end: dataset folders that `load_dataset` reads, a checkpoint that
-`AutoModel.from_pretrained` loads and that generates, and a model card that `ModelCard.load` parses.
+`AutoModelForImageTextToText.from_pretrained` loads and that generates, and a model card that `ModelCard.load` parses.
 """
 
 from __future__ import annotations
@@ -96,13 +96,13 @@ def test_datasets_load_with_load_dataset(quickstart_run):
 
 def test_checkpoint_loads_with_automodel_and_generates(quickstart_run):
     import torch
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     import unicorn_hf  # noqa: F401  (registers the Auto classes)
 
     config, _ = quickstart_run
     sft = Path(yaml.safe_load(config.read_text())["summary_file"]).parent / "sft"
-    model = AutoModel.from_pretrained(sft).eval()
+    model = AutoModelForImageTextToText.from_pretrained(sft).eval()
     processor = AutoProcessor.from_pretrained(sft)
     assert model.config.encoder_id and model.modality_statistics.text_mean.abs().sum() > 0
     prompt = processor.tokenizer.apply_chat_template(

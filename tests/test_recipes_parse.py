@@ -22,6 +22,7 @@ SCRIPT_FOR = {
     "captions": "synthesize_captions",
     "instructions": "synthesize_instructions",
     "encoder": "train_encoder",
+    "evaluate": "evaluate_vlm",  # not evaluate.py: that name shadowed the evaluate library
     "scale": "../bench/paper_scale",  # recipes/unicorn-8b/scale.yaml: the paper-scale estimate's inputs
 }
 CONFIGS = sorted(RECIPES.glob("**/*.yaml"))

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from unicorn_hf.training.synthetic import write_synthetic_transfer_folder
+from unicorn_fixtures.synthetic import write_synthetic_transfer_folder
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,8 @@
 """Two steps of pretraining and of SFT through the recipe scripts, on a tiny random Llama with SmolLM2's tokenizer.
 
 TRL's test style: after training, every trainable parameter changed and every frozen one did not. Plus LoRA
-save/reload (merged and unmerged), resuming at the right step, and loading the result with `AutoModel` to generate.
+save/reload (merged and unmerged), resuming at the right step, and loading the result with
+`AutoModelForImageTextToText` to generate.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from trl import SFTTrainer
 
-from unicorn_hf.training.stages import UnicornSFTTrainer
-from unicorn_hf.training.synthetic import write_synthetic_transfer_folder
+from unicorn_fixtures.synthetic import write_synthetic_transfer_folder
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def transfer_folder(tmp_path_factory):
 def snapshots(monkeypatch):
     """Parameters (and whether they train) right before `train()`, and how many optimizer steps ran."""
     record = {"before": None, "after": None, "steps": 0}
-    original_train, original_step = UnicornSFTTrainer.train, UnicornSFTTrainer.training_step
+    original_train, original_step = SFTTrainer.train, SFTTrainer.training_step
 
     def train(self, *args, **kwargs):
         record["before"] = parameters(self.model)
@@ -61,8 +62,8 @@ def snapshots(monkeypatch):
         record["steps"] += 1
         return original_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(UnicornSFTTrainer, "train", train)
-    monkeypatch.setattr(UnicornSFTTrainer, "training_step", training_step)
+    monkeypatch.setattr(SFTTrainer, "train", train)
+    monkeypatch.setattr(SFTTrainer, "training_step", training_step)
     return record
 
 
@@ -107,7 +108,7 @@ def pretrained(tmp_path_factory, tiny_lm_path, transfer_folder):
 
     patch = MonkeyPatch()
     record = {}
-    original_train = UnicornSFTTrainer.train
+    original_train = SFTTrainer.train
 
     def train(self, *args, **kwargs):
         record["before"] = parameters(self.model)
@@ -115,7 +116,7 @@ def pretrained(tmp_path_factory, tiny_lm_path, transfer_folder):
         record["after"] = parameters(self.model)
         return result
 
-    patch.setattr(UnicornSFTTrainer, "train", train)
+    patch.setattr(SFTTrainer, "train", train)
     try:
         # Gradient checkpointing on, as in the 8B recipe: the projector must still get gradients through the
         # frozen, checkpointed LLM.
@@ -152,9 +153,9 @@ def test_sft_full_trains_projector_and_llm(pretrained, tmp_path, transfer_folder
     assert [stage["stage"] for stage in record["previous_stages"]] == ["pretrain"]
 
     # The saved model loads through the Auto classes and generates from a prompt with an image embedding.
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    model = AutoModel.from_pretrained(tmp_path / "sft").eval()
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "sft").eval()
     processor = AutoProcessor.from_pretrained(tmp_path / "sft")
     prompt = processor.apply_chat_template(
         [{"role": "user", "content": "<image>\nDescribe the picture."}], add_generation_prompt=True, tokenize=False
@@ -243,13 +244,14 @@ def test_model_config_mismatch_is_clear(pretrained, tmp_path, transfer_folder):
             **common(tmp_path, transfer_folder, "pretrain"))  # fmt: skip
 
 
-def test_loss_on_scored_positions_equals_the_full_loss(tiny_lm_path, tmp_path, transfer_folder):
-    """Projecting only the scored positions (logits_to_keep) gives the model's own loss over the full logits."""
+def test_stock_sft_loss_equals_the_models_full_logit_loss(tiny_lm_path, tmp_path, transfer_folder):
+    """TRL's stock `SFTTrainer` loss (its fused LM head runs `model.base_model` and projects only the scored
+    positions, in chunks) is the model's own loss over the full logits, with and without `num_items_in_batch`, and
+    its token accuracy is the full logits' one. The LM head module itself never runs."""
     from unicorn_hf.modeling.builder import build_from_text_model
-    from unicorn_hf.training.collator import UnicornDataCollator
     from unicorn_hf.training.config import UnicornTrainingConfig
     from unicorn_hf.training.data import prepare_dataset
-    from unicorn_hf.training.stages import load_train_split
+    from unicorn_hf.training.stages import build_trainer, load_train_split
 
     model, processor = build_from_text_model(
         tiny_lm_path, embed_dim=DIM, projector_type="mlp2x_gelu", num_image_tokens=4
@@ -258,17 +260,32 @@ def test_loss_on_scored_positions_equals_the_full_loss(tiny_lm_path, tmp_path, t
                                     "dataset_train_split": "train", "max_train_samples": 4})()  # fmt: skip
     prepared = prepare_dataset(load_train_split(script_args), stage="sft", processor=processor, embed_dim=DIM,
                                max_length=None)  # fmt: skip
-    collator = UnicornDataCollator(processor.tokenizer.pad_token_id, processor.image_token_id, 4)
-    batch = collator([prepared.dataset[i] for i in range(4)])
-    assert (batch["attention_mask"] == 0).any()  # dialogues of different lengths: padding is exercised
     args = UnicornTrainingConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_length=None)
-    trainer = UnicornSFTTrainer(model=model, args=args, data_collator=collator, train_dataset=prepared.dataset,
-                                processing_class=processor)  # fmt: skip
+    trainer = build_trainer(model, processor, args, prepared.dataset)
+    assert type(trainer) is SFTTrainer
+    batch = trainer.data_collator([prepared.dataset[i] for i in range(4)])
+    assert (batch["attention_mask"] == 0).any()  # dialogues of different lengths: padding is exercised
     model.eval()
+    head_calls = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, output: head_calls.append(output.shape))
     with torch.no_grad():
-        expected = model(**batch).loss  # full logits, the model's own shift
         loss = trainer.compute_loss(model, dict(batch))
         num_items = (batch["labels"][:, 1:] != -100).sum()
         summed = trainer.compute_loss(model, dict(batch), num_items_in_batch=num_items)
-    torch.testing.assert_close(loss, expected)
-    torch.testing.assert_close(summed, expected)
+    hook.remove()
+    assert head_calls == []  # the fused head reads the weight in chunks of scored positions only
+    with torch.no_grad():
+        full = model(**batch)  # [B, T, V] logits, the model's own shift and loss
+    torch.testing.assert_close(loss, full.loss)
+    torch.testing.assert_close(summed, full.loss)
+    scored = batch["labels"][:, 1:] != -100
+    correct = (full.logits[:, :-1].argmax(-1) == batch["labels"][:, 1:]) & scored
+    accuracy = trainer._metrics["eval"]["mean_token_accuracy"][-1]  # "eval": the model is in eval mode
+    assert accuracy == pytest.approx(float(correct.sum() / scored.sum()))
+
+
+def test_the_old_trainer_name_is_a_deprecated_alias_of_trl_sft_trainer():
+    import unicorn_hf.training.stages as stages
+
+    with pytest.warns(FutureWarning, match="stock SFTTrainer"):
+        assert stages.UnicornSFTTrainer is SFTTrainer

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from unicorn_hf.transfer.encoders import MODEL_CONFIGS, PairedEncoder, load_encoder
+from unicorn_hf.transfer.encoders import (
+    MODEL_CONFIGS,
+    EncoderSpec,
+    PairedEncoder,
+    load_encoder,
+    load_encoder_from_spec,
+)
 
 
 TINY = "unicorn-tiny-clip"
@@ -58,7 +66,9 @@ def test_random_init_is_seeded_and_named(tiny):
 
 def test_local_dir_folder_loads_unchanged(local_dir, tiny):
     encoder = load_encoder(f"local-dir:{local_dir}", device="cpu", dtype="float32", batch_size=2)
-    assert encoder.id == f"open_clip:local-dir:{local_dir}" and encoder.dim == tiny.dim
+    assert encoder.id == f"open_clip:local-dir@sha256:{encoder.spec.fingerprint[:16]}" and encoder.dim == tiny.dim
+    assert encoder.spec.name == Path(local_dir).name
+    assert local_dir not in json.dumps(encoder.spec.to_dict())  # no path of this machine in what stages store
     torch.testing.assert_close(encoder.encode_text(CAPTIONS), tiny.encode_text(CAPTIONS))  # the saved weights
     with pytest.raises(FileNotFoundError, match=r"open_clip_config\.json"):
         load_encoder(f"local-dir:{local_dir}/missing", device="cpu", dtype="float32", batch_size=2)
@@ -86,3 +96,35 @@ def test_empty_and_long_captions(tiny):
     assert torch.equal(tokens, tiny.tokenizer(["a cat", long, long])) and truncated == 2
     assert tiny.encode_text_and_count(["a cat", long])[1] == 1
     assert torch.isfinite(tiny.encode_text([long])).all()  # truncated to the context, not an error
+
+
+def test_a_local_encoder_is_identified_by_content_not_path(local_dir, tiny, tmp_path, monkeypatch):
+    """Issue 15: a copy of the same folder elsewhere (another clone) is the same encoder, and a stored spec finds it
+    from a search folder or its relative location; a folder with other weights at the same place is refused."""
+    original = load_encoder(f"local-dir:{local_dir}", device="cpu", dtype="float32", batch_size=2)
+    clone = tmp_path / "clone" / "outputs" / "encoder"
+    shutil.copytree(local_dir, clone)
+    copied = load_encoder(f"local-dir:{clone}", device="cpu", dtype="float32", batch_size=2)
+    assert copied.id == original.id and copied.spec.name != original.spec.name
+
+    # Given relative (as the recipes do), the location is kept as a hint; rebuilding works from that clone's root.
+    monkeypatch.chdir(tmp_path / "clone")
+    relative = load_encoder("local-dir:outputs/encoder", device="cpu", dtype="float32", batch_size=2)
+    assert relative.spec.location == "outputs/encoder"
+    spec = EncoderSpec.from_dict(json.loads(json.dumps(relative.spec.to_dict())))  # as stored in config.json
+    rebuilt = load_encoder_from_spec(spec, device="cpu", dtype="float32", batch_size=2)
+    assert rebuilt.id == relative.id
+    torch.testing.assert_close(rebuilt.encode_text(CAPTIONS), tiny.encode_text(CAPTIONS))
+    # ... or from a search folder (a checkpoint's own), wherever the recipe's relative path points
+    monkeypatch.chdir(tmp_path)
+    assert load_encoder_from_spec(spec, device="cpu", dtype="float32", batch_size=2, search=[clone]).id == spec.id
+
+    # Other weights at the recorded location are another encoder; nothing found names the way out.
+    other = tmp_path / "clone2" / "outputs" / "encoder"
+    shutil.copytree(local_dir, other)
+    save_file(
+        {k: torch.zeros_like(v) for k, v in tiny.model.state_dict().items()}, other / "open_clip_model.safetensors"
+    )
+    monkeypatch.chdir(tmp_path / "clone2")
+    with pytest.raises(FileNotFoundError, match=r"no copy with that content was found.*encoder: local-dir:<folder>"):
+        load_encoder_from_spec(spec, device="cpu", dtype="float32", batch_size=2)

@@ -42,7 +42,9 @@ def tiny_clip_dir(tmp_path_factory) -> str:
 def test_hf_clip_backend(tiny_clip_dir):
     encoder = load_encoder(f"hf:{tiny_clip_dir}", device="cpu", dtype="float32", batch_size=2)
     assert isinstance(encoder, HFClipEncoder) and encoder.sort_by_length
-    assert encoder.id == f"hf:{tiny_clip_dir}" and encoder.dim == 16 and encoder.context_length == 24
+    # a local folder is named by its content, never by its path on this machine
+    assert encoder.id == f"hf:local-dir@sha256:{encoder.spec.fingerprint[:16]}" and tiny_clip_dir not in encoder.id
+    assert encoder.dim == 16 and encoder.context_length == 24
     u, truncated = encoder.encode_text_and_count(CAPTIONS)
     assert u.shape == (4, 16) and u.dtype == torch.float32 and truncated == 1  # 33 characters + 2 > 24
     torch.testing.assert_close(u.norm(dim=-1), torch.ones(4))

@@ -303,3 +303,34 @@ def test_sharded_source_recuts_row_groups_across_files(tmp_path):
     assert [shard.num_rows for shard in shards] == [4, 4, 4, 4, 4, 3]
     assert [row for shard in shards for row in shard["id"].to_pylist()] == ids
     assert shards[0].column_names == ["id"]
+
+
+def test_a_second_clone_accepts_the_same_local_encoder_and_nothing_holds_a_path(inputs, tmp_path, monkeypatch):
+    """Issue 15: with the encoder as a local open_clip folder, what the stage writes names it by content (and the
+    relative path the recipe gave), never by this machine's absolute path; the same folder in another clone, at
+    another absolute path, continues the run instead of being refused as "another encoder"."""
+    from safetensors.torch import save_file
+
+    tiny = load_encoder(TINY, device="cpu", dtype="float32", batch_size=4, init_seed=0)
+    clones = [tmp_path / "clone-a", tmp_path / "clone-b"]
+    for clone in clones:
+        folder = clone / "outputs" / "encoder"
+        folder.mkdir(parents=True)
+        model_cfg = json.loads((encoders_module.MODEL_CONFIGS / f"{TINY}.json").read_text())
+        (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}))
+        save_file({k: v.contiguous() for k, v in tiny.model.state_dict().items()}, folder / "model.safetensors")
+    encoder_args, args = _args(inputs, tmp_path, output_dir=str(tmp_path / "transfer"))
+    encoder_args = replace(encoder_args, encoder="local-dir:outputs/encoder", init_seed=None)
+
+    monkeypatch.chdir(clones[0])
+    out = pipeline.run_transfer(encoder_args, args)
+    written = "".join(p.read_text() for p in out.rglob("*") if p.suffix in (".json", ".md"))
+    assert str(clones[0]) not in written and str(tmp_path) not in written.replace(str(inputs[0]), "").replace(
+        str(inputs[1]), ""
+    ).replace(args.output_dir, "")  # only the paths the caller passed as arguments are recorded, as given
+    stats = TransferStatistics.load(out)
+    assert stats.encoder["location"] == "outputs/encoder" and stats.encoder_id.startswith("open_clip:local-dir@")
+
+    monkeypatch.chdir(clones[1])  # the same encoder, another clone: a finished run is recognised, not refused
+    assert pipeline.run_transfer(encoder_args, args) == out
+    assert TransferStatistics.load(out).encoder_id == stats.encoder_id

@@ -3,9 +3,21 @@
 Importing the package registers the Unicorn model with transformers' Auto classes.
 """
 
-from .modeling import UnicornConfig, UnicornForConditionalGeneration, UnicornPreTrainedModel, UnicornProcessor
+from .modeling import (
+    UnicornConfig,
+    UnicornForConditionalGeneration,
+    UnicornModel,
+    UnicornPreTrainedModel,
+    UnicornProcessor,
+)
 
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["UnicornConfig", "UnicornForConditionalGeneration", "UnicornPreTrainedModel", "UnicornProcessor"]
+__all__ = [
+    "UnicornConfig",
+    "UnicornForConditionalGeneration",
+    "UnicornModel",
+    "UnicornPreTrainedModel",
+    "UnicornProcessor",
+]

@@ -7,7 +7,7 @@ Inputs, all read from the checkpoint folder except the results:
   carries the pretraining record under `previous_stages`;
 - `config.json` + the `modality_statistics.*` buffers of `model.safetensors`: encoder id, width, the transfer
   statistics (norms of `text_mean` / `image_mean`, re-normalisation);
-- the evaluation summary of `recipes/evaluate.py` (`results.json`), turned into `EvalResult`s so that the card's
+- the evaluation summary of `recipes/evaluate_vlm.py` (`results.json`), turned into `EvalResult`s so that the card's
   `model-index` metadata carries them and the Hub renders an evaluation table.
 
 `update_model_card` merges new results with those already in the card's `model-index` (a result with the same
@@ -29,7 +29,15 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 logger = logging.getLogger(__name__)
 
 TRAINING_FILE = "unicorn_training.json"
-DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "model_card.md"
+
+
+def default_template() -> Path:
+    """`model_cards/model_card.md` of the checkout, or the copy an installed wheel ships (`unicorn_hf.resources`)."""
+    from .resources import bundled_dir
+
+    return bundled_dir("model_cards") / "model_card.md"
+
+
 TASK_TYPE = "visual-question-answering"
 TASK_NAME = "Visual Question Answering"
 # Models referenced through a PyPI package (`pkg://`) and the Hub repo they were converted from.
@@ -153,7 +161,7 @@ def render_model_card(
     """The full card of a checkpoint with `results` in its `model-index`; `sees` (results.json of recipes/sees.py)
     fills the "Does it see?" section."""
     checkpoint_dir = Path(checkpoint_dir)
-    template_path = Path(template_path) if template_path else DEFAULT_TEMPLATE
+    template_path = Path(template_path) if template_path else default_template()
     if not template_path.is_file():
         raise FileNotFoundError(f"Model card template {template_path} is missing (pass `template_path`).")
     record = load_training_record(checkpoint_dir)
@@ -198,7 +206,7 @@ def update_model_card(
     card_path: str | Path | None = None,
     sees: dict | None = None,
 ) -> ModelCard:
-    """Render the checkpoint's card with `results` (an evaluation summary, `results.json` of recipes/evaluate.py) in
+    """Render the checkpoint's card with `results` (an evaluation summary, `results.json` of recipes/evaluate_vlm.py) in
     its `model-index`, keeping earlier results that these do not replace (from the checkpoint's README.md and from
     `card_path`), and save it to `card_path` (default: the checkpoint's README.md); push it to `repo_id` when `push`.
     `sees` (results.json of recipes/sees.py) fills the "Does it see?" section.

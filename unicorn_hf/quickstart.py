@@ -3,6 +3,11 @@
 Each stage is its own process (`python recipes/<script> --config <recipe_dir>/<stage>.yaml`, training stages under
 `accelerate launch`), so a stage's memory is released before the next starts and its log reads like a manual run.
 A stage that finished leaves a `.stage_done.json` marker in its `output_dir` and is skipped on the next run.
+
+From a checkout: `python recipes/quickstart.py --config recipes/tiny/quickstart.yaml` (or `make quickstart`). From an
+installed wheel, in any working directory: `python -m unicorn_hf.quickstart --config recipes/tiny/quickstart.yaml`
+copies the packaged `recipes/` and `accelerate_configs/` there first (`unicorn_hf.resources.materialize`), so every
+relative path of the recipe resolves as in a checkout and the outputs land under `./outputs`.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from pathlib import Path
 import yaml
 
 from .processes import parent_death_signal
+from .quickstart_report import StageResult, render_summary
+from .resources import bundled_dir, checkout_root, materialize
 
 
 logger = logging.getLogger(__name__)
-
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 # Stage name == YAML file name in a recipe folder; the script that reads it.
 STAGE_SCRIPTS: dict[str, str] = {
@@ -36,7 +41,7 @@ STAGE_SCRIPTS: dict[str, str] = {
     "pretrain": "pretrain.py",
     "sft": "sft.py",
     "sees": "sees.py",
-    "evaluate": "evaluate.py",
+    "evaluate": "evaluate_vlm.py",
 }
 DONE_MARKER = ".stage_done.json"
 
@@ -51,21 +56,20 @@ class QuickstartArguments:
     accelerate_config: str | None = field(default=None, metadata={"help": "accelerate config for those stages."})
     overwrite: bool = field(default=False, metadata={"help": "Delete each stage's output_dir and run it again."})
     summary_file: str | None = field(default=None, metadata={"help": "Where to write the run summary as JSON."})
+    dry_run: bool = field(default=False, metadata={"help": "Log each stage's command without running it."})
 
 
-@dataclass
-class StageResult:
-    name: str
-    command: str
-    output_dir: Path
-    seconds: float | None  # None: skipped, finished earlier
-    summary: dict
+def script_path(args: QuickstartArguments, stage: str) -> Path:
+    """The stage's script beside the recipe folder (`recipes/tiny` -> `recipes/<script>`: a checkout, or the copy
+    `materialize` wrote), else the one shipped with the package."""
+    if stage not in STAGE_SCRIPTS:
+        raise ValueError(f"Unknown stage {stage!r}; expected one of {sorted(STAGE_SCRIPTS)}.")
+    beside = Path(args.recipe_dir).parent / STAGE_SCRIPTS[stage]
+    return beside if beside.is_file() else bundled_dir("recipes") / STAGE_SCRIPTS[stage]
 
 
 def stage_command(args: QuickstartArguments, stage: str) -> list[str]:
-    if stage not in STAGE_SCRIPTS:
-        raise ValueError(f"Unknown stage {stage!r}; expected one of {sorted(STAGE_SCRIPTS)}.")
-    script = str(RECIPES_DIR / STAGE_SCRIPTS[stage])
+    script = str(script_path(args, stage))
     config = str(Path(args.recipe_dir) / f"{stage}.yaml")
     if stage in args.accelerate_stages:
         launcher = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -106,6 +110,9 @@ def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
     if marker.is_file():
         logger.info("[%s] finished earlier (%s), skipping; --overwrite redoes it", stage, marker)
         return StageResult(stage, printable, output_dir, None, collect_summary(output_dir))
+    if args.dry_run:
+        logger.info("[%s] would run: python %s", stage, printable)
+        return StageResult(stage, printable, output_dir, None, {})
     logger.info("[%s] running: python %s", stage, printable)
     start = time.perf_counter()
     # The stage dies with the quickstart: a killed quickstart must not leave a stage writing its output_dir behind.
@@ -127,8 +134,6 @@ def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
     start = time.perf_counter()
     results = [run_stage(args, stage) for stage in args.stages]
     total = time.perf_counter() - start
-    from .quickstart_report import render_summary
-
     render_summary(results, total)
     if args.summary_file:
         payload = {
@@ -142,3 +147,26 @@ def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
         Path(args.summary_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_file).write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return results
+
+
+def cli(argv: list[str] | None = None) -> list[StageResult]:
+    """`python -m unicorn_hf.quickstart --config <yaml> [...]`: from an installed package, a `--config` path that is
+    not in the working directory but ships with the package (`recipes/tiny/quickstart.yaml`) makes the packaged
+    recipe files appear there first, then the recipe runs as from a checkout."""
+    from trl import TrlParser
+
+    from .logging_utils import setup_logging
+
+    setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    if config is not None and not Path(config).is_file() and checkout_root() != Path.cwd().resolve():
+        parts = Path(config).parts
+        if parts and parts[0] == "recipes" and (bundled_dir("recipes").joinpath(*parts[1:])).is_file():
+            materialize(Path.cwd())
+    (args,) = TrlParser((QuickstartArguments,)).parse_args_and_config(args=argv)
+    return run_quickstart(args)
+
+
+if __name__ == "__main__":
+    cli()

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 
-if TYPE_CHECKING:
-    from .quickstart import StageResult
-
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResult:
+    """One stage of a quickstart run, as the report reads it (`unicorn_hf.quickstart` produces them)."""
+
+    name: str
+    command: str
+    output_dir: Path
+    seconds: float | None  # None: skipped, finished earlier
+    summary: dict
+
 
 # How each stage's folder is published (datasets with upload_folder, checkpoints with the model's push_to_hub).
 PUSH_HINTS = {
@@ -24,7 +34,7 @@ PUSH_HINTS = {
     "sft": "hf upload <user>/<model-repo> {dir}",
     "pair_text": "hf upload <user>/<text-repo> {dir} --repo-type dataset",
     "sees": "(results.json goes into the card through evaluate.yaml's sees_results)",
-    "evaluate": "python recipes/evaluate.py --config <yaml> --update_model_card --push_to_hub",
+    "evaluate": "python recipes/evaluate_vlm.py --config <yaml> --update_model_card --push_to_hub",
 }
 
 

@@ -1,4 +1,4 @@
-"""Argument dataclasses of `recipes/evaluate.py`. No hyper-parameter literal: values live in the recipe YAMLs."""
+"""Argument dataclasses of `recipes/evaluate_vlm.py`. No hyper-parameter literal: values live in the recipe YAMLs."""
 
 from __future__ import annotations
 

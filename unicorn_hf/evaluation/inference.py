@@ -4,8 +4,10 @@
     answers = qa.answer(images=[pil, "photo.jpg", "https://..."], questions=["Is there a cat?"] * 3,
                         mean="eval", batch_size=8, max_new_tokens=16)
 
-The encoder is the one recorded in the model config (`encoder_id`, parsed back into a `load_encoder` spec by
-`encoder_spec_from_id`) unless one is passed. The image mean subtracted before the projector is one of
+The encoder is the one recorded in the model config (the structured `encoder` record, rebuilt by
+`load_encoder_from_spec`; a local encoder is found by its content fingerprint in the checkpoint folder or at the
+recipe's relative location; checkpoints older than that record fall back to parsing `encoder_id`) unless one is
+passed. The image mean subtracted before the projector is one of
 `MEAN_MODES`, and results always name it:
 
     eval   the mean of the evaluated images' own embeddings (what the paper's code does per benchmark)
@@ -22,6 +24,7 @@ image before the first answer, so with the pipeline compute it first (`qa.resolv
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import re
@@ -75,19 +78,74 @@ def encoder_spec_from_id(encoder_id: str) -> dict:
     return {"spec": name, "pretrained": None if pretrained in ("", "None") else pretrained, **kwargs}
 
 
-def load_encoder_for(encoder_id: str | None, override: str | None = None, **load_kwargs):
-    """The paired encoder of a checkpoint: `override` (a load_encoder spec) if given, else rebuilt from its id."""
-    from ..transfer.encoders import load_encoder
+def load_encoder_for(
+    encoder_id: str | None,
+    override: str | None = None,
+    *,
+    encoder: dict | None = None,
+    search: Sequence[str | Path] = (),
+    **load_kwargs,
+):
+    """The paired encoder of a checkpoint: `override` (a load_encoder spec) if given, else rebuilt from the config's
+    structured `encoder` record (looked for in `search`, e.g. the checkpoint folder, then at its relative location),
+    else, for checkpoints written before that record, parsed back from `encoder_id`."""
+    from ..transfer.encoders import load_encoder, load_encoder_from_spec
 
     if override is not None:
         return load_encoder(override, **load_kwargs)
-    if encoder_id is None:
-        raise ValueError("The model config records no encoder_id; pass the encoder spec explicitly (`encoder`).")
-    spec = encoder_spec_from_id(encoder_id)
-    encoder = load_encoder(spec.pop("spec"), **(spec | load_kwargs))
-    if encoder.id != encoder_id:
-        raise ValueError(f"Rebuilt encoder {encoder.id!r} differs from the model's {encoder_id!r}.")
-    return encoder
+    if encoder is not None:
+        loaded = load_encoder_from_spec(encoder, search=search, **load_kwargs)
+    elif encoder_id is None:
+        raise ValueError("The model config records no encoder; pass the encoder spec explicitly (`encoder`).")
+    else:
+        spec = encoder_spec_from_id(encoder_id)
+        loaded = load_encoder(spec.pop("spec"), **(spec | load_kwargs))
+    if encoder_id is not None and loaded.id != encoder_id:
+        raise ValueError(f"Rebuilt encoder {loaded.id!r} differs from the model's {encoder_id!r}.")
+    return loaded
+
+
+def image_tower_from_encoder(encoder):
+    """The paired encoder's image side as a transformers model a checkpoint can carry, and its image processor.
+
+    A transformers CLIP (`CLIPVisionModelWithProjection`) or SigLIP (`SiglipVisionModel`) encoder (`hf:` specs) can
+    be carried; an open_clip or LLM2CLIP tower cannot (no transformers class holds its weights), and the error says
+    what to do instead.
+    """
+    from transformers import CLIPModel, CLIPVisionModelWithProjection, SiglipModel, SiglipVisionModel
+
+    from ..transfer.encoders import HFClipEncoder
+
+    model = getattr(encoder, "model", None)
+    if isinstance(encoder, HFClipEncoder) and isinstance(model, CLIPModel):
+        vision_config = copy.deepcopy(model.config.vision_config)
+        vision_config.projection_dim = model.config.projection_dim  # the joint space's width
+        tower = CLIPVisionModelWithProjection(vision_config)
+        tower.vision_model.load_state_dict(model.vision_model.state_dict())
+        tower.visual_projection.load_state_dict(model.visual_projection.state_dict())
+    elif isinstance(encoder, HFClipEncoder) and isinstance(model, SiglipModel):
+        tower = SiglipVisionModel(model.config.vision_config)
+        tower.vision_model.load_state_dict(model.vision_model.state_dict())
+    else:
+        raise ValueError(
+            f"Encoder {encoder.id} ({type(encoder).__name__}) cannot live inside a transformers checkpoint: no "
+            "transformers class holds its image tower, so `pipeline('image-text-to-text', model=folder)` cannot "
+            "embed images by itself. Ways out: (1) keep the encoder beside the checkpoint (copy an open_clip folder "
+            "to <checkpoint>/encoder; it is found by its content fingerprint) and run images through "
+            "unicorn_hf.evaluation.inference.UnicornImageQA or make_pipeline; (2) train with a transformers CLIP or "
+            "SigLIP encoder (transfer YAML `encoder: hf:<id or folder>`), whose image tower the checkpoint can carry."
+        )
+    return tower.to(encoder.dtype).eval(), encoder.image_processor
+
+
+def attach_encoder_image_tower(model: UnicornForConditionalGeneration, processor: UnicornProcessor, encoder, mean):
+    """Make a checkpoint work from its folder alone: the encoder's image tower in the model, its image processor in
+    the processor (save both afterwards). `mean` as in `UnicornForConditionalGeneration.attach_image_tower`."""
+    if encoder.id != model.config.encoder_id:
+        raise ValueError(f"The model was trained on {model.config.encoder_id!r} embeddings, not {encoder.id!r}.")
+    tower, image_processor = image_tower_from_encoder(encoder)
+    model.attach_image_tower(tower, mean=mean)
+    processor.image_processor = image_processor
 
 
 def load_images(items: Sequence) -> list:
@@ -163,8 +221,17 @@ class UnicornImageQA:
         if encoder_kwargs and encoder is None:
             raise ValueError("encoder_kwargs only apply to an explicit `encoder` spec.")
         extra = dict(encoder_kwargs or {})
+        # A checkpoint folder may hold its encoder (or a copy of the recipe's local encoder folder) itself.
+        search = [Path(path), Path(path) / "encoder"] if Path(path).is_dir() else []
         loaded = load_encoder_for(
-            model.config.encoder_id, encoder, device=device, dtype=dtype, batch_size=encoder_batch_size, **extra
+            model.config.encoder_id,
+            encoder,
+            encoder=model.config.encoder,
+            search=search,
+            device=device,
+            dtype=dtype,
+            batch_size=encoder_batch_size,
+            **extra,
         )
         return cls(model, processor, loaded, prompt_template=prompt_template)
 
@@ -346,7 +413,9 @@ __all__ = [
     "MEAN_MODE_DESCRIPTIONS",
     "BoundUnicornProcessor",
     "UnicornImageQA",
+    "attach_encoder_image_tower",
     "encoder_spec_from_id",
+    "image_tower_from_encoder",
     "load_encoder_for",
     "load_images",
     "make_pipeline",

@@ -11,7 +11,7 @@
     results = simple_evaluate(model=model, tasks=["pope", "mme"], batch_size=32)
 
 lmms-eval owns the prompts, the answer parsing and the metrics there; this module only answers its requests with
-the same image -> encoder -> shift -> generate path as `recipes/evaluate.py`. With `mean="eval"` the images of one
+the same image -> encoder -> shift -> generate path as `recipes/evaluate_vlm.py`. With `mean="eval"` the images of one
 `generate_until` call (a whole task split) make the mean, as in the paper. Only generation tasks are supported
 (Unicorn takes one image per prompt; log-likelihood tasks raise).
 

@@ -33,7 +33,7 @@ def load_metric(name: str):
     """`evaluate.load` of a packaged metric module by its local folder (works with HF_HUB_OFFLINE=1)."""
     import evaluate
 
-    if not hasattr(evaluate, "load"):  # e.g. recipes/evaluate.py imported as a module named `evaluate`
+    if not hasattr(evaluate, "load"):  # e.g. a local evaluate.py (the recipe had that name) shadowing the library
         raise ImportError(
             f"`import evaluate` found {getattr(evaluate, '__file__', evaluate)!r}, not the evaluate library"
         )

@@ -24,6 +24,7 @@ def build_from_text_model(
     num_image_tokens: int,
     image_token: str = "<image>",
     encoder_id: str | None = None,
+    encoder: dict | None = None,
     renormalize_after_shift: bool = False,
     gguf_file: str | None = None,
     revision: str | None = None,
@@ -59,6 +60,7 @@ def build_from_text_model(
         projector_type=projector_type,
         num_image_tokens=num_image_tokens,
         encoder_id=encoder_id,
+        encoder=encoder,
         renormalize_after_shift=renormalize_after_shift,
     )
     model.config.name_or_path = model_name_or_path

@@ -13,6 +13,14 @@ from transformers.configuration_utils import SubConfigSpec
 
 
 PROJECTOR_PATTERN = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
+# Image towers a checkpoint can carry: the transformers class that maps pixels into the paired encoder's joint
+# embedding space, the output field holding that embedding, and the config field giving its width. An open_clip-only
+# tower has no transformers class to hold its weights (see `UnicornForConditionalGeneration.attach_image_tower`).
+VISION_TOWERS = {
+    "clip_vision_model": ("CLIPVisionModelWithProjection", "image_embeds", "projection_dim"),
+    "siglip_vision_model": ("SiglipVisionModel", "pooler_output", "hidden_size"),
+}
+IMAGE_TOWER_MEANS = ("image", "text", "none")
 
 
 def projector_depth(projector_type: str) -> int:
@@ -43,15 +51,29 @@ class UnicornConfig(PreTrainedConfig):
         image_token_id (`int`):
             Token id of `<image>` in the tokenizer.
         encoder_id (`str`, *optional*):
-            Id of the paired text/image encoder whose embeddings the model was trained on.
+            Path-free id of the paired text/image encoder whose embeddings the model was trained on (for display and
+            to refuse another encoder's embeddings).
+        encoder (`dict`, *optional*):
+            The same encoder, structured (`unicorn_hf.transfer.encoders.EncoderSpec.to_dict()`: library, name,
+            pretrained tag, init seed, content fingerprint of a local folder, its relative location): what
+            evaluation rebuilds the encoder from. Never holds a path of the machine it ran on.
         renormalize_after_shift (`bool`):
             Whether embeddings are L2-normalised again after the mean shift (the paper's text does, its code not).
         has_image_mean (`bool`):
             Whether the `image_mean` buffer holds a real image-embedding mean (else only `text_mean` is known).
+        vision_config (`dict` or `PreTrainedConfig`, *optional*):
+            The frozen image tower the checkpoint carries (a `clip_vision_model` with its projection, or a
+            `siglip_vision_model`), so that `pixel_values` work like LLaVA's; None (the default) = the model takes
+            `image_embeds` only. Training never runs it.
+        image_tower_mean (`str`, *optional*):
+            Which stored mean the tower's embeddings are shifted by before the projector: "image", "text" or "none".
     """
 
     model_type = "unicorn"
-    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama")}
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="clip_vision_model", optional=True),
+    }
 
     text_config: dict | PreTrainedConfig | None = None
     embed_dim: int = 1280
@@ -59,8 +81,11 @@ class UnicornConfig(PreTrainedConfig):
     num_image_tokens: int = 576
     image_token_id: int | None = None
     encoder_id: str | None = None
+    encoder: dict | None = None
     renormalize_after_shift: bool = False
     has_image_mean: bool = False
+    vision_config: dict | PreTrainedConfig | None = None
+    image_tower_mean: str | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -78,9 +103,31 @@ class UnicornConfig(PreTrainedConfig):
             raise ValueError(f"embed_dim must be positive, got {self.embed_dim}.")
         if self.num_image_tokens < 1:
             raise ValueError(f"num_image_tokens must be >= 1, got {self.num_image_tokens}.")
+        if self.vision_config is not None:
+            check_vision_config(self.vision_config, self.embed_dim)
+            if self.image_tower_mean not in IMAGE_TOWER_MEANS:
+                raise ValueError(
+                    f"image_tower_mean={self.image_tower_mean!r}: a checkpoint with an image tower must say which "
+                    f"mean shifts its embeddings, one of {IMAGE_TOWER_MEANS}."
+                )
         # Same workaround as LLaVA: the embedding tying of the wrapped LM is decided by its own config.
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
 
 
-__all__ = ["UnicornConfig"]
+def check_vision_config(vision_config: PreTrainedConfig, embed_dim: int) -> None:
+    """Raise unless the tower is one a checkpoint can carry and its output is `embed_dim` wide."""
+    if vision_config.model_type not in VISION_TOWERS:
+        raise ValueError(
+            f"vision_config.model_type={vision_config.model_type!r} is not an image tower Unicorn can carry; "
+            f"supported: {sorted(VISION_TOWERS)} (the image side of a transformers CLIP or SigLIP)."
+        )
+    width = getattr(vision_config, VISION_TOWERS[vision_config.model_type][2])
+    if width != embed_dim:
+        raise ValueError(
+            f"The image tower gives {width}-d embeddings but the model was trained on embed_dim={embed_dim}: it is "
+            "not the image side of the encoder the model was trained with."
+        )
+
+
+__all__ = ["IMAGE_TOWER_MEANS", "VISION_TOWERS", "UnicornConfig", "check_vision_config"]

@@ -1,4 +1,5 @@
-"""Processor for Unicorn: tokenizer + chat template + `<image>` expansion + optional image-encoder hook.
+"""Processor for Unicorn: tokenizer + chat template + `<image>` expansion, and the image processor of the image tower
+when the checkpoint carries one (then `processor(images=pil, text=...)` gives `pixel_values`, as LLaVA's does).
 
 Self-contained (imports only torch and transformers) so that it ships as remote code with the checkpoint.
 """
@@ -13,7 +14,8 @@ from transformers import BatchFeature, ProcessorMixin
 
 class UnicornProcessor(ProcessorMixin):
     r"""
-    Turns text (+ an image embedding, or a PIL image plus an image encoder) into model inputs.
+    Turns text (+ an image embedding, PIL images for the carried image tower, or PIL images plus an image encoder)
+    into model inputs.
 
     Every `<image>` in the text becomes `num_image_tokens` copies of the image token, so that `input_ids` line up
     with the projected embedding the model scatters into them.
@@ -23,12 +25,17 @@ class UnicornProcessor(ProcessorMixin):
         chat_template (`str`, *optional*): defaults to the tokenizer's.
         image_token (`str`): placeholder for the image in prompts.
         num_image_tokens (`int`): copies of the placeholder per image; must equal the model config's.
+        image_processor (*optional*, keyword only): the image tower's processor (e.g. `CLIPImageProcessor`). It is
+            optional, unlike LLaVA's: a checkpoint without a tower takes precomputed `image_embeds`. Saved as
+            `preprocessor_config.json` beside the processor and found again by `from_pretrained`.
     """
 
     attributes = ["tokenizer"]
     tokenizer_class = "AutoTokenizer"
 
     def __init__(self, tokenizer=None, chat_template=None, image_token="<image>", num_image_tokens=576, **kwargs):
+        # Not a declared attribute (ProcessorMixin would then require one in every checkpoint): handled here.
+        self.image_processor = kwargs.pop("image_processor", None)
         self.image_token = image_token
         self.num_image_tokens = num_image_tokens
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
@@ -53,7 +60,9 @@ class UnicornProcessor(ProcessorMixin):
         """
         Args:
             text: one prompt or a batch; each prompt holds at most one `<image>`.
-            images: PIL images, one per prompt that holds `<image>`; needs `image_embedder`.
+            images: PIL images, one per prompt that holds `<image>` (a nested list per prompt, as the pipeline
+                passes, is flattened). With `image_embedder` they become `image_embeds`; else the image processor of
+                the carried tower turns them into `pixel_values`.
             image_embeds: precomputed, already shifted embeddings [N, D] (as in the training data).
             image_embedder: callable mapping images to shifted embeddings [N, D], e.g.
                 `model.make_image_embedder(encoder.encode_image, mean="image")`.
@@ -62,22 +71,32 @@ class UnicornProcessor(ProcessorMixin):
             raise ValueError("UnicornProcessor needs `text`.")
         texts = [text] if isinstance(text, str) else list(text)
         if images is not None and image_embeds is not None:
-            raise ValueError("Pass either images (with image_embedder) or image_embeds, not both.")
+            raise ValueError("Pass either images or image_embeds, not both.")
+        pixel_values = None
         if images is not None:
-            if image_embedder is None:
-                raise ValueError("PIL images need an image_embedder (image encoder + modality shift).")
-            images = list(images) if isinstance(images, (list, tuple)) else [images]
-            image_embeds = image_embedder(images)  # [N, D]
+            images = _flatten_images(images)
+            if image_embedder is not None:
+                image_embeds = image_embedder(images)  # [N, D]
+            elif self.image_processor is not None:
+                pixel_values = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+            else:
+                raise ValueError(
+                    "PIL images need an image tower, and this processor has no image processor: the checkpoint "
+                    "carries no tower (an open_clip-only encoder cannot live in a transformers checkpoint). Pass "
+                    "`image_embeds` made by the paired encoder, or an `image_embedder` "
+                    "(`unicorn_hf.evaluation.inference.UnicornImageQA` / `make_pipeline` do both)."
+                )
         rows_with_image = [i for i, t in enumerate(texts) if self.image_token in t]
         for i, t in enumerate(texts):
             if (count := t.count(self.image_token)) > 1:
                 raise ValueError(f"text[{i}] holds {count} {self.image_token!r}; expected at most 1.")
-        if image_embeds is not None:
-            if image_embeds.dim() == 1:
-                image_embeds = image_embeds.unsqueeze(0)  # [1, D]
-            if image_embeds.shape[0] != len(rows_with_image):
+        given = image_embeds if image_embeds is not None else pixel_values
+        if given is not None:
+            if image_embeds is not None and image_embeds.dim() == 1:
+                image_embeds = given = image_embeds.unsqueeze(0)  # [1, D]
+            if given.shape[0] != len(rows_with_image):
                 raise ValueError(
-                    f"{image_embeds.shape[0]} image embedding(s) for {len(rows_with_image)} prompt(s) with "
+                    f"{given.shape[0]} image embedding(s) for {len(rows_with_image)} prompt(s) with "
                     f"{self.image_token!r}."
                 )
         elif rows_with_image:
@@ -88,11 +107,41 @@ class UnicornProcessor(ProcessorMixin):
         data = dict(encoding)
         if image_embeds is not None:
             data["image_embeds"] = image_embeds
+        if pixel_values is not None:
+            data["pixel_values"] = pixel_values
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    # ---- the optional image processor travels beside the processor files ------------------------------------------
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        saved = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        if self.image_processor is not None:
+            self.image_processor.save_pretrained(save_directory)
+        return saved
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if processor.image_processor is None:
+            from transformers import AutoImageProcessor
+
+            try:
+                processor.image_processor = AutoImageProcessor.from_pretrained(pretrained_model_name_or_path, **{
+                    key: kwargs[key] for key in ("revision", "cache_dir", "token", "local_files_only") if key in kwargs
+                })  # fmt: skip
+            except (OSError, ValueError):  # no preprocessor_config.json: a checkpoint without an image tower
+                processor.image_processor = None
+        return processor
 
     @property
     def model_input_names(self) -> list[str]:
-        return [*self.tokenizer.model_input_names, "image_embeds"]
+        return [*self.tokenizer.model_input_names, "image_embeds", "pixel_values"]
+
+
+def _flatten_images(images) -> list:
+    """One image, a list, or a list per prompt (what `pipeline("image-text-to-text")` passes) -> a flat list."""
+    if not isinstance(images, (list, tuple)):
+        return [images]
+    return [image for group in images for image in (group if isinstance(group, (list, tuple)) else [group])]
 
 
 __all__ = ["UnicornProcessor"]

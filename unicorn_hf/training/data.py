@@ -16,130 +16,33 @@ errors: they mean the wrong folder or config, not a bad row.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 
 from ..drops import DropLog
+from ..transfer.statistics import STATS_JSON, STATS_TENSORS, TransferStatistics  # noqa: F401 (re-exported)
 
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EMBEDS = "image_embeds"
-STATS_TENSORS = "transfer_stats.safetensors"
-STATS_JSON = "transfer_stats.json"
 _FORBIDDEN_COLUMNS = ("image", "images")  # TRL switches to its PIL image pipeline on these names
 _KEPT_COLUMNS = ("id", "input_ids", "loss_mask", IMAGE_EMBEDS)
 
 
 # ---- modality statistics -----------------------------------------------------------------------------------------
-@dataclass
-class ModalityStatistics:
-    """What the training code needs from stage 3's transfer statistics.
-
-    Contract of the files (written by stage 3 next to the data):
-    - `transfer_stats.safetensors`: `text_mean` [D] (float), optional `image_mean` [D];
-    - `transfer_stats.json`: `encoder_id` (str), `dim` (int, = D), `renormalize_after_shift` (bool), optional
-      `num_rows` (int), `center` (bool, default true), `add_image_mean` (bool, default false).
-
-    `unicorn_hf.transfer.statistics.TransferStatistics` writes these files; `load_modality_statistics` reads them
-    through it and this class is the subset training needs.
-    """
-
-    text_mean: torch.Tensor  # [D]
-    image_mean: torch.Tensor | None  # [D]
-    encoder_id: str
-    dim: int
-    renormalize_after_shift: bool
-    num_rows: int | None = None
-    source: str | None = None
-    center: bool = True  # False: the noise-only ablation, embeddings are not mean-shifted
-    add_image_mean: bool = False  # training used u - mu_T + mu_V, so images are used unshifted at inference
-
-    @classmethod
-    def load(cls, folder: str | Path) -> ModalityStatistics:
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        tensors_path, json_path = folder / STATS_TENSORS, folder / STATS_JSON
-        for path in (tensors_path, json_path):
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} is missing: the training stages read the modality statistics that stage 3 (transfer) "
-                    "writes beside the data. Point `statistics_path` (or `dataset_name`) at the transfer output."
-                )
-        tensors = load_file(str(tensors_path))
-        meta = json.loads(json_path.read_text())
-        for key in ("encoder_id", "dim", "renormalize_after_shift"):
-            if key not in meta:
-                raise ValueError(f"{json_path} has no {key!r} field (keys: {sorted(meta)}).")
-        if "text_mean" not in tensors:
-            raise ValueError(f"{tensors_path} has no 'text_mean' tensor (keys: {sorted(tensors)}).")
-        stats = cls(
-            text_mean=tensors["text_mean"].float(),
-            image_mean=tensors["image_mean"].float() if "image_mean" in tensors else None,
-            encoder_id=meta["encoder_id"],
-            dim=int(meta["dim"]),
-            renormalize_after_shift=bool(meta["renormalize_after_shift"]),
-            num_rows=meta.get("num_rows"),
-            source=str(folder),
-            center=bool(meta.get("center", True)),
-            add_image_mean=bool(meta.get("add_image_mean", False)),
-        )
-        for name, tensor in (("text_mean", stats.text_mean), ("image_mean", stats.image_mean)):
-            if tensor is not None and tuple(tensor.shape) != (stats.dim,):
-                raise ValueError(f"{tensors_path}: {name} has shape {tuple(tensor.shape)} but dim={stats.dim}.")
-        return stats
-
-    def check_matches(self, embed_dim: int | None, encoder_id: str | None, what: str) -> None:
-        """Raise if `what` (the YAML, the model config) names another encoder or width than the statistics."""
-        if embed_dim is not None and embed_dim != self.dim:
-            raise ValueError(
-                f"{what} says embed_dim={embed_dim} but the dataset's embeddings ({self.source}) are {self.dim} wide "
-                f"(encoder {self.encoder_id!r}); the model must be trained on the encoder it was built for."
-            )
-        if encoder_id is not None and encoder_id != self.encoder_id:
-            raise ValueError(
-                f"{what} names encoder {encoder_id!r} but the dataset ({self.source}) was embedded with "
-                f"{self.encoder_id!r}."
-            )
-
-    def to_dict(self) -> dict:
-        return {
-            "encoder_id": self.encoder_id,
-            "dim": self.dim,
-            "renormalize_after_shift": self.renormalize_after_shift,
-            "has_image_mean": self.image_mean is not None,
-            "num_rows": self.num_rows,
-            "center": self.center,
-            "add_image_mean": self.add_image_mean,
-            "source": self.source,
-        }
+# One contract for the statistics files: `unicorn_hf.transfer.statistics` declares the file names, the fields and the
+# loader; training reads them through it. `ModalityStatistics` is kept as the name the training code used.
+ModalityStatistics = TransferStatistics
 
 
-def load_modality_statistics(folder: str | Path) -> ModalityStatistics:
-    """Read stage 3's statistics through the transfer module's own class when present, else the files directly."""
-    try:
-        from ..transfer.statistics import TransferStatistics
-    except ImportError:  # the transfer stage is optional for training: the file contract above is enough
-        return ModalityStatistics.load(folder)
-    loaded = TransferStatistics.load(folder)
-    return ModalityStatistics(
-        text_mean=loaded.text_mean.float(),
-        image_mean=None if loaded.image_mean is None else loaded.image_mean.float(),
-        encoder_id=loaded.encoder_id,
-        dim=int(loaded.dim),
-        renormalize_after_shift=bool(loaded.renormalize_after_shift),
-        num_rows=loaded.num_rows,
-        source=str(folder),
-        center=loaded.center,
-        add_image_mean=loaded.add_image_mean,
-    )
+def load_modality_statistics(folder: str | Path, source: str | None = None) -> TransferStatistics:
+    """Stage 3's statistics from `folder`; `source` names them in records (a Hub dataset id, not its cache path)."""
+    return TransferStatistics.load(folder, source=source)
 
 
 # ---- dataset-level checks ----------------------------------------------------------------------------------------

@@ -115,7 +115,11 @@ def build_metadata(
     return {
         "stage": stage,
         "base_model": base_model,
-        "encoder": {"encoder_id": model_config.encoder_id, "embed_dim": model_config.embed_dim},
+        "encoder": {
+            "encoder_id": model_config.encoder_id,
+            "embed_dim": model_config.embed_dim,
+            **({"spec": model_config.encoder} if model_config.encoder else {}),
+        },
         "model": {
             "projector_type": model_config.projector_type,
             "num_image_tokens": model_config.num_image_tokens,

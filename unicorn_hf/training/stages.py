@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import torch
-from transformers import Trainer
 from trl import SFTTrainer, get_peft_config, get_quantization_config
 
 from ..modeling import UnicornForConditionalGeneration, UnicornProcessor
@@ -44,6 +43,7 @@ def build_pretrain_model(
         projector_type=model_args.projector_type,
         num_image_tokens=model_args.num_image_tokens,
         encoder_id=stats.encoder_id,
+        encoder=stats.encoder,
         renormalize_after_shift=stats.renormalize_after_shift,
         gguf_file=model_args.gguf_file,
         revision=model_args.model_revision,
@@ -126,6 +126,7 @@ def copy_modality_statistics(model: UnicornForConditionalGeneration, stats: Moda
         image_mean=stats.image_mean,
         encoder_id=stats.encoder_id,
         renormalize_after_shift=stats.renormalize_after_shift,
+        encoder=stats.encoder,
     )
 
 
@@ -141,7 +142,8 @@ def set_trainable_parts(model: UnicornForConditionalGeneration, model_args: Unic
     if model_args.train_projector:
         model.projector.requires_grad_(True)
     if model_args.train_language_model and not model_args.use_peft:
-        model.language_model.requires_grad_(True)
+        model.language_model.requires_grad_(True)  # the backbone
+        model.lm_head.requires_grad_(True)  # the same tensor as the input embeddings where they are tied
 
 
 def lora_config(model_args: UnicornModelConfig):
@@ -167,49 +169,23 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 
 
 # ---- trainer -----------------------------------------------------------------------------------------------------
-class UnicornSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer with the model's own loss, computed on the scored positions only.
+# TRL's stock `SFTTrainer` trains both stages: its fused LM head runs `model.base_model` (`UnicornModel`: the image
+# merge and the text backbone) and sends only the positions with a target through the LM head, in chunks, so the
+# 576 image positions and the prompts never reach the (128k-wide) vocabulary projection. Nothing is left for a
+# subclass to do: the project's `UnicornSFTTrainer` (which called `Trainer.compute_loss` past TRL because the model
+# had no backbone to run) is gone; the name stays importable as a deprecated alias of `SFTTrainer`.
+def __getattr__(name: str):
+    if name == "UnicornSFTTrainer":
+        import warnings
 
-    TRL 1.16 computes the loss through a fused LM head that runs `model.base_model` and expects a
-    `last_hidden_state`; a Unicorn model has no separate backbone (its forward merges the image features and calls
-    the wrapped causal LM), so that path cannot see the image. Here the model's own causal-LM loss is used
-    (transformers' `Trainer.compute_loss`: normalised by the tokens of the whole accumulated batch), with the same
-    saving as TRL's head where it matters: `logits_to_keep` (a [B, T] boolean mask) projects only the positions whose
-    next token is a target, so the 576 image positions and the prompts never reach the (128k-wide) LM head.
-    """
-
-    _tag_names = ["trl", "sft", "unicorn", "image-text-to-text"]
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs["use_cache"] = False  # training never reads a KV cache; checkpointing warns if one is built
-        labels = inputs["labels"]  # [B, T]
-        # Position t is scored against token t+1; after the shift, keep only positions with a target.
-        next_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # [B, T]
-        scored = next_labels != -100  # [B, T]
-        if bool(scored.any()):
-            # -> logits [N, V] for the N scored positions; the loss reads the pre-shifted targets [N].
-            inputs = {**inputs, "logits_to_keep": scored, "shift_labels": next_labels[scored]}
-        loss, outputs = Trainer.compute_loss(
-            self, model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        warnings.warn(
+            "UnicornSFTTrainer is deprecated: the Unicorn model trains on TRL's stock SFTTrainer (use trl.SFTTrainer "
+            "or unicorn_hf.training.stages.build_trainer).",
+            FutureWarning,
+            stacklevel=2,
         )
-        mode = "train" if self.model.training else "eval"
-        with torch.no_grad():
-            if "shift_labels" in inputs:
-                correct = (outputs.logits.argmax(-1) == inputs["shift_labels"]).sum()  # logits [N, V]
-            else:
-                correct = torch.zeros((), dtype=torch.long, device=labels.device)
-            num_valid = self.accelerator.gather_for_metrics(scored.sum()).sum()
-            num_correct = self.accelerator.gather_for_metrics(correct).sum()
-            accuracy = (num_correct / num_valid).item() if num_valid > 0 else 0.0
-            self._metrics[mode]["mean_token_accuracy"].append(accuracy)
-            if mode == "train" and self.args.include_num_input_tokens_seen == "no":
-                # Counted in the TrainerState, which every checkpoint saves and a resumed run loads, so `num_tokens`
-                # goes on after a resume (TRL's `_total_train_tokens` restarts at 0). With
-                # `include_num_input_tokens_seen` set, transformers counts into the same field itself.
-                tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
-                self.state.num_input_tokens_seen += tokens
-            self._metrics[mode]["num_tokens"] = [self.state.num_input_tokens_seen]
-        return (loss, outputs) if return_outputs else loss
+        return SFTTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---- run plumbing shared by the two recipes -----------------------------------------------------------------------
@@ -223,9 +199,15 @@ def statistics_folder(script_args) -> str:
         return script_args.dataset_name
     from huggingface_hub import snapshot_download
 
-    from .data import STATS_JSON, STATS_TENSORS
+    from ..transfer.statistics import STATS_FILES
 
-    return snapshot_download(script_args.dataset_name, repo_type="dataset", allow_patterns=[STATS_JSON, STATS_TENSORS])
+    return snapshot_download(script_args.dataset_name, repo_type="dataset", allow_patterns=list(STATS_FILES))
+
+
+def statistics_source(script_args) -> str:
+    """How records name the statistics: as the YAML does (a folder as given or a Hub dataset id), never the cache
+    path `statistics_folder` may resolve to on this machine."""
+    return script_args.statistics_path or script_args.dataset_name
 
 
 def load_train_split(script_args):
@@ -248,9 +230,10 @@ def build_trainer(
     training_args: UnicornTrainingConfig,
     train_dataset,
     peft_config=None,
-) -> UnicornSFTTrainer:
-    """The trainer both stages use: TRL's SFT loop with Unicorn's collator (`<image>` expansion, padding, labels,
-    stacked embeddings) on an already tokenized dataset."""
+) -> SFTTrainer:
+    """The trainer both stages use: TRL's stock `SFTTrainer` (its loss, metrics and fused LM head) with Unicorn's
+    collator (`<image>` expansion, padding, labels with the image positions masked, stacked embeddings) on an
+    already tokenized dataset."""
     collator = UnicornDataCollator(
         pad_token_id=processor.tokenizer.pad_token_id,
         image_token_id=processor.image_token_id,
@@ -258,7 +241,7 @@ def build_trainer(
         embeds_dtype=model.dtype,
         pad_to_multiple_of=training_args.pad_to_multiple_of,
     )
-    return UnicornSFTTrainer(
+    return SFTTrainer(
         model=model,
         args=training_args,
         data_collator=collator,
@@ -268,8 +251,25 @@ def build_trainer(
     )
 
 
-def train(trainer: UnicornSFTTrainer, resume_from: str | None):
+def tokens_seen_before(checkpoint: str | None) -> int:
+    """The `num_tokens` last logged in `checkpoint`'s trainer state (0 without one): where a resumed run goes on.
+
+    TRL's `SFTTrainer` counts `num_tokens` in an attribute that a resumed run starts at 0; the count it logged is
+    in the checkpoint's `log_history`.
+    """
+    import json
+    import os
+
+    path = os.path.join(checkpoint, "trainer_state.json") if checkpoint else None
+    if path is None or not os.path.isfile(path):
+        return 0
+    logged = [entry["num_tokens"] for entry in json.load(open(path))["log_history"] if "num_tokens" in entry]
+    return int(logged[-1]) if logged else 0
+
+
+def train(trainer: SFTTrainer, resume_from: str | None):
     """Run (or resume) training; log and save the metrics and the trainer state. Returns the `TrainOutput`."""
+    trainer._total_train_tokens = tokens_seen_before(resume_from)  # TRL's counter, restarted at 0 otherwise
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)

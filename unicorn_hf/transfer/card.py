@@ -38,7 +38,12 @@ def write_transfer_card(
     metadata = {
         "configs": configs_metadata(config_names),
         "tags": ["unicorn", "synthetic", "text-only-vlm", "modality-transfer"],
-        "unicorn_transfer": {"encoder_id": stats.encoder_id, "dim": stats.dim, "rule": _rule(stats)},
+        "unicorn_transfer": {
+            "encoder_id": stats.encoder_id,
+            **({"encoder": stats.encoder} if stats.encoder else {}),
+            "dim": stats.dim,
+            "rule": _rule(stats),
+        },
     }
     random_weights = "#random-init" in stats.encoder_id
     lines = [

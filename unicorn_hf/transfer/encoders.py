@@ -13,15 +13,22 @@ Specs taken by `load_encoder`:
 - `llm2clip:<hub id or path>`: LLM2CLIP (the paper's encoder, 1280-d): the CLIP vision tower of that repo plus an
   LLM2Vec caption encoder named by `text_model` (needs `pip install llm2vec` and the weights on disk or the Hub).
 
-`id` is stable and recorded in the transfer statistics and in the trained model's config, so that embeddings of two
-encoders are never mixed.
+Every encoder carries an `EncoderSpec` (`encoder.spec`): the structured record that the transfer statistics, the
+dataset card and the trained model's config store, and that `load_encoder_from_spec` rebuilds the encoder from. It
+holds no path of the machine it ran on: a local folder or weights file is identified by its name and a fingerprint
+of its content (so a copied checkpoint, or a second clone holding the same encoder, finds and accepts it), plus the
+relative path the recipe gave as a hint. `encoder.id` is a short, path-free string form of the spec, used to refuse
+mixing embeddings of two encoders.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -37,6 +44,106 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 # Extra open_clip architectures shipped with this package (e.g. `unicorn-tiny-clip` for the CPU recipe and tests),
 # registered with open_clip so they are loaded by name like its built-in ones.
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
+
+
+# open_clip configs of folders built from a transformers text tower name that tower by the folder's own absolute path;
+# it is not part of what the encoder *is*, so it is left out of the fingerprint and re-pointed at the folder on load.
+_PATH_FIELDS = ("hf_model_name", "hf_tokenizer_name")
+_FINGERPRINT_CHARS = 16  # shown in ids; the spec keeps the full sha256
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a paired encoder is, as stored in `transfer_stats.json`, dataset cards and `config.json` (`encoder`).
+
+    Args:
+        library: "open_clip", "hf" (transformers CLIP/SigLIP) or "llm2clip".
+        name: open_clip architecture (`ViT-B-32`, `hf-hub:org/repo`), Hub id, or for a local folder its folder name.
+        pretrained: open_clip pretrained tag, or the file name of a local weights file.
+        init_seed: seed of a random-init encoder (no weights): the mechanics only.
+        fingerprint: sha256 of a local folder's / file's weights and architecture; what identifies a local encoder.
+        location: the path the recipe gave for a local encoder, kept only when relative (a hint where to look).
+        text_model: llm2clip only, the LLM2Vec caption encoder.
+    """
+
+    library: str
+    name: str
+    pretrained: str | None = None
+    init_seed: int | None = None
+    fingerprint: str | None = None
+    location: str | None = None
+    text_model: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.fingerprint is not None
+
+    @property
+    def id(self) -> str:
+        """Stable, path-free string form: equal for the same encoder wherever its files are and whatever the folder
+        is called (a local encoder is named by its content only; its folder name stays in the spec)."""
+        digest = f"@sha256:{self.fingerprint[:_FINGERPRINT_CHARS]}" if self.fingerprint else ""
+        if self.library == "llm2clip":
+            base = f"llm2clip:{self.name}{digest}+{self.text_model}"
+        elif self.library == "hf":
+            base = f"hf:local-dir{digest}" if self.is_local else f"hf:{self.name}"
+        elif self.is_local and self.pretrained is None:  # an open_clip `local-dir:` folder
+            base = f"open_clip:local-dir{digest}"
+        elif self.is_local:  # an open_clip architecture with a local weights file
+            base = f"open_clip:{self.name}/file{digest}"
+        else:
+            base = f"open_clip:{self.name}" + (f"/{self.pretrained}" if self.pretrained else "")
+        return base + (f"#random-init-seed{self.init_seed}" if self.init_seed is not None else "")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "id": self.id}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EncoderSpec:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def _relative_hint(given: str | Path) -> str | None:
+    """The path as the recipe gave it when relative (e.g. `outputs/tiny/encoder`); an absolute path names this
+    machine, so it is not kept."""
+    path = Path(given)
+    return None if path.is_absolute() or str(given).startswith("~") else path.as_posix()
+
+
+def _hash_file(digest, path: Path) -> None:
+    digest.update(path.name.encode())
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+
+
+def fingerprint_open_clip_folder(folder: Path) -> str:
+    """sha256 of an open_clip folder's architecture (`model_cfg` without path fields) and its weight files."""
+    digest = hashlib.sha256()
+    config = json.loads((folder / "open_clip_config.json").read_text())
+    model_cfg = json.loads(json.dumps(config.get("model_cfg", config)))
+    for tower in model_cfg.values():
+        if isinstance(tower, dict):
+            for key in _PATH_FIELDS:
+                tower.pop(key, None)
+    digest.update(json.dumps(model_cfg, sort_keys=True).encode())
+    for path in sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
+        _hash_file(digest, path)
+    return digest.hexdigest()
+
+
+def fingerprint_files(paths: Iterable[Path]) -> str:
+    """sha256 over files (name and bytes), in name order: a weights file, or a transformers folder's weights+config."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        _hash_file(digest, path)
+    return digest.hexdigest()
+
+
+def fingerprint_hf_folder(folder: Path) -> str:
+    return fingerprint_files(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES or p.name == "config.json")
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -55,9 +162,15 @@ class PairedEncoder(ABC):
     input checks and the L2 normalisation, so every backend returns the same thing.
     """
 
-    id: str
+    spec: EncoderSpec
     dim: int
     context_length: int | None  # text tokens the text tower sees; longer captions are truncated
+    local_path: Path | None = None  # the folder / weights file loaded on this machine (never stored by a stage)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
     sort_by_length: bool = False  # True where batches are padded dynamically, so sorting saves compute
 
     def __init__(self, device: str | torch.device, dtype: str | torch.dtype, batch_size: int | None) -> None:
@@ -127,6 +240,17 @@ class PairedEncoder(ABC):
         return F.normalize(out, dim=-1)
 
 
+def _text_tower_here(folder: Path) -> dict:
+    """open_clip keyword overrides that load a transformers text tower from `folder` itself: the folder's config names
+    it by the absolute path it was written at, which is wrong once the folder is copied or the clone moves."""
+    config = json.loads((folder / "open_clip_config.json").read_text())
+    text_cfg = dict(config.get("model_cfg", {}).get("text_cfg", {}))
+    if "hf_model_name" not in text_cfg or not (folder / "config.json").is_file():
+        return {}
+    # The tower's weights are in the open_clip checkpoint; only its config (and tokenizer) are read from the folder.
+    return {"text_cfg": {**text_cfg, "hf_model_name": str(folder), "hf_model_pretrained": False}}
+
+
 class OpenClipEncoder(PairedEncoder):
     """open_clip model: a built-in name + pretrained tag/file (None = random init), or a `local-dir:` folder."""
 
@@ -144,34 +268,51 @@ class OpenClipEncoder(PairedEncoder):
         super().__init__(device, dtype, batch_size)
         open_clip.add_model_config(MODEL_CONFIGS)
         random_init = pretrained is None and not model_name.startswith("hf-hub:")  # hf-hub: brings its weights
+        model_kwargs: dict = {}
         if model_name.startswith(LOCAL_DIR_PREFIX):
-            folder = Path(model_name[len(LOCAL_DIR_PREFIX) :]).expanduser().resolve()
+            given = model_name[len(LOCAL_DIR_PREFIX) :]
+            folder = Path(given).expanduser().resolve()
             if not (folder / "open_clip_config.json").is_file():
                 raise FileNotFoundError(f"{folder}/open_clip_config.json is missing: not an open_clip folder")
             if pretrained is not None:
                 raise ValueError(f"`pretrained` ({pretrained!r}) is ignored by open_clip for {model_name!r}; drop it")
             model_name = f"{LOCAL_DIR_PREFIX}{folder}"
             random_init = not any(path.suffix in _WEIGHT_SUFFIXES for path in folder.iterdir())
-            self.id = f"open_clip:{model_name}"
+            model_kwargs = _text_tower_here(folder)
+            self.local_path = folder
+            spec = EncoderSpec(
+                "open_clip",
+                folder.name,
+                fingerprint=fingerprint_open_clip_folder(folder),
+                location=_relative_hint(given),
+            )
         elif pretrained is not None and Path(pretrained).expanduser().is_file():
-            pretrained = str(Path(pretrained).expanduser().resolve())
-            self.id = f"open_clip:{model_name}/file:{pretrained}"
+            weights = Path(pretrained).expanduser().resolve()
+            spec = EncoderSpec(
+                "open_clip", model_name, pretrained=weights.name, fingerprint=fingerprint_files([weights]),
+                location=_relative_hint(pretrained),
+            )  # fmt: skip
+            pretrained = str(weights)
+            self.local_path = weights
         else:
-            self.id = f"open_clip:{model_name}" + (f"/{pretrained}" if pretrained else "")
+            spec = EncoderSpec("open_clip", model_name, pretrained=pretrained)
         if random_init:
             if init_seed is None:
                 raise ValueError(f"{model_name!r} has no weights: pass `init_seed` so the random init is reproducible")
-            self.id += f"#random-init-seed{init_seed}"
+            spec = EncoderSpec(**{**asdict(spec), "init_seed": init_seed})
             logger.warning(
                 "Encoder %s has RANDOM weights: the embeddings carry no meaning, only the mechanics are exercised",
-                self.id,
+                spec.id,
             )
+        self.spec = spec
         # open_clip initialises from the global generator: seed a forked one so the caller's RNG state is untouched.
         # Build in float32 and cast as a whole: open_clip's "fp16" keeps some layers in float32 and relies on autocast.
         with torch.random.fork_rng(devices=[]):
             if init_seed is not None:
                 torch.manual_seed(init_seed)
-            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=pretrained, **model_kwargs
+            )
         self.model = model.to(self.device, self.dtype).eval()
         self.preprocess = preprocess  # eval transform: resize, centre-crop, normalise
         self.tokenizer = open_clip.get_tokenizer(model_name)
@@ -230,8 +371,15 @@ class HFClipEncoder(PairedEncoder):
 
         super().__init__(device, dtype, batch_size)
         local = Path(name_or_path).expanduser()
-        name_or_path = str(local.resolve()) if local.is_dir() else name_or_path
-        self.id = f"hf:{name_or_path}"
+        if local.is_dir():
+            folder = local.resolve()
+            self.spec = EncoderSpec(
+                "hf", folder.name, fingerprint=fingerprint_hf_folder(folder), location=_relative_hint(name_or_path)
+            )
+            name_or_path = str(folder)
+            self.local_path = folder
+        else:
+            self.spec = EncoderSpec("hf", name_or_path)
         self.model = AutoModel.from_pretrained(name_or_path, dtype=self.dtype).to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         self.image_processor = AutoImageProcessor.from_pretrained(name_or_path)
@@ -280,7 +428,8 @@ class LLM2ClipEncoder(PairedEncoder):
         from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPImageProcessor
 
         super().__init__(device, dtype, batch_size)
-        self.id = f"llm2clip:{name_or_path}+{text_model}"
+        # Hub ids (the paper's weights); a local LLM2CLIP folder would need a fingerprint like the other backends.
+        self.spec = EncoderSpec("llm2clip", name_or_path, text_model=text_model)
         self.model = AutoModel.from_pretrained(name_or_path, dtype=self.dtype, trust_remote_code=True)
         self.model = self.model.to(self.device).eval()
         self.image_processor = CLIPImageProcessor.from_pretrained(image_processor)
@@ -326,3 +475,60 @@ def load_encoder(
     if backend_kwargs:
         raise TypeError(f"open_clip encoder {spec!r} takes no {sorted(backend_kwargs)}")
     return OpenClipEncoder(spec, pretrained, device=device, dtype=dtype, batch_size=batch_size, init_seed=init_seed)
+
+
+def load_encoder_from_spec(
+    spec: EncoderSpec | dict,
+    *,
+    device: str | torch.device,
+    dtype: str | torch.dtype,
+    batch_size: int | None,
+    search: Sequence[str | Path] = (),
+    **backend_kwargs,
+) -> PairedEncoder:
+    """Rebuild the encoder a spec describes (what the transfer statistics and a model config store).
+
+    A local encoder is looked for in `search` (e.g. a checkpoint's own folder), then at the relative `location` the
+    recipe gave, and accepted only if its fingerprint matches: a copy anywhere is the same encoder, another folder at
+    the same path is not. Where none is found the error names the way out.
+    """
+    spec = EncoderSpec.from_dict(spec) if isinstance(spec, dict) else spec
+    kwargs = {"device": device, "dtype": dtype, "batch_size": batch_size, "init_seed": spec.init_seed}
+    if spec.library == "llm2clip":
+        return load_encoder(f"{LLM2CLIP_PREFIX}{spec.name}", **kwargs, text_model=spec.text_model, **backend_kwargs)
+    if not spec.is_local:
+        if spec.library == "hf":
+            return load_encoder(f"{HF_PREFIX}{spec.name}", **kwargs)
+        return load_encoder(spec.name, pretrained=spec.pretrained, **kwargs)
+    candidates = [Path(place).expanduser() for place in search]
+    if spec.location is not None:
+        candidates.append(Path(spec.location))
+    for candidate in candidates:
+        found = _matching_local(spec, candidate)
+        if found is not None:
+            return found(**kwargs)
+    looked = ", ".join(str(c) for c in candidates) or "nowhere (no relative location recorded)"
+    what = f"weights file {spec.pretrained!r}" if spec.pretrained else f"folder {spec.name!r}"
+    raise FileNotFoundError(
+        f"Encoder {spec.id} is a local {spec.library} {what} (sha256 {spec.fingerprint}); no copy with that content "
+        f"was found (looked in: {looked}). Pass its path explicitly (`encoder: {LOCAL_DIR_PREFIX}<folder>` in the "
+        "evaluate YAML, or --encoder), or copy it to the relative location above."
+    )
+
+
+def _matching_local(spec: EncoderSpec, candidate: Path):
+    """A loader for `candidate` if it holds the spec's encoder (same fingerprint), else None."""
+    if spec.library == "hf":
+        is_hf_folder = candidate.is_dir() and (candidate / "config.json").is_file()
+        if is_hf_folder and fingerprint_hf_folder(candidate.resolve()) == spec.fingerprint:
+            return lambda init_seed, **kw: load_encoder(f"{HF_PREFIX}{candidate}", **kw)
+        return None
+    if spec.pretrained is not None:  # an open_clip architecture + a weights file
+        weights = candidate / spec.pretrained if candidate.is_dir() else candidate
+        if weights.is_file() and fingerprint_files([weights.resolve()]) == spec.fingerprint:
+            return lambda **kw: load_encoder(spec.name, pretrained=str(weights), **kw)
+        return None
+    is_open_clip_folder = (candidate / "open_clip_config.json").is_file()
+    if is_open_clip_folder and fingerprint_open_clip_folder(candidate.resolve()) == spec.fingerprint:
+        return lambda **kw: load_encoder(f"{LOCAL_DIR_PREFIX}{candidate}", **kw)
+    return None

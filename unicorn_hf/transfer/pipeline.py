@@ -12,7 +12,8 @@ The mean needs every caption before any row can be written, so the stage runs in
 
 Memory is bounded by one shard plus the id map. The work folder is removed when the stage has finished; the
 arguments of the run are kept in `transfer_run.json` and must match for a resume or a rerun, and the encoder id
-must match any statistics already in `output_dir` (embeddings of two encoders are never mixed).
+must match any statistics already in `output_dir` (embeddings of two encoders are never mixed). The id is path-free
+(a local encoder is named by its content fingerprint), so a second clone holding the same encoder continues the run.
 """
 
 from __future__ import annotations
@@ -410,6 +411,7 @@ def run_transfer(
         )
     stats = TransferStatistics(
         encoder_id=encoder.id,
+        encoder=encoder.spec.to_dict(),
         dim=encoder.dim,
         text_mean=(total / kept).float(),  # [D]
         num_rows=kept,

@@ -12,7 +12,15 @@ The ideal form maps captions straight into the image cone, v = u_T - mu_T + mu_V
 images are then used as they come. `embed_text` / `embed_image` implement the convention recorded in these
 statistics, so the trained model (which copies `text_mean` / `image_mean` into buffers) repeats training exactly.
 
-Saved beside the data as `transfer_stats.safetensors` (tensors) + `transfer_stats.json` (everything else).
+Saved beside the data as `transfer_stats.safetensors` (tensors) + `transfer_stats.json` (everything else). This module
+is the one contract of those files: the transfer stage writes them, the training stages read them (through
+`unicorn_hf.training.data.load_modality_statistics`, which is `TransferStatistics.load`), and a Hub dataset is
+fetched by `STATS_FILES`.
+
+- `transfer_stats.safetensors`: `text_mean` [D] float32, optional `image_mean` [D];
+- `transfer_stats.json`: `encoder_id` (str), `encoder` (the structured `EncoderSpec` dict; absent in files written
+  before it existed), `dim` (int, = D), `renormalize_after_shift` (bool), `num_rows`, `normalized_input`, `center`
+  (default true), `add_image_mean` (default false), optional `num_images`, `noise_std`.
 """
 
 from __future__ import annotations
@@ -27,7 +35,10 @@ from safetensors.torch import load_file, save_file
 
 STATS_TENSORS = "transfer_stats.safetensors"
 STATS_JSON = "transfer_stats.json"
+STATS_FILES = (STATS_JSON, STATS_TENSORS)
 _TENSOR_FIELDS = ("text_mean", "image_mean")
+_REQUIRED_JSON = ("encoder_id", "dim", "renormalize_after_shift")
+_NOT_SAVED = ("source",)
 
 
 @dataclass
@@ -42,7 +53,7 @@ class TransferStatistics:
     encoder_id: str
     dim: int
     text_mean: torch.Tensor  # [D] float32
-    num_rows: int  # captions that entered `text_mean`
+    num_rows: int | None  # captions that entered `text_mean`
     normalized_input: bool  # encoder outputs were L2-normalised before the mean was taken
     renormalize_after_shift: bool
     center: bool = True  # subtract the modality means at all (False: noise-only baseline)
@@ -50,6 +61,8 @@ class TransferStatistics:
     add_image_mean: bool = False  # training uses the ideal form u - mu_T + mu_V; images are then used unshifted
     num_images: int | None = None  # images that entered `image_mean`
     noise_std: float | None = None  # Gaussian-noise ablation added to the stored training embeddings
+    encoder: dict | None = None  # `EncoderSpec.to_dict()`: the encoder, structured and without machine paths
+    source: str | None = None  # where these were read from, as the caller named it (not saved)
 
     def __post_init__(self) -> None:
         self.text_mean = self._check_vector("text_mean", self.text_mean)
@@ -102,7 +115,8 @@ class TransferStatistics:
     # --- persistence -------------------------------------------------------------------------------------------
 
     def to_json_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TENSOR_FIELDS}
+        skip = (*_TENSOR_FIELDS, *_NOT_SAVED)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         data["text_mean_norm"] = float(self.text_mean.norm())
         if self.image_mean is not None:
             data["image_mean_norm"] = float(self.image_mean.norm())
@@ -118,15 +132,28 @@ class TransferStatistics:
         return folder / STATS_TENSORS, folder / STATS_JSON
 
     @classmethod
-    def load(cls, folder: str | Path) -> TransferStatistics:
+    def load(cls, folder: str | Path, source: str | None = None) -> TransferStatistics:
+        """Read the two files; `source` is how the caller names them (a dataset id, a folder as given), recorded in
+        training metadata instead of `folder`, which may be a cache path of this machine."""
         folder = Path(folder)
-        for name in (STATS_TENSORS, STATS_JSON):
+        for name in STATS_FILES:
             if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name} is missing: not a transfer statistics folder")
+                raise FileNotFoundError(
+                    f"{folder / name} is missing: not a transfer statistics folder. The training stages read the "
+                    "statistics that stage 3 (transfer) writes beside the data; point `statistics_path` (or "
+                    "`dataset_name`) at the transfer output."
+                )
         data = json.loads((folder / STATS_JSON).read_text())
+        for key in _REQUIRED_JSON:
+            if key not in data:
+                raise ValueError(f"{folder / STATS_JSON} has no {key!r} field (keys: {sorted(data)}).")
         tensors = load_file(str(folder / STATS_TENSORS))
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known}, **tensors)
+        if "text_mean" not in tensors:
+            raise ValueError(f"{folder / STATS_TENSORS} has no 'text_mean' tensor (keys: {sorted(tensors)}).")
+        known = {f.name for f in fields(cls)} - set(_TENSOR_FIELDS) - set(_NOT_SAVED)
+        data = {"num_rows": None, "normalized_input": True, **{k: v for k, v in data.items() if k in known}}
+        tensors = {name: tensors[name].float() for name in _TENSOR_FIELDS if name in tensors}
+        return cls(**data, **tensors, source=source if source is not None else str(folder))
 
     @staticmethod
     def exists(folder: str | Path) -> bool:
@@ -144,3 +171,30 @@ class TransferStatistics:
                 f"{Path(where) / STATS_JSON}: embeddings of encoder {self.encoder_id!r} are already there, refusing "
                 f"to mix in {encoder_id!r}; use a fresh output_dir or --overwrite"
             )
+
+    def check_matches(self, embed_dim: int | None, encoder_id: str | None, what: str) -> None:
+        """Raise if `what` (a YAML, a model config) names another encoder or width than these statistics."""
+        if embed_dim is not None and embed_dim != self.dim:
+            raise ValueError(
+                f"{what} says embed_dim={embed_dim} but the dataset's embeddings ({self.source}) are {self.dim} wide "
+                f"(encoder {self.encoder_id!r}); the model must be trained on the encoder it was built for."
+            )
+        if encoder_id is not None and encoder_id != self.encoder_id:
+            raise ValueError(
+                f"{what} names encoder {encoder_id!r} but the dataset ({self.source}) was embedded with "
+                f"{self.encoder_id!r}."
+            )
+
+    def to_dict(self) -> dict:
+        """The summary a training stage records (`unicorn_training.json`)."""
+        return {
+            "encoder_id": self.encoder_id,
+            "encoder": self.encoder,
+            "dim": self.dim,
+            "renormalize_after_shift": self.renormalize_after_shift,
+            "has_image_mean": self.image_mean is not None,
+            "num_rows": self.num_rows,
+            "center": self.center,
+            "add_image_mean": self.add_image_mean,
+            "source": self.source,
+        }

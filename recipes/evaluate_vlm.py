@@ -7,11 +7,11 @@ letters) and scored with the `evaluate` modules shipped in `unicorn_hf/evaluatio
 
 CPU recipe (offline fixtures built from scikit-image photographs; after recipes/sft.py):
 
-    python recipes/evaluate.py --config recipes/tiny/evaluate.yaml
+    python recipes/evaluate_vlm.py --config recipes/tiny/evaluate.yaml
 
 Paper scale (the real benchmarks from the Hub), also writing the card into the checkpoint folder and pushing it:
 
-    python recipes/evaluate.py --config recipes/unicorn-8b/evaluate.yaml --update_model_card --push_to_hub
+    python recipes/evaluate_vlm.py --config recipes/unicorn-8b/evaluate.yaml --update_model_card --push_to_hub
 
 Writes `<output_dir>/results.json`, `<output_dir>/predictions/<benchmark>/<mean mode>.jsonl` (every generation,
 the extracted answer and whether it is right) and, for a local checkpoint, `<output_dir>/model_card/README.md` (the

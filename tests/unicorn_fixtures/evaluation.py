@@ -1,11 +1,12 @@
 """Tiny offline artifacts for the evaluation tests: a random-init open_clip folder and a saved Unicorn checkpoint.
 
-Not used by the recipes; kept in the package so that every evaluation test file builds the same tiny things.
+Not used by the recipes: shared by the evaluation test files so that they build the same tiny things.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -47,7 +48,7 @@ def build_tiny_checkpoint(
 ) -> Path:
     """A saved Unicorn checkpoint over `lm_path` for `encoder`, with modality statistics computed from real
     captions / photographs, and an optional `unicorn_training.json`."""
-    from ..modeling.builder import build_from_text_model
+    from unicorn_hf.modeling.builder import build_from_text_model
 
     torch.manual_seed(0)
     model, processor = build_from_text_model(
@@ -56,13 +57,18 @@ def build_tiny_checkpoint(
         projector_type="mlp2x_gelu",
         num_image_tokens=num_image_tokens,
         encoder_id=encoder.id,
+        encoder=encoder.spec.to_dict(),
     )
     text_mean = encoder.encode_text(text_mean_from).mean(0) if text_mean_from else torch.zeros(encoder.dim)
     image_mean = encoder.encode_image(image_mean_from).mean(0) if image_mean_from else None
-    model.set_modality_statistics(text_mean, image_mean, encoder_id=encoder.id)
+    model.set_modality_statistics(text_mean, image_mean, encoder_id=encoder.id, encoder=encoder.spec.to_dict())
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
+    if encoder.local_path is not None and encoder.local_path.is_dir():
+        # An open_clip folder cannot live in a transformers checkpoint as weights; copied beside them, evaluation
+        # finds it by its content fingerprint (the config stores no path of this machine).
+        shutil.copytree(encoder.local_path, output_dir / "encoder", dirs_exist_ok=True)
     if training_info is not None:
         (output_dir / "unicorn_training.json").write_text(json.dumps(training_info, indent=2))
     return output_dir

@@ -1,0 +1,135 @@
+"""The package boundary: a wheel built by `pip install .` (not editable) carries what the library runs from outside
+the package in a checkout (recipes, accelerate configs, card templates), and the quickstart and the model card work
+from it in an empty folder; no import circle; no test fixture inside the library.
+
+The wheel is built without build isolation (offline) and unpacked on `PYTHONPATH` (what installing a pure-Python
+wheel amounts to), so the checkout is never imported by the child processes.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+
+REPO = Path(__file__).resolve().parents[1]
+_NOT_SOURCE = {".git", ".venv", "outputs", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The wheel of this checkout, unpacked into a site folder."""
+    source = tmp_path_factory.mktemp("source")
+    shutil.copytree(
+        REPO,
+        source,
+        dirs_exist_ok=True,
+        ignore=lambda d, names: [n for n in names if n in _NOT_SOURCE or n.endswith(".egg-info")],
+    )
+    wheels = tmp_path_factory.mktemp("wheels")
+    build = [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q", "-w", str(wheels), "."]
+    result = subprocess.run(build, cwd=source, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = wheels.glob("unicorn_hf-*.whl")
+    site = tmp_path_factory.mktemp("site")
+    zipfile.ZipFile(wheel).extractall(site)
+    return site
+
+
+def run_installed(site: Path, cwd: Path, code: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    return subprocess.run(
+        [sys.executable, *args] if not code else [sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_wheel_ships_recipes_configs_and_templates(installed):
+    package = installed / "unicorn_hf"
+    for path in (
+        "_recipes/quickstart.py",
+        "_recipes/evaluate_vlm.py",
+        "_recipes/tiny/quickstart.yaml",
+        "_recipes/tiny/seeds.jsonl",
+        "_recipes/unicorn-8b/sft.yaml",
+        "_accelerate_configs/cpu.yaml",
+        "_model_cards/model_card.md",
+        "synthesis/prompts/detailed_caption.txt",
+        "transfer/model_configs/unicorn-tiny-clip.json",
+        "evaluation/metrics/pope/pope.py",
+    ):
+        assert (package / path).is_file(), path
+    assert (
+        not (package / "training" / "synthetic.py").exists() and not (package / "evaluation" / "testing.py").exists()
+    )
+
+
+def test_quickstart_runs_from_the_installed_package_in_an_empty_folder(installed, tmp_path):
+    """`python -m unicorn_hf.quickstart --config recipes/tiny/quickstart.yaml` in a folder with nothing in it: the
+    packaged recipe files are copied there and every stage command points at them (a dry run: the stages
+    themselves are the quickstart test's business)."""
+    result = run_installed(
+        installed, tmp_path, "", "-m", "unicorn_hf.quickstart", "--config", "recipes/tiny/quickstart.yaml",
+        "--dry_run", "true",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "recipes" / "tiny" / "seeds.jsonl").is_file()
+    assert (tmp_path / "accelerate_configs" / "cpu.yaml").is_file()
+    log = result.stdout + result.stderr
+    assert str(REPO) not in log  # nothing of the checkout is used
+    stages = [line for line in log.splitlines() if "would run:" in line]
+    assert len(stages) >= 7 and all("recipes/" in line for line in stages)
+    assert any("recipes/evaluate_vlm.py --config recipes/tiny/evaluate.yaml" in line for line in stages)
+
+
+def test_model_card_renders_from_the_installed_template(installed, tmp_path):
+    """What `--update_model_card` does, with the template the wheel ships (no `model_cards/` folder around)."""
+    code = """
+        import json, sys
+        from pathlib import Path
+        import torch
+        from safetensors.torch import save_file
+        import unicorn_hf
+        from unicorn_hf import cards, resources
+
+        assert resources.checkout_root() is None and "site" in str(cards.default_template())
+        folder = Path(sys.argv[1])
+        folder.mkdir()
+        config = {"model_type": "unicorn", "encoder_id": "open_clip:x", "embed_dim": 4, "projector_type": "linear",
+                  "num_image_tokens": 1, "text_config": {"model_type": "llama"}}
+        (folder / "config.json").write_text(json.dumps(config))
+        save_file({"modality_statistics.text_mean": torch.ones(4), "modality_statistics.image_mean": torch.zeros(4)},
+                  str(folder / "model.safetensors"))
+        results = {"benchmarks": {"pope": {"mean_modes": {"eval": {"metrics": {"accuracy": 0.5}, "n": 4}}}},
+                   "headline": {}}
+        card = cards.update_model_card(folder, results)
+        print(unicorn_hf.__file__)
+        assert (folder / "README.md").is_file()
+    """
+    result = run_installed(installed, tmp_path, code, str(tmp_path / "checkpoint"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(installed) in result.stdout
+
+
+def test_no_import_cycle_between_quickstart_modules():
+    """`quickstart_report` is the leaf: it defines what it renders and imports nothing of `quickstart`."""
+    tree = ast.parse((REPO / "unicorn_hf" / "quickstart_report.py").read_text())
+    imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    assert not any(name.endswith("quickstart") for name in imported), imported
+
+
+def test_the_library_ships_no_test_fixtures():
+    names = {path.relative_to(REPO / "unicorn_hf").as_posix() for path in (REPO / "unicorn_hf").rglob("*.py")}
+    assert "training/synthetic.py" not in names and "evaluation/testing.py" not in names
+    assert json.loads(json.dumps(sorted(names)))  # the package still has its modules
