@@ -24,8 +24,11 @@ SCRIPT_FOR = {
     "encoder": "train_encoder",
     "evaluate": "evaluate_vlm",  # not evaluate.py: that name shadowed the evaluate library
     "scale": "../bench/paper_scale",  # recipes/unicorn-8b/scale.yaml: the paper-scale estimate's inputs
+    "experiment": "experiments/does_it_see/run",
 }
-CONFIGS = sorted(RECIPES.glob("**/*.yaml"))
+# YAMLs that no argument parser reads: the experiment's arms (Plan.load, tests/test_experiment.py parses them).
+NOT_SCRIPT_CONFIGS = {"plan.yaml"}
+CONFIGS = sorted(path for path in RECIPES.glob("**/*.yaml") if path.name not in NOT_SCRIPT_CONFIGS)
 
 
 def load_script(path: Path):
