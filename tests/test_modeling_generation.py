@@ -431,3 +431,19 @@ def test_mixed_batch_with_and_without_an_image():
         logits = model(input_ids=input_ids, image_embeds=image_embeds).logits
         torch.testing.assert_close(logits[0], model(input_ids=input_ids[:1], image_embeds=image_embeds).logits[0])
         torch.testing.assert_close(logits[1], model(input_ids=input_ids[1:]).logits[0])
+
+
+def test_hidden_states_attentions_and_tuple_outputs(model):
+    """What transformers' common tests read: per-layer hidden states and (eager) attentions of the backbone, the
+    image features, and `return_dict=False` tuples."""
+    input_ids, image_embeds = batch()
+    model.set_attn_implementation("eager")  # sdpa does not return attention weights
+    layers = model.config.text_config.num_hidden_layers
+    with torch.no_grad():
+        out = model(input_ids=input_ids, image_embeds=image_embeds, output_hidden_states=True, output_attentions=True)
+        as_tuple = model(input_ids=input_ids, image_embeds=image_embeds, return_dict=False)
+    assert len(out.hidden_states) == layers + 1 and out.hidden_states[0].shape == (*input_ids.shape, 32)
+    assert len(out.attentions) == layers and out.attentions[0].shape[-2:] == (input_ids.shape[1],) * 2
+    assert out.image_outputs.pooler_output.shape == (2, NUM_IMAGE_TOKENS, 32)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], out.logits)
