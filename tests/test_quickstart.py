@@ -23,8 +23,10 @@ TINY = REPO / "recipes" / "tiny"
 # Per stage: the fields set smaller than recipes/tiny (everything else is the shipped recipe).
 TRIMMED = {
     "encoder": {"max_pairs_per_source": 48, "num_train_epochs": 5, "eval_fraction": 0.25},
+    "pair_text": {"num_pairs": 24},
     "pretrain": {"max_steps": 2, "logging_steps": 1},
     "sft": {"max_steps": 2, "logging_steps": 1},
+    "sees": {"num_images": 8, "bootstrap_resamples": 200},
     "evaluate": {"benchmarks": ["pope", "mmstar"], "max_samples": 2, "mean_modes": ["eval", "text"]},
 }
 
@@ -41,6 +43,8 @@ def write_trimmed_recipe(folder: Path, outputs: Path) -> Path:
             for source in config["seed_sources"]:  # tries to write one valid JSON dialogue
                 if str(source.get("path", "")).startswith("recipes/"):
                     source["path"] = str(REPO / source["path"])
+        if stage in ("pair_text", "sees"):  # the trimmed encoder's pairs, not the shipped recipe's
+            config["encoder_config"] = str(folder / "encoder.yaml")
         if stage == "quickstart":
             config["recipe_dir"] = str(folder)
             config["accelerate_config"] = str(REPO / config["accelerate_config"])
@@ -122,6 +126,19 @@ def test_model_card_parses_with_results(quickstart_run):
     results = card.data.eval_results or []
     assert {result.dataset_type for result in results} == {"fixture/pope", "fixture/mmstar"}
     assert all(isinstance(result.metric_value, float) for result in results)
+
+
+def test_sees_stage_scores_sighted_and_blind_and_fills_the_card(quickstart_run):
+    config, _ = quickstart_run
+    outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
+    results = json.loads((outputs / "sees" / "results.json").read_text())
+    assert set(results["summary"]) == {"sighted", "blind_zero", "blind_shuffled"}
+    assert results["num_questions"] == 2 * results["num_images"] == 16
+    gap = results["summary"]["blind_zero"]["sighted_minus_this"]
+    assert gap["low"] <= gap["difference"] <= gap["high"]
+    assert results["sees_image"] == (gap["low"] > 0)  # a mechanics check: the trimmed model is not expected to see
+    card = (outputs / "eval" / "model_card" / "README.md").read_text()
+    assert "## Does it see?" in card and "| sighted |" in card and "Not measured yet" not in card
 
 
 def test_rerun_skips_finished_stages(quickstart_run):

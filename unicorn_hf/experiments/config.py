@@ -40,6 +40,7 @@ class ExperimentArguments:
     plan: str = field(metadata={"help": "YAML with the arms, the reference arm and the zero-shot prompts."})
     eval_batch_size: int = field(metadata={"help": "Questions per generate call."})
     max_new_tokens: int = field(metadata={"help": "Generated tokens per answer (letters and yes/no are short)."})
+    probe_rows: int = field(metadata={"help": "Training rows of each arm probed for embedding use (probes.py)."})
     bootstrap_resamples: int = field(metadata={"help": "Bootstrap resamples of the questions."})
     confidence: float = field(metadata={"help": "Two-sided confidence of the intervals, e.g. 0.95."})
     max_steps: int | None = field(

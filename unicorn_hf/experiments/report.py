@@ -91,6 +91,28 @@ def markdown_table(summary: dict, descriptions: dict[str, str], reference: str, 
     return "\n".join(lines)
 
 
+def probes_table(probes: dict) -> str:
+    """Per arm: does it read its embedding on its own training rows (no modality gap there)?"""
+    lines = [
+        "| arm | pretraining caption NLL: own / shuffled / zero | own beats shuffled | "
+        "SFT training-mc accuracy: own / shuffled / zero |",
+        "|---|---|---|---|",
+    ]
+    for arm, probe in probes.items():
+        nll, mc = probe["pretrain"], probe["sft"]
+        lines.append(
+            f"| `{arm}` | {nll['nll_own']:.3f} / {nll['nll_shuffled']:.3f} / {nll['nll_zero']:.3f} | "
+            f"{100 * nll['own_better_than_shuffled']:.0f}% | {100 * mc['accuracy_own']:.1f} / "
+            f"{100 * mc['accuracy_shuffled']:.1f} / {100 * mc['accuracy_zero']:.1f} |"
+        )
+    lines += [
+        "",
+        "Probes on each arm's own training rows (unicorn_hf/experiments/probes.py): where own = shuffled the arm "
+        "never learned to read its embedding, so no result on real images can be expected from it.",
+    ]
+    return "\n".join(lines)
+
+
 def plot(summary: dict, path: Path) -> None:
     """Horizontal bars of likelihood accuracy (all questions) with their intervals."""
     import matplotlib
@@ -121,8 +143,10 @@ def write_report(
     scores: dict,
     timings: dict,
     run_dir: Path,
+    probes: dict | None = None,
 ) -> dict:
-    """Write results.json, results.md and results.png into `run_dir`; returns the results dict."""
+    """Write results.json, results.md and results.png into `run_dir`; returns the results dict. `probes`: per arm,
+    `unicorn_hf.experiments.probes` on its training rows (a second table)."""
     from unicorn_hf.training.metadata import package_versions
 
     summary = summarize(scores, questions, plan.reference, args.bootstrap_resamples, args.confidence, args.seed)
@@ -131,6 +155,8 @@ def write_report(
         for mode in arm.evaluate:
             descriptions[f"{arm.name}/{mode.name}"] = f"{arm.description}; mean={mode.mean}, inputs={mode.inputs}"
     table = markdown_table(summary, descriptions, plan.reference, args.confidence)
+    if probes:
+        table += "\n\n" + probes_table(probes)
     results = {
         "question": "Does a VLM trained only on text answer from real images it never saw?",
         "arguments": asdict(args),
@@ -138,6 +164,7 @@ def write_report(
         "splits": {name: len(ids) for name, ids in splits.ids.items()},
         "num_questions": {kind: int(_rows(questions, kind).sum()) for kind in KINDS},
         "summary": summary,
+        "probes": probes or {},
         "timings_s": timings,
         "total_s": round(sum(timings.values()), 1),
         "machine": {"platform": platform.platform(), "processor": platform.machine()},

@@ -331,6 +331,36 @@ class Experiment:
         path.write_text(json.dumps(scores) + "\n")
         return scores
 
+    def probe_arm(self, arm: Arm, transfer_dir: Path, num_rows: int) -> dict:
+        """`unicorn_hf.experiments.probes` on the arm's first `num_rows` training rows: pretraining caption NLL and
+        SFT multiple-choice accuracy, each with the own, a shuffled and no embedding."""
+        from unicorn_hf.evaluation.inference import UnicornImageQA
+        from unicorn_hf.experiments.probes import caption_nll, training_mc_accuracy
+        from unicorn_hf.hub import load_dataset_folder
+        from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+
+        path = self.run_dir / arm.name / "probes.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        probes = {}
+        for stage, config in (("pretrain", "captions"), ("sft", "instructions")):
+            folder = self.run_dir / arm.name / stage
+            model = UnicornForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+            processor = UnicornProcessor.from_pretrained(folder)
+            rows = load_dataset_folder(transfer_dir, config)
+            rows = rows.select(range(min(num_rows, len(rows))))
+            embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
+            if stage == "pretrain":
+                probes[stage] = caption_nll(model, processor, rows["caption"], embeds, self.args.seed)
+            else:
+                qa = UnicornImageQA(model, processor, self.load_encoder())
+                probes[stage] = training_mc_accuracy(
+                    qa, rows.to_list(), embeds, self.args.eval_batch_size, self.args.seed
+                )
+        logger.info("%s probes: %s", arm.name, probes)
+        path.write_text(json.dumps(probes, indent=1) + "\n")
+        return probes
+
     def zero_shot(self, questions: list[Question], raw_by_id: dict) -> dict:
         from unicorn_hf.experiments.scoring import correctness, zero_shot_answers
 
@@ -357,10 +387,16 @@ class Experiment:
         text_dir = self.timer.run("text_data", self.text_data, splits, captions_dir)
         questions = self.questions(splits)
         scores = {"encoder": self.timer.run("encoder_zero_shot", self.zero_shot, questions, raw_by_id)}
+        probes = {}
         for arm in self.plan.arms:
             transfer_dir = self.timer.run(f"{arm.name}/transfer", self.transfer, arm, text_dir, pool_dir)
             sft_dir = self.timer.run(f"{arm.name}/train", self.train_arm, arm, transfer_dir)
             scores[arm.name] = self.timer.run(
                 f"{arm.name}/evaluate", self.evaluate_arm, arm, sft_dir, questions, raw_by_id
             )
-        return write_report(self.args, self.plan, splits, questions, scores, self.timer.seconds, self.run_dir)
+            probes[arm.name] = self.timer.run(
+                f"{arm.name}/probes", self.probe_arm, arm, transfer_dir, self.args.probe_rows
+            )
+        return write_report(
+            self.args, self.plan, splits, questions, scores, self.timer.seconds, self.run_dir, probes=probes
+        )

@@ -1,0 +1,69 @@
+"""Does a trained arm use its embedding at all, on its own training text? Two probes that explain a null result.
+
+A model that answers real images no better than blind either cannot transfer from text to images (the modality
+gap), or never learned to read the embedding in the first place (too little training). These probes tell the two
+apart on the training rows themselves, where no gap exists:
+
+- pretraining: caption negative log-likelihood per token given the row's own embedding, another row's (shuffled)
+  and none (zero). A projector that carries caption content gives own < shuffled; one that learned only a constant
+  soft prompt gives own = shuffled < zero.
+- SFT: first-answer-token accuracy on the training dialogues' multiple-choice turns with the own, shuffled and zero
+  embeddings (the same scoring as the evaluation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from unicorn_hf.experiments.questions import Question
+from unicorn_hf.experiments.scoring import correctness, likelihood_answers
+
+
+def _controls(embeds: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    order = torch.randperm(len(embeds), generator=torch.Generator().manual_seed(seed))
+    return {"own": embeds, "shuffled": embeds[order], "zero": torch.zeros_like(embeds)}
+
+
+@torch.inference_mode()
+def caption_nll(model, processor, captions: list[str], embeds: torch.Tensor, seed: int) -> dict[str, float]:
+    """Mean per-token caption NLL (nats) in the pretraining format `[bos] <image> caption` under own / shuffled /
+    zero embeddings [N, D], and how many rows score better with their own embedding than a shuffled one."""
+    tokenizer = processor.tokenizer
+    texts = [f"{tokenizer.bos_token or ''}{processor.image_token}{caption}" for caption in captions]
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    batch = processor(text=texts, image_embeds=embeds, padding=True, add_special_tokens=False)
+    tokenizer.padding_side = side
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)  # [N, T]
+    labels = labels.masked_fill(batch["input_ids"] == processor.image_token_id, -100)
+    labels[:, 0] = -100  # the BOS is given, not predicted
+    scored = (labels[:, 1:] != -100).sum(1).clamp(min=1)  # [N]
+    per_row = {}
+    for name, control in _controls(embeds, seed).items():
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], image_embeds=control.to(model.dtype)
+        ).logits  # [N, T, V]
+        shifted = logits[:, :-1].transpose(1, 2).float()  # [N, V, T-1]
+        nll = torch.nn.functional.cross_entropy(shifted, labels[:, 1:], reduction="none")  # [N, T-1]
+        per_row[name] = nll.sum(1) / scored  # [N]
+    result = {f"nll_{name}": float(values.mean()) for name, values in per_row.items()}
+    result["own_better_than_shuffled"] = float((per_row["own"] < per_row["shuffled"]).float().mean())
+    return result
+
+
+def training_mc_accuracy(qa, rows: list[dict], embeds: torch.Tensor, batch_size: int, seed: int) -> dict[str, float]:
+    """First-answer-token accuracy on the first (multiple-choice) turn of training dialogues `rows` under own /
+    shuffled / zero embeddings [N, D]; `qa` is a `UnicornImageQA` of the checkpoint."""
+    questions = []
+    for row in rows:
+        user, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        options = tuple(line[3:] for line in user.splitlines() if line[:3] in ("A. ", "B. ", "C. ", "D. "))
+        questions.append(Question("train", "mc", user.replace(qa.processor.image_token, "").strip(), answer, options))
+    result = {}
+    for name, control in _controls(embeds, seed).items():
+        _, first_logits = qa.generate_with_first_logits(
+            control, [q.text for q in questions], batch_size=batch_size, max_new_tokens=1
+        )
+        answers = likelihood_answers(first_logits, questions, qa.processor.tokenizer)
+        result[f"accuracy_{name}"] = float(np.mean(correctness(answers, questions)))
+    return result
