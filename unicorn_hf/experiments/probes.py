@@ -6,7 +6,7 @@ apart on the training rows themselves, where no gap exists:
 
 - pretraining: caption negative log-likelihood per token given the row's own embedding, another row's (shuffled)
   and none (zero). A projector that carries caption content gives own < shuffled; one that learned only a constant
-  soft prompt gives own = shuffled < zero.
+  soft prompt, or none, gives own = shuffled.
 - SFT: first-answer-token accuracy on the training dialogues' multiple-choice turns with the own, shuffled and zero
   embeddings (the same scoring as the evaluation).
 """
@@ -27,22 +27,34 @@ def _controls(embeds: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
 
 @torch.inference_mode()
 def caption_nll(model, processor, captions: list[str], embeds: torch.Tensor, seed: int) -> dict[str, float]:
-    """Mean per-token caption NLL (nats) in the pretraining format `[bos] <image> caption` under own / shuffled /
-    zero embeddings [N, D], and how many rows score better with their own embedding than a shuffled one."""
+    """Mean per-token caption NLL (nats) in exactly the pretraining rows' format and loss mask
+    (`unicorn_hf.training.data.tokenize_caption`: `[bos] <image> caption <eos>`, loss on caption + EOS) under own /
+    shuffled / zero embeddings [N, D], and how many rows score better with their own embedding than a shuffled one."""
+    from unicorn_hf.training.data import IMAGE_EMBEDS, bos_ids, tokenize_caption
+
     tokenizer = processor.tokenizer
-    texts = [f"{tokenizer.bos_token or ''}{processor.image_token}{caption}" for caption in captions]
-    side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    batch = processor(text=texts, image_embeds=embeds, padding=True, add_special_tokens=False)
-    tokenizer.padding_side = side
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)  # [N, T]
-    labels = labels.masked_fill(batch["input_ids"] == processor.image_token_id, -100)
-    labels[:, 0] = -100  # the BOS is given, not predicted
+    rows = [
+        tokenize_caption(
+            {"id": str(i), "caption": caption, IMAGE_EMBEDS: embed.tolist()}, tokenizer, processor.image_token_id,
+            1, None, embeds.shape[-1], bos_ids(tokenizer),
+        )
+        for i, (caption, embed) in enumerate(zip(captions, embeds, strict=True))
+    ]  # fmt: skip
+    copies = model.config.num_image_tokens  # the collator expands the one stored <image> the same way
+    for row in rows:
+        at = row["input_ids"].index(processor.image_token_id)
+        row["input_ids"][at : at + 1] = [processor.image_token_id] * copies
+        row["loss_mask"][at : at + 1] = [0] * copies
+    length = max(len(row["input_ids"]) for row in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([row["input_ids"] + [pad] * (length - len(row["input_ids"])) for row in rows])  # [N, T]
+    loss_mask = torch.tensor([row["loss_mask"] + [0] * (length - len(row["loss_mask"])) for row in rows])  # [N, T]
+    attention_mask = (torch.arange(length) < torch.tensor([len(row["input_ids"]) for row in rows])[:, None]).long()
+    labels = input_ids.masked_fill(loss_mask == 0, -100)  # [N, T]
     scored = (labels[:, 1:] != -100).sum(1).clamp(min=1)  # [N]
     per_row = {}
     for name, control in _controls(embeds, seed).items():
-        logits = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], image_embeds=control.to(model.dtype)
-        ).logits  # [N, T, V]
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, image_embeds=control.to(model.dtype)).logits
         shifted = logits[:, :-1].transpose(1, 2).float()  # [N, V, T-1]
         nll = torch.nn.functional.cross_entropy(shifted, labels[:, 1:], reduction="none")  # [N, T-1]
         per_row[name] = nll.sum(1) / scored  # [N]

@@ -33,6 +33,7 @@ from unicorn_hf.encoder.pairs import Pair, collect_pairs
 from unicorn_hf.experiments.config import Arm, ExperimentArguments, Plan
 from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
+from unicorn_hf.experiments.scoring import most_frequent_answer
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
 
 
@@ -53,6 +54,19 @@ def _done(folder: Path) -> bool:
 
 def _mark_done(folder: Path, record: dict | None = None) -> None:
     (folder / DONE).write_text(json.dumps(record or {}, indent=1) + "\n")
+
+
+def _fingerprint(*parts) -> str:
+    """A key of what a cached result depends on; a checkpoint folder counts by its weights' size and mtime."""
+    import hashlib
+
+    def describe(part):
+        if isinstance(part, Path):
+            weights = part / "model.safetensors"
+            return [str(part), *(weights.stat()[6:9] if weights.is_file() else [])]
+        return part
+
+    return hashlib.sha256(json.dumps([describe(p) for p in parts], default=str).encode()).hexdigest()[:16]
 
 
 def _is_readable(pair: Pair) -> bool:
@@ -96,14 +110,23 @@ class Experiment:
     # ---- subprocess stages --------------------------------------------------------------------------------------
     def run_stage(self, stage: str, base_yaml: str, overrides: dict, output_dir: Path) -> Path:
         """Run `recipes/<script> --config <effective yaml>` unless `output_dir` is marked done."""
-        if _done(output_dir):
-            logger.info("%s: finished earlier in %s", stage, output_dir)
-            return output_dir
         config = yaml.safe_load(Path(base_yaml).read_text()) or {}
         config.update(overrides)
         config["output_dir"] = str(output_dir)
         if stage in ("pretrain", "sft") and self.args.max_steps is not None:
             config["max_steps"] = self.args.max_steps
+        if _done(output_dir):
+            finished = json.loads((output_dir / DONE).read_text()).get("config")
+            if finished != config:
+                changed = sorted(
+                    k for k in set(config) | set(finished or {}) if (finished or {}).get(k) != config.get(k)
+                )
+                raise ValueError(
+                    f"{output_dir} was finished with other settings ({changed}): results would mix two "
+                    "configurations. Use another output_dir, or delete that folder to redo it."
+                )
+            logger.info("%s: finished earlier in %s", stage, output_dir)
+            return output_dir
         effective = output_dir.parent / f"{output_dir.name}.yaml"
         effective.parent.mkdir(parents=True, exist_ok=True)
         effective.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -127,12 +150,21 @@ class Experiment:
 
     def splits(self) -> PairSplits:
         path = self.shared / "splits.json"
+        args = self.args
+        requested = {"split_seed": args.split_seed, "num_eval": args.num_eval, "num_pool": args.num_pool,
+                     "num_vlm_train": args.num_vlm_train, "max_encoder_train": args.max_encoder_train}  # fmt: skip
+        requested_path = self.shared / "splits_requested.json"
         if path.is_file():
             splits = PairSplits.load(path)
-            if splits.seed != self.args.split_seed:
-                raise ValueError(f"{path} was made with split_seed {splits.seed}; use another output_dir")
+            made_with = (
+                json.loads(requested_path.read_text()) if requested_path.is_file() else {"split_seed": splits.seed}
+            )
+            if any(made_with.get(key) != value for key, value in requested.items()):
+                raise ValueError(
+                    f"{path} was made with {made_with}, not {requested}: the encoder and every arm depend on it. "
+                    "Use another output_dir."
+                )
             return splits
-        args = self.args
         splits = split_pairs_by_id(
             list(self.pairs().values()), args.split_seed, args.num_eval, args.num_pool, args.num_vlm_train,
             args.max_encoder_train, readable=_is_readable,
@@ -141,6 +173,7 @@ class Experiment:
             logger.warning("%d pair(s) left out, their image cannot be read: %s", len(splits.unreadable),
                            splits.unreadable[:5])  # fmt: skip
         splits.save(path)
+        requested_path.write_text(json.dumps(requested) + "\n")
         (self.shared / "encoder_pair_ids.json").write_text(json.dumps(splits.ids["encoder_train"]) + "\n")
         return splits
 
@@ -318,8 +351,9 @@ class Experiment:
         from unicorn_hf.experiments.scoring import score_checkpoint
 
         path = self.run_dir / arm.name / "scores.json"
-        if path.is_file():
-            return json.loads(path.read_text())
+        key = _fingerprint([q.to_dict() for q in questions], [vars(mode) for mode in arm.evaluate], sft_dir)
+        if path.is_file() and (cached := json.loads(path.read_text())).get("key") == key:
+            return cached["scores"]
         raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
         scores = score_checkpoint(
             str(sft_dir), self.load_encoder(), questions, raw, arm.evaluate, self.args.eval_batch_size,
@@ -328,7 +362,7 @@ class Experiment:
         for name, score in scores.items():
             logger.info("%s/%s: likelihood %.3f generation %.3f", arm.name, name, np.mean(score["likelihood"]),
                         np.mean(score["generation"]))  # fmt: skip
-        path.write_text(json.dumps(scores) + "\n")
+        path.write_text(json.dumps({"key": key, "scores": scores}) + "\n")
         return scores
 
     def probe_arm(self, arm: Arm, transfer_dir: Path, num_rows: int) -> dict:
@@ -340,8 +374,9 @@ class Experiment:
         from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 
         path = self.run_dir / arm.name / "probes.json"
-        if path.is_file():
-            return json.loads(path.read_text())
+        key = _fingerprint(num_rows, self.args.seed, self.run_dir / arm.name / "sft", transfer_dir)
+        if path.is_file() and (cached := json.loads(path.read_text())).get("key") == key:
+            return cached["probes"]
         probes = {}
         for stage, config in (("pretrain", "captions"), ("sft", "instructions")):
             folder = self.run_dir / arm.name / stage
@@ -358,7 +393,7 @@ class Experiment:
                     qa, rows.to_list(), embeds, self.args.eval_batch_size, self.args.seed
                 )
         logger.info("%s probes: %s", arm.name, probes)
-        path.write_text(json.dumps(probes, indent=1) + "\n")
+        path.write_text(json.dumps({"key": key, "probes": probes}, indent=1) + "\n")
         return probes
 
     def zero_shot(self, questions: list[Question], raw_by_id: dict) -> dict:
@@ -387,6 +422,7 @@ class Experiment:
         text_dir = self.timer.run("text_data", self.text_data, splits, captions_dir)
         questions = self.questions(splits)
         scores = {"encoder": self.timer.run("encoder_zero_shot", self.zero_shot, questions, raw_by_id)}
+        scores["baseline"] = {"most_frequent_answer": {"likelihood": most_frequent_answer(questions).tolist()}}
         probes = {}
         for arm in self.plan.arms:
             transfer_dir = self.timer.run(f"{arm.name}/transfer", self.transfer, arm, text_dir, pool_dir)

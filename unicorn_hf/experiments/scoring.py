@@ -54,6 +54,18 @@ def correctness(answers: Sequence[str | None], questions: Sequence[Question]) ->
     return np.array([answer == question.answer for answer, question in zip(answers, questions, strict=True)], float)
 
 
+def most_frequent_answer(questions: Sequence[Question]) -> np.ndarray:
+    """0/1 per question [N] for a constant answer: per question kind, the most frequent right answer. What a model
+    that ignores the image can reach from answer priors alone (a random letter gets 25%, this one more)."""
+    from collections import Counter
+
+    best = {
+        kind: Counter(q.answer for q in questions if q.kind == kind).most_common(1)[0][0]
+        for kind in {q.kind for q in questions}
+    }
+    return np.array([question.answer == best[question.kind] for question in questions], float)
+
+
 def zero_shot_answers(
     image_embeds: torch.Tensor, questions: Sequence[Question], encode_text, prompt_for_title
 ) -> list[str]:
