@@ -4,7 +4,8 @@ Usage (after the tiny recipe's SFT; `make quickstart` runs it as the `sees` stag
 
     python recipes/sees.py --config recipes/tiny/sees.yaml
 
-Writes `<output_dir>/results.json`; `recipes/evaluate_vlm.py` copies it into the model card when `sees_results` names it.
+Writes `<output_dir>/results.json`; `recipes/evaluate_vlm.py` copies it into the model card when `sees_results`
+names it.
 """
 
 from __future__ import annotations

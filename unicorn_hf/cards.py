@@ -206,8 +206,8 @@ def update_model_card(
     card_path: str | Path | None = None,
     sees: dict | None = None,
 ) -> ModelCard:
-    """Render the checkpoint's card with `results` (an evaluation summary, `results.json` of recipes/evaluate_vlm.py) in
-    its `model-index`, keeping earlier results that these do not replace (from the checkpoint's README.md and from
+    """Render the checkpoint's card with `results` (an evaluation summary: `results.json` of recipes/evaluate_vlm.py)
+    in its `model-index`, keeping earlier results that these do not replace (from the checkpoint's README.md and from
     `card_path`), and save it to `card_path` (default: the checkpoint's README.md); push it to `repo_id` when `push`.
     `sees` (results.json of recipes/sees.py) fills the "Does it see?" section.
     """

@@ -263,7 +263,9 @@ def tokens_seen_before(checkpoint: str | None) -> int:
     path = os.path.join(checkpoint, "trainer_state.json") if checkpoint else None
     if path is None or not os.path.isfile(path):
         return 0
-    logged = [entry["num_tokens"] for entry in json.load(open(path))["log_history"] if "num_tokens" in entry]
+    with open(path) as handle:
+        history = json.load(handle)["log_history"]
+    logged = [entry["num_tokens"] for entry in history if "num_tokens" in entry]
     return int(logged[-1]) if logged else 0
 
 
