@@ -183,8 +183,9 @@ def test_trimmed_run_scores_every_arm_and_renders_the_report(trimmed_run):
     held_out = set(splits.ids["eval"]) | set(splits.ids["pool"]) | set(splits.ids["vlm_train"])
     assert encoder_ids and not held_out & set(encoder_ids)
     results = json.loads((trimmed_run / "seed-1" / "results.json").read_text())
-    expected = {"encoder/encoder_zero_shot", "mean_shift/eval_mean", "mean_shift/pool_mean", "mean_shift/blind_zero",
-                "mean_shift/blind_shuffled", "no_shift/raw", "image_oracle/eval_mean"}  # fmt: skip
+    expected = {"encoder/encoder_zero_shot", "baseline/most_frequent_answer", "mean_shift/eval_mean",
+                "mean_shift/pool_mean", "mean_shift/blind_zero", "mean_shift/blind_shuffled", "no_shift/raw",
+                "image_oracle/eval_mean"}  # fmt: skip
     assert set(results["summary"]) == expected
     for name, entry in results["summary"].items():
         assert entry["likelihood"]["all"]["n"] == 48, name
@@ -193,6 +194,12 @@ def test_trimmed_run_scores_every_arm_and_renders_the_report(trimmed_run):
     table = (trimmed_run / "seed-1" / "results.md").read_text()
     assert all(f"`{name}`" in table for name in expected)
     assert (trimmed_run / "seed-1" / "results.png").stat().st_size > 0
+    # Every arm was probed on its own training rows, with its own, a shuffled and no embedding.
+    assert set(results["probes"]) == {"mean_shift", "no_shift", "image_oracle"}
+    for probe in results["probes"].values():
+        assert {"nll_own", "nll_shuffled", "nll_zero"} <= set(probe["pretrain"])
+        assert {"accuracy_own", "accuracy_shuffled", "accuracy_zero"} <= set(probe["sft"])
+    assert "own beats shuffled" in table
 
 
 def test_every_arm_trained_on_the_same_rows_with_its_own_embeddings(trimmed_run):

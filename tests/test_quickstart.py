@@ -88,9 +88,12 @@ def test_datasets_load_with_load_dataset(quickstart_run):
     captions = load_dataset(str(outputs / "captions"), "captions", split="train")
     assert {"id", "seed", "seed_source", "caption", "model_name"} <= set(captions.column_names)
     assert len(captions) >= 1 and all(caption.strip() for caption in captions["caption"])
+    text = load_dataset(str(outputs / "text"), "captions", split="train")  # stage 1 + the pairs' captions
+    pair_rows = json.loads((outputs / "text" / "pair_text.json").read_text())["pairs"]
+    assert text["id"][: len(captions)] == captions["id"] and len(text) == len(captions) + pair_rows
     transferred = load_dataset(str(outputs / "transfer"), "captions", split="train")
     stats = json.loads((outputs / "transfer" / "transfer_stats.json").read_text())
-    assert len(transferred) == len(captions)
+    assert len(transferred) == len(text)
     assert {len(vector) for vector in transferred["image_embeds"]} == {stats["dim"]}
     assert transferred.features["image_embeds"].feature.dtype == "float16"
     instructions = load_dataset(str(outputs / "transfer"), "instructions", split="train")
