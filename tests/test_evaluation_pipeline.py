@@ -156,14 +156,14 @@ def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatc
             "--output_dir", str(output_dir), "--max_samples", "2", "--max_new_tokens", "3"]  # fmt: skip
     before = {path.name: path.stat().st_mtime_ns for path in checkpoint.iterdir()}
 
-    def parse(argv: list[str]):
+    def parse(argv: list[str], sees_results: str | None = None):
         model_args, data_args, args = recipe.make_parser().parse_args_and_config(args=argv)
-        args.sees_results = None  # recipes/sees.py's output: not part of this test
+        model_args.encoder = None  # the checkpoint's own encoder (the YAML names the quickstart's folder)
+        args.sees_results = sees_results  # recipes/sees.py's output: not part of this test
         return model_args, data_args, args
 
-    missing = [*argv, "--sees_results", str(tmp_path / "sees.json")]
     with pytest.raises(FileNotFoundError, match=r"sees.json': no such file; run recipes/sees.py first"):
-        recipe.main(*recipe.make_parser().parse_args_and_config(args=missing))  # named before any work
+        recipe.main(*parse(argv, sees_results=str(tmp_path / "sees.json")))  # named before any work
     assert not output_dir.exists()
     summary = recipe.main(*parse(argv))
     # Every file it writes is under output_dir: the checkpoint folder is left exactly as it was.
