@@ -33,6 +33,7 @@ from unicorn_hf.encoder.model import (
     trainable_parameters,
 )
 from unicorn_hf.encoder.pairs import collect_pairs, photograph_pairs, restrict_pairs, split_pairs
+from unicorn_hf.encoder.recipe import HELD_OUT_IDS_FILE
 from unicorn_hf.encoder.towers import resolve
 
 
@@ -228,7 +229,7 @@ def train_encoder(
         "torch_threads": torch.get_num_threads(),
     }
     drops.save(output_dir / "drops.json")
-    (output_dir / "held_out_ids.json").write_text(json.dumps(eval_ids, indent=0) + "\n")
+    (output_dir / HELD_OUT_IDS_FILE).write_text(json.dumps(eval_ids, indent=0) + "\n")
     write_encoder_card(output_dir, model_args, data_args, training_args, metrics, drops)
     (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")  # last: marks the run finished
     logger.info("Held-out results: %s", json.dumps(results["held_out"], indent=1))

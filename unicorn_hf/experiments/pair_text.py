@@ -94,22 +94,14 @@ class PairTextArguments:
 
 def run_pair_text(args: PairTextArguments) -> Path:
     """Write `output_dir`: stages 1-2's rows (unchanged) followed by the pairs' captions and dialogues."""
-    import hashlib
-
-    from unicorn_hf.encoder.pairs import collect_pairs
-    from unicorn_hf.encoder.recipe import parse_config
+    from unicorn_hf.encoder.recipe import trained_encoder_pairs
+    from unicorn_hf.experiments.splits import hash_rank
     from unicorn_hf.hub import load_dataset_folder
 
-    held_out_path = Path(args.encoder_dir) / "held_out_ids.json"
-    if not held_out_path.is_file():
-        raise FileNotFoundError(f"{held_out_path} is missing: train the encoder first (recipes/train_encoder.py)")
-    held_out = set(json.loads(held_out_path.read_text()))
-    model_args, data_args, training_args = parse_config(args.encoder_config)
-    pairs, _ = collect_pairs(
-        data_args.sources, data_args.max_pairs_per_source, training_args.seed, model_args.image_size
-    )
+    pairs, held_out_ids = trained_encoder_pairs(args.encoder_config, args.encoder_dir)
+    held_out = set(held_out_ids)
     candidates = [pair for pair in pairs if pair.id not in held_out and pair.title]
-    candidates.sort(key=lambda pair: hashlib.sha256(f"{args.seed}:{pair.id}".encode()).hexdigest())
+    candidates.sort(key=lambda pair: hash_rank(args.seed, pair.id))
     if len(candidates) < args.num_pairs:
         raise ValueError(f"{len(candidates)} titled training pairs in {args.encoder_dir}, {args.num_pairs} asked for")
     chosen = candidates[: args.num_pairs]

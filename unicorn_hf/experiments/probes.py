@@ -30,6 +30,7 @@ def caption_nll(model, processor, captions: list[str], embeds: torch.Tensor, see
     """Mean per-token caption NLL (nats) in exactly the pretraining rows' format and loss mask
     (`unicorn_hf.training.data.tokenize_caption`: `[bos] <image> caption <eos>`, loss on caption + EOS) under own /
     shuffled / zero embeddings [N, D], and how many rows score better with their own embedding than a shuffled one."""
+    from unicorn_hf.training.collator import UnicornDataCollator
     from unicorn_hf.training.data import IMAGE_EMBEDS, bos_ids, tokenize_caption
 
     tokenizer = processor.tokenizer
@@ -37,24 +38,17 @@ def caption_nll(model, processor, captions: list[str], embeds: torch.Tensor, see
         tokenize_caption(
             {"id": str(i), "caption": caption, IMAGE_EMBEDS: embed.tolist()}, tokenizer, processor.image_token_id,
             1, None, embeds.shape[-1], bos_ids(tokenizer),
-        )
+        ) | {IMAGE_EMBEDS: embed.tolist()}
         for i, (caption, embed) in enumerate(zip(captions, embeds, strict=True))
     ]  # fmt: skip
-    copies = model.config.num_image_tokens  # the collator expands the one stored <image> the same way
-    for row in rows:
-        at = row["input_ids"].index(processor.image_token_id)
-        row["input_ids"][at : at + 1] = [processor.image_token_id] * copies
-        row["loss_mask"][at : at + 1] = [0] * copies
-    length = max(len(row["input_ids"]) for row in rows)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([row["input_ids"] + [pad] * (length - len(row["input_ids"])) for row in rows])  # [N, T]
-    loss_mask = torch.tensor([row["loss_mask"] + [0] * (length - len(row["loss_mask"])) for row in rows])  # [N, T]
-    attention_mask = (torch.arange(length) < torch.tensor([len(row["input_ids"]) for row in rows])[:, None]).long()
-    labels = input_ids.masked_fill(loss_mask == 0, -100)  # [N, T]
+    collate = UnicornDataCollator(tokenizer.pad_token_id, processor.image_token_id, model.config.num_image_tokens)
+    batch = collate(rows)  # the training batch: <image> expanded, right padding, labels only where loss_mask is 1
+    labels = batch["labels"]  # [N, T]
     scored = (labels[:, 1:] != -100).sum(1).clamp(min=1)  # [N]
     per_row = {}
     for name, control in _controls(embeds, seed).items():
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, image_embeds=control.to(model.dtype)).logits
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        logits = model(**inputs, image_embeds=control.to(model.dtype)).logits  # [N, T, V]
         shifted = logits[:, :-1].transpose(1, 2).float()  # [N, V, T-1]
         nll = torch.nn.functional.cross_entropy(shifted, labels[:, 1:], reduction="none")  # [N, T-1]
         per_row[name] = nll.sum(1) / scored  # [N]

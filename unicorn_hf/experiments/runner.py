@@ -196,9 +196,10 @@ class Experiment:
         )  # fmt: skip
 
     def image_embeddings(self, splits: PairSplits) -> dict[str, torch.Tensor]:
-        """Raw (L2-normalised, unshifted) image embeddings [D] of every eval, pool and vlm_train pair, by id."""
+        """Raw (L2-normalised, unshifted) image embeddings [D] of every eval and vlm_train pair, by id (the pool's
+        mean is taken by stage 3 from `pool_images/`, as a user's transfer would)."""
         path = self.shared / "image_embeds.safetensors"
-        ids = [pair_id for name in ("eval", "pool", "vlm_train") for pair_id in splits.ids[name]]
+        ids = [pair_id for name in ("eval", "vlm_train") for pair_id in splits.ids[name]]
         if path.is_file():
             tensors = load_file(str(path))
             stored = json.loads((self.shared / "image_embeds_ids.json").read_text())

@@ -91,23 +91,16 @@ def zero_shot_answers(
     return answers
 
 
-def evaluation_embeds(model, mean: str, inputs: str, raw: torch.Tensor, seed: int) -> torch.Tensor:
-    """What the model receives for evaluation images raw [N, D]: shifted as in `mean`, or a blind control.
+def evaluation_embeds(qa, mean: str, inputs: str, raw: torch.Tensor, seed: int) -> torch.Tensor:
+    """What the model of `qa` (a `UnicornImageQA`) receives for evaluation images raw [N, D]: shifted as `mean` says
+    (`UnicornImageQA.resolve_mean`: eval, image, text or none), or a blind control.
 
-    mean: `eval` (the evaluated images' own mean, the paper's protocol), `image` (the stored pool mean), `text` (the
-    caption mean) or `none`; inputs: `images`, `zero` (no image at all) or `shuffled` (another question's image,
-    a seeded permutation). Returns [N, D] float32.
+    inputs: `images`, `zero` (no image at all) or `shuffled` (another question's image, a seeded permutation).
+    Returns [N, D] float32.
     """
     if inputs == "zero":
         return torch.zeros_like(raw, dtype=torch.float32)
-    if mean == "eval":
-        shifted = model.shift_embeddings(raw, mean=raw.mean(0))
-    elif mean in ("image", "text"):
-        shifted = model.shift_embeddings(raw, mean=mean)
-    elif mean == "none":
-        shifted = raw.float()
-    else:
-        raise ValueError(f"mean must be eval, image, text or none, got {mean!r}")
+    shifted = qa.shift(raw, qa.resolve_mean(mean, raw))
     if inputs == "shuffled":
         shifted = shifted[torch.randperm(len(raw), generator=torch.Generator().manual_seed(seed))]
     elif inputs != "images":
@@ -135,7 +128,7 @@ def score_checkpoint(
     qa = UnicornImageQA(model, processor, encoder)
     scores = {}
     for mode in modes:
-        embeds = evaluation_embeds(model, mode.mean, mode.inputs, raw, seed)
+        embeds = evaluation_embeds(qa, mode.mean, mode.inputs, raw, seed)
         replies, first_logits = qa.generate_with_first_logits(
             embeds, [q.text for q in questions], batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=False
         )

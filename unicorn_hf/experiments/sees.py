@@ -51,21 +51,13 @@ class SeesArguments:
 
 def held_out_pairs(encoder_config: str, encoder_dir: str, num_images: int):
     """The first `num_images` titled pairs the encoder held out (never trained on), in its own order."""
-    from unicorn_hf.encoder.pairs import collect_pairs
-    from unicorn_hf.encoder.recipe import parse_config
+    from unicorn_hf.encoder.recipe import trained_encoder_pairs
 
-    ids_path = Path(encoder_dir) / "held_out_ids.json"
-    if not ids_path.is_file():
-        raise FileNotFoundError(f"{ids_path} is missing: is {encoder_dir} an encoder trained by train_encoder.py?")
-    model_args, data_args, training_args = parse_config(encoder_config)
-    pairs, _ = collect_pairs(
-        data_args.sources, data_args.max_pairs_per_source, training_args.seed, model_args.image_size
-    )
+    pairs, held_out_ids = trained_encoder_pairs(encoder_config, encoder_dir)
     by_id = {pair.id: pair for pair in pairs}
-    held_out = [by_id[pair_id] for pair_id in json.loads(ids_path.read_text()) if by_id.get(pair_id)]
-    titled = [pair for pair in held_out if pair.title]
+    titled = [by_id[pair_id] for pair_id in held_out_ids if pair_id in by_id and by_id[pair_id].title]
     if len(titled) < num_images:
-        raise ValueError(f"{ids_path}: {len(titled)} titled held-out pairs, {num_images} asked for")
+        raise ValueError(f"{encoder_dir}: {len(titled)} titled held-out pairs, {num_images} asked for")
     return titled[:num_images]
 
 

@@ -24,7 +24,8 @@ from unicorn_hf.encoder.pairs import Pair
 SPLIT_NAMES = ("eval", "pool", "vlm_train", "encoder_train")
 
 
-def _rank(seed: int, pair_id: str) -> str:
+def hash_rank(seed: int, pair_id: str) -> str:
+    """A stable sort key of a pair: where it lands does not depend on which other pairs exist."""
     return hashlib.sha256(f"{seed}:{pair_id}".encode()).hexdigest()
 
 
@@ -77,7 +78,7 @@ def split_pairs_by_id(
     split, so those splits can come out smaller than asked; the encoder split does not move. Raises `ValueError`
     when there are not enough titled pairs for the three fixed-size splits.
     """
-    ordered = sorted(pairs, key=lambda pair: _rank(seed, pair.id))
+    ordered = sorted(pairs, key=lambda pair: hash_rank(seed, pair.id))
     titled = [pair for pair in ordered if pair.title]
     wanted = num_eval + num_pool + num_vlm_train
     if len(titled) < wanted:
