@@ -175,10 +175,14 @@ class UnicornImageQA:
         encoder,
         prompt_template: str = "<image>\n{question}",
     ):
-        if encoder.dim != model.config.embed_dim:
+        """encoder: the paired image encoder (`load_encoder`), or None when the caller passes embeddings only
+        (`generate_from_embeds`, `generate_with_first_logits`); then `encode_images` raises `ValueError`."""
+        if encoder is None:
+            pass
+        elif encoder.dim != model.config.embed_dim:
             raise ValueError(f"Encoder {encoder.id!r} gives {encoder.dim}-d embeddings, the model expects "
                              f"{model.config.embed_dim}")  # fmt: skip
-        if model.config.encoder_id not in (None, encoder.id):
+        if encoder is not None and model.config.encoder_id not in (None, encoder.id):
             logger.warning(
                 "Model was trained on %r embeddings but evaluates with %r", model.config.encoder_id, encoder.id
             )
@@ -238,6 +242,11 @@ class UnicornImageQA:
     # ---- images -> shifted embeddings -------------------------------------------------------------------------
     def encode_images(self, images: Sequence) -> torch.Tensor:
         """Raw (unshifted, L2-normalised) encoder embeddings [N, D] of PIL images / paths / URLs."""
+        if self.encoder is None:
+            raise ValueError(
+                "This UnicornImageQA was built without an encoder (embeddings only): load it with "
+                "`UnicornImageQA.from_pretrained` or pass the paired encoder to embed images."
+            )
         return self.encoder.encode_image(load_images(images))
 
     def resolve_mean(

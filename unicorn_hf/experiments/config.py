@@ -46,6 +46,18 @@ class ExperimentArguments:
     max_steps: int | None = field(
         default=None, metadata={"help": "Overrides every training stage's max_steps (smoke runs); None: the YAMLs'."}
     )
+    budget: str | None = field(
+        default=None,
+        metadata={
+            "help": "Name of another training budget (e.g. `gpu`: its own pretrain/sft YAMLs). Its checkpoints, "
+            "scores and probes go to seed-N/<arm>/<budget>/ and its report to seed-N/<budget>/; the data stages "
+            "(splits, encoder, text, transfer) are shared with the default budget. None: the default layout."
+        },
+    )
+    arms: list[str] | None = field(
+        default=None, metadata={"help": "Train and score only these arms of the plan (None: every arm)."}
+    )
+    eval_device: str = field(default="cpu", metadata={"help": "Device of the scoring and the probes (cpu, cuda)."})
     recipes_dir: str = field(default="recipes", metadata={"help": "Folder of the stage scripts."})
     python: str | None = field(default=None, metadata={"help": "Interpreter for the stages (None: this one)."})
 
@@ -106,3 +118,15 @@ class Plan:
         if data["reference"] not in names:
             raise ValueError(f"{path}: reference {data['reference']!r} is none of {names}")
         return cls(arms=arms, reference=data["reference"], zero_shot_prompts=data["zero_shot_prompts"])
+
+    def select(self, names: list[str] | None) -> Plan:
+        """The plan restricted to the arms `names` (None: all); raises `ValueError` on an unknown name or when the
+        reference arm is left out (every paired difference is against it)."""
+        if names is None:
+            return self
+        known = [arm.name for arm in self.arms]
+        if unknown := sorted(set(names) - set(known)):
+            raise ValueError(f"arms {unknown} are not in the plan ({known})")
+        if self.reference.split("/")[0] not in names:
+            raise ValueError(f"arms {names} leave out the reference arm of {self.reference!r}")
+        return Plan([arm for arm in self.arms if arm.name in names], self.reference, self.zero_shot_prompts)

@@ -47,9 +47,12 @@ def caption_nll(model, processor, captions: list[str], embeds: torch.Tensor, see
     scored = (labels[:, 1:] != -100).sum(1).clamp(min=1)  # [N]
     per_row = {}
     for name, control in _controls(embeds, seed).items():
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        logits = model(**inputs, image_embeds=control.to(model.dtype)).logits  # [N, T, V]
-        shifted = logits[:, :-1].transpose(1, 2).float()  # [N, V, T-1]
+        inputs = {
+            "input_ids": batch["input_ids"].to(model.device),
+            "attention_mask": batch["attention_mask"].to(model.device),
+        }
+        logits = model(**inputs, image_embeds=control.to(model.device, model.dtype)).logits  # [N, T, V]
+        shifted = logits[:, :-1].transpose(1, 2).float().cpu()  # [N, V, T-1]
         nll = torch.nn.functional.cross_entropy(shifted, labels[:, 1:], reduction="none")  # [N, T-1]
         per_row[name] = nll.sum(1) / scored  # [N]
     result = {f"nll_{name}": float(values.mean()) for name, values in per_row.items()}

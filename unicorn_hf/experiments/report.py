@@ -143,9 +143,11 @@ def write_report(
     timings: dict,
     run_dir: Path,
     probes: dict | None = None,
+    budget: str | None = None,
 ) -> dict:
     """Write results.json, results.md and results.png into `run_dir`; returns the results dict. `probes`: per arm,
-    `unicorn_hf.experiments.probes` on its training rows (a second table)."""
+    `unicorn_hf.experiments.probes` on its training rows (a second table). `budget`: the training budget's name when
+    `run_dir` is `seed-N/<budget>` (its table over seeds is `results-<budget>.md` beside the seed folders)."""
     from unicorn_hf.training.metadata import package_versions
 
     summary = summarize(scores, questions, plan.reference, args.bootstrap_resamples, args.confidence, args.seed)
@@ -177,19 +179,23 @@ def write_report(
     (run_dir / "results.md").write_text(table + "\n")
     plot(summary, run_dir / "results.png")
     logger.info("\n%s", table)
-    combined = combined_table(run_dir.parent)
+    root = run_dir.parent.parent if budget else run_dir.parent
+    combined = combined_table(root, budget)
     if combined is not None:
-        (run_dir.parent / "results.md").write_text(combined + "\n")
+        (root / (f"results-{budget}.md" if budget else "results.md")).write_text(combined + "\n")
     return results
 
 
-def combined_table(root: Path) -> str | None:
-    """One table over every finished `seed-*/results.json` under `root`: per arm/mode, each seed's likelihood
-    accuracy on all questions and its paired difference against the reference. None when no seed finished."""
-    runs = sorted(root.glob("seed-*/results.json"), key=lambda path: int(path.parent.name.split("-")[1]))
+def combined_table(root: Path, budget: str | None = None) -> str | None:
+    """One table over every finished `seed-*/results.json` (`seed-*/<budget>/results.json` for a named training
+    budget) under `root`: per arm/mode, each seed's likelihood accuracy on all questions and its paired difference
+    against the reference. None when no seed finished."""
+    pattern = f"seed-*/{budget}/results.json" if budget else "seed-*/results.json"
+    seed_dirs = {path: path.parent.parent if budget else path.parent for path in root.glob(pattern)}
+    runs = sorted(seed_dirs, key=lambda path: int(seed_dirs[path].name.split("-")[1]))
     if not runs:
         return None
-    results = {path.parent.name: json.loads(path.read_text()) for path in runs}
+    results = {seed_dirs[path].name: json.loads(path.read_text()) for path in runs}
     first = next(iter(results.values()))
     reference = first["plan"]["reference"]
     header = "| arm / evaluation | " + " | ".join(

@@ -9,10 +9,15 @@
     seed-N/
       text/                 captions (raw seeds + LLM-expanded) and templated dialogues: the same text for every arm
       <arm>/transfer|pretrain|sft   each arm's stage-3 data and checkpoints (recipes/transfer.py, pretrain.py, sft.py)
-      questions.json, scores.json, results.json, results.md, results.png
+      <arm>/<budget>/pretrain|sft   the same arm under a named training budget (`budget`, e.g. gpu), same data
+      questions.json, encoder_zero_shot.json, <arm>/scores.json, results.json, results.md, results.png
+      <budget>/results.*    the report of a named training budget
 
 Each stage script runs as its own process with an effective YAML written next to its output (base recipe YAML +
 the arm's overrides), exactly as a user would run it; a finished stage leaves `.done` and is skipped on re-runs.
+A stage runs only when something not yet finished needs it: a run whose data stages are all finished (a copy of
+`shared/` without the encoder's weights, the text and transfer folders, questions.json and the zero-shot scores)
+trains and scores on a machine that has neither the encoder nor the Debian image packages, e.g. a GPU box.
 """
 
 from __future__ import annotations
@@ -99,10 +104,11 @@ class Experiment:
 
     def __init__(self, args: ExperimentArguments):
         self.args = args
-        self.plan = Plan.load(args.plan)
+        self.plan = Plan.load(args.plan).select(args.arms)
         self.root = Path(args.output_dir)
         self.shared = self.root / "shared"
         self.run_dir = self.root / f"seed-{args.seed}"
+        self.report_dir = self.run_dir / args.budget if args.budget else self.run_dir
         self.templates = QuestionTemplates(args.mc_question, args.mc_suffix, args.yes_no_question, args.yes_no_suffix)
         self.timer = Timer()
         self._pairs: dict[str, Pair] | None = None
@@ -189,6 +195,7 @@ class Experiment:
     def load_encoder(self):
         from unicorn_hf.transfer.encoders import load_encoder
 
+        self.timer.run("encoder", self.encoder_dir)  # trains it on first use, then returns the finished folder
         encoder_yaml = yaml.safe_load(Path(self.args.encoder_config).read_text())
         return load_encoder(
             f"local-dir:{self.shared / 'encoder'}", device="cpu", dtype="float32",
@@ -236,13 +243,22 @@ class Experiment:
         None when that number is 0 (raw captions only)."""
         if self.args.num_expanded_captions == 0:
             return None
+        if _done(self.shared / "captions"):  # finished: no pairs needed (run_stage still checks its settings)
+            return self.run_stage(
+                "captions", self.args.captions_config, self._captions_overrides(), self.shared / "captions"
+            )
         pairs = self.pairs()
         seeds_file = self.shared / "vlm_train_seeds.jsonl"
         chosen = splits.ids["vlm_train"][: self.args.num_expanded_captions]
         seeds_file.write_text("".join(json.dumps({"caption": pairs[i].caption, "pair_id": i}) + "\n" for i in chosen))
+        return self.run_stage(
+            "captions", self.args.captions_config, self._captions_overrides(), self.shared / "captions"
+        )
+
+    def _captions_overrides(self) -> dict:
+        seeds_file = self.shared / "vlm_train_seeds.jsonl"
         source = {"name": "pairs", "kind": "captions", "path": str(seeds_file), "column": "caption", "max_seeds": None}
-        overrides = {"seed_sources": [source]}
-        return self.run_stage("captions", self.args.captions_config, overrides, self.shared / "captions")
+        return {"seed_sources": [source]}
 
     def text_data(self, splits: PairSplits, captions_dir: Path | None) -> Path:
         """Hub-ready folder with configs `captions` (raw seeds + expansions) and `instructions` (dialogues)."""
@@ -281,6 +297,8 @@ class Experiment:
         if overrides.get("image_mean_source") == "pool":
             overrides["image_mean_source"] = str(pool_dir)
         out = self.run_dir / arm.name / ("text_transfer" if arm.embeddings == "image" else "transfer")
+        if not _done(out):
+            self.timer.run("encoder", self.encoder_dir)
         out = self.run_stage("transfer", self.args.transfer_config, overrides, out)
         if arm.embeddings == "image":
             return self.image_oracle_data(out, text_dir)
@@ -324,8 +342,12 @@ class Experiment:
         _mark_done(out)
         return out
 
+    def arm_dir(self, arm: Arm) -> Path:
+        """Where the arm's checkpoints, scores and probes go: `seed-N/<arm>`, or `seed-N/<arm>/<budget>`."""
+        return self.run_dir / arm.name / (self.args.budget or "")
+
     def train_arm(self, arm: Arm, transfer_dir: Path) -> Path:
-        arm_dir = self.run_dir / arm.name
+        arm_dir = self.arm_dir(arm)
         pretrain = self.run_stage(
             "pretrain", self.args.pretrain_config,
             {"dataset_name": str(transfer_dir), "seed": self.args.seed, **arm.pretrain}, arm_dir / "pretrain",
@@ -340,6 +362,13 @@ class Experiment:
     # ---- evaluation -------------------------------------------------------------------------------------------------
     def questions(self, splits: PairSplits) -> list[Question]:
         path = self.run_dir / "questions.json"
+        if path.is_file():  # made by an earlier invocation of this seed: reused, so every budget sees the same ones
+            questions = [Question(**{**row, "options": tuple(row["options"])}) for row in json.loads(path.read_text())]
+            asked = sorted({question.pair_id for question in questions})
+            if asked != sorted(splits.ids["eval"]):
+                raise ValueError(f"{path} asks about other images than the eval split of {self.shared}/splits.json: "
+                                 "delete it to make the questions again.")  # fmt: skip
+            return questions
         pairs = self.pairs()
         questions = evaluation_questions(
             [pairs[pair_id] for pair_id in splits.ids["eval"]], self.args.num_options, self.templates, self.args.seed
@@ -351,14 +380,14 @@ class Experiment:
     def evaluate_arm(self, arm: Arm, sft_dir: Path, questions: list[Question], raw_by_id: dict) -> dict:
         from unicorn_hf.experiments.scoring import score_checkpoint
 
-        path = self.run_dir / arm.name / "scores.json"
+        path = self.arm_dir(arm) / "scores.json"
         key = _fingerprint([q.to_dict() for q in questions], [vars(mode) for mode in arm.evaluate], sft_dir)
         if path.is_file() and (cached := json.loads(path.read_text())).get("key") == key:
             return cached["scores"]
         raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
         scores = score_checkpoint(
-            str(sft_dir), self.load_encoder(), questions, raw, arm.evaluate, self.args.eval_batch_size,
-            self.args.max_new_tokens, self.args.seed,
+            str(sft_dir), questions, raw, arm.evaluate, self.args.eval_batch_size, self.args.max_new_tokens,
+            self.args.seed, device=self.args.eval_device,
         )  # fmt: skip
         for name, score in scores.items():
             logger.info("%s/%s: likelihood %.3f generation %.3f", arm.name, name, np.mean(score["likelihood"]),
@@ -374,14 +403,15 @@ class Experiment:
         from unicorn_hf.hub import load_dataset_folder
         from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 
-        path = self.run_dir / arm.name / "probes.json"
-        key = _fingerprint(num_rows, self.args.seed, self.run_dir / arm.name / "sft", transfer_dir)
+        path = self.arm_dir(arm) / "probes.json"
+        key = _fingerprint(num_rows, self.args.seed, self.arm_dir(arm) / "sft", transfer_dir)
         if path.is_file() and (cached := json.loads(path.read_text())).get("key") == key:
             return cached["probes"]
         probes = {}
         for stage, config in (("pretrain", "captions"), ("sft", "instructions")):
-            folder = self.run_dir / arm.name / stage
-            model = UnicornForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+            folder = self.arm_dir(arm) / stage
+            model = UnicornForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+            model = model.to(self.args.eval_device).eval()
             processor = UnicornProcessor.from_pretrained(folder)
             rows = load_dataset_folder(transfer_dir, config)
             rows = rows.select(range(min(num_rows, len(rows))))
@@ -389,7 +419,7 @@ class Experiment:
             if stage == "pretrain":
                 probes[stage] = caption_nll(model, processor, rows["caption"], embeds, self.args.seed)
             else:
-                qa = UnicornImageQA(model, processor, self.load_encoder())
+                qa = UnicornImageQA(model, processor, encoder=None)  # embeddings given: no image to encode
                 probes[stage] = training_mc_accuracy(
                     qa, rows.to_list(), embeds, self.args.eval_batch_size, self.args.seed
                 )
@@ -400,6 +430,10 @@ class Experiment:
     def zero_shot(self, questions: list[Question], raw_by_id: dict) -> dict:
         from unicorn_hf.experiments.scoring import correctness, zero_shot_answers
 
+        path = self.run_dir / "encoder_zero_shot.json"
+        key = _fingerprint([q.to_dict() for q in questions], self.plan.zero_shot_prompts)
+        if path.is_file() and (cached := json.loads(path.read_text())).get("key") == key:
+            return cached["scores"]
         encoder = self.load_encoder()
         pairs = self.pairs()
         prompts = self.plan.zero_shot_prompts
@@ -409,14 +443,15 @@ class Experiment:
 
         raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
         answers = zero_shot_answers(raw, questions, encoder.encode_text, prompt_for_title)
-        return {"encoder_zero_shot": {"likelihood": correctness(answers, questions).tolist()}}
+        scores = {"encoder_zero_shot": {"likelihood": correctness(answers, questions).tolist()}}
+        path.write_text(json.dumps({"key": key, "scores": scores}) + "\n")
+        return scores
 
     # ---- the whole run ----------------------------------------------------------------------------------------------
     def run(self) -> dict:
         from unicorn_hf.experiments.report import write_report
 
         splits = self.timer.run("splits", self.splits)
-        self.timer.run("encoder", self.encoder_dir)
         raw_by_id = self.timer.run("image_embeddings", self.image_embeddings, splits)
         pool_dir = self.timer.run("pool_images", self.pool_images, splits)
         captions_dir = self.timer.run("stage1_captions", self.expanded_captions, splits)
@@ -435,5 +470,6 @@ class Experiment:
                 f"{arm.name}/probes", self.probe_arm, arm, transfer_dir, self.args.probe_rows
             )
         return write_report(
-            self.args, self.plan, splits, questions, scores, self.timer.seconds, self.run_dir, probes=probes
-        )
+            self.args, self.plan, splits, questions, scores, self.timer.seconds, self.report_dir, probes=probes,
+            budget=self.args.budget,
+        )  # fmt: skip

@@ -110,22 +110,23 @@ def evaluation_embeds(qa, mean: str, inputs: str, raw: torch.Tensor, seed: int) 
 
 def score_checkpoint(
     model_dir: str,
-    encoder,
     questions: Sequence[Question],
     raw: torch.Tensor,
     modes: Sequence,
     batch_size: int,
     max_new_tokens: int,
     seed: int,
+    device: str = "cpu",
 ) -> dict:
     """Per mode (objects with `name`, `mean`, `inputs`): per-question 0/1 correctness by likelihood and by
-    generation, the unparsed count and a few replies. raw: [Q, D] raw image embeddings, one per question."""
+    generation, the unparsed count and a few replies. raw: [Q, D] raw image embeddings (the paired encoder's, already
+    computed), one per question; the model runs in float32 on `device`."""
     from unicorn_hf.evaluation.inference import UnicornImageQA
     from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 
-    model = UnicornForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = UnicornForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     processor = UnicornProcessor.from_pretrained(model_dir)
-    qa = UnicornImageQA(model, processor, encoder)
+    qa = UnicornImageQA(model, processor, encoder=None)  # the images are already embeddings
     scores = {}
     for mode in modes:
         embeds = evaluation_embeds(qa, mode.mean, mode.inputs, raw, seed)

@@ -78,7 +78,7 @@ def run_sees(args: SeesArguments) -> dict:
     raw_by_id = dict(zip([p.id for p in pairs], encoder.encode_image([p.load() for p in pairs]), strict=True))
     raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
     scores = score_checkpoint(
-        args.model_name_or_path, encoder, questions, raw, MODES, args.batch_size, args.max_new_tokens, args.seed
+        args.model_name_or_path, questions, raw, MODES, args.batch_size, args.max_new_tokens, args.seed
     )
     summary = {}
     for mode in MODES:
