@@ -218,3 +218,40 @@ def test_every_arm_trained_on_the_same_rows_with_its_own_embeddings(trimmed_run)
     config = str(trimmed_run.parent / "experiment.yaml")
     subprocess.run([sys.executable, str(RECIPE / "run.py"), "--config", config, "--seed", "1"], check=True, cwd=REPO)
     assert (run / "results.md").read_text() == before
+
+
+def test_a_named_budget_trains_from_the_finished_data_stages_alone(trimmed_run):
+    """What a GPU machine without the encoder's weights or the Debian images runs (`budget`, `arms`): every data stage
+    is reused, the arm trains again beside the default budget, and neither the encoder nor the pairs are touched (an
+    unknown `sources` entry would fail the moment the pairs were collected)."""
+    shared, run = trimmed_run / "shared", trimmed_run / "seed-1"
+    default_report = (run / "results.md").read_text()
+    config = str(trimmed_run.parent / "experiment.yaml")
+    command = [sys.executable, str(RECIPE / "run.py"), "--config", config, "--seed", "1", "--budget", "second",
+               "--arms", "mean_shift", "--sources", "no_such_source"]  # fmt: skip
+    (shared / "encoder").rename(shared / "encoder-away")
+    try:
+        subprocess.run(command, check=True, cwd=REPO, timeout=1200)
+    finally:
+        (shared / "encoder-away").rename(shared / "encoder")
+    results = json.loads((run / "second" / "results.json").read_text())
+    assert set(results["summary"]) == {
+        "encoder/encoder_zero_shot", "baseline/most_frequent_answer", "mean_shift/eval_mean", "mean_shift/pool_mean",
+        "mean_shift/blind_zero", "mean_shift/blind_shuffled",
+    }  # fmt: skip
+    default = json.loads((run / "results.json").read_text())
+    assert results["summary"]["encoder/encoder_zero_shot"] == default["summary"]["encoder/encoder_zero_shot"]
+    assert (run / "mean_shift" / "second" / "sft" / "model.safetensors").is_file()
+    assert set(results["probes"]) == {"mean_shift"}
+    assert (run / "results.md").read_text() == default_report  # the default budget's report is untouched
+    assert "`mean_shift/eval_mean`" in (trimmed_run / "results-second.md").read_text()
+
+
+def test_plan_select_keeps_the_reference_arm():
+    plan = Plan.load(RECIPE / "plan.yaml")
+    assert [arm.name for arm in plan.select(["image_oracle", "mean_shift"]).arms] == ["mean_shift", "image_oracle"]
+    assert plan.select(None) is plan
+    with pytest.raises(ValueError, match="leave out the reference arm"):
+        plan.select(["no_shift"])
+    with pytest.raises(ValueError, match=r"\['nope'\] are not in the plan"):
+        plan.select(["mean_shift", "nope"])
