@@ -189,6 +189,20 @@ def test_assisted_decoding_equals_greedy(assistant_kind):
     torch.testing.assert_close(assisted, reference_greedy(model, input_ids, image_embeds, steps=8))
 
 
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_prompt_lookup_decoding_equals_greedy(kind):
+    """Prompt lookup (assisted decoding that drafts from n-grams of the prompt) equals greedy search, also where the
+    prompt's last token last appeared right before `<image>` (a chat template's "\\n" does), so the lookup's draft
+    starts with placeholder ids that must never be read as image positions."""
+    model = build(kind)
+    _, image_embeds = batch(num_rows=1)
+    input_ids = torch.tensor([[1, 5, *[IMAGE_TOKEN_ID] * NUM_IMAGE_TOKENS, 6, 7, 5]])
+    looked_up = model.generate(
+        input_ids=input_ids, image_embeds=image_embeds, prompt_lookup_num_tokens=3, max_new_tokens=10, **GREEDY
+    )
+    torch.testing.assert_close(looked_up, reference_greedy(model, input_ids, image_embeds, steps=10))
+
+
 def test_contrastive_search_where_available():
     """transformers 5 moved contrastive search out of the library to the Hub (repository
     `transformers-community/contrastive-search`, loaded as `custom_generate` code): it runs only where that repository
