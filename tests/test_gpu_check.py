@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_smoke_on_cpu(tmp_path):
-    output = tmp_path / "gpu_check.json"
+    output = tmp_path / "not_yet_made" / "gpu_check.json"  # the folder is made, as .gpu_check/ on a fresh machine
     command = [
         sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--smoke", "--device", "cpu", "--batch_size", "2",
         "--parity_batch_size", "1", "--num_image_tokens", "8", "--embed_dim", "32", "--prompt_tokens", "4",
