@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ PACKAGE = HERE / "_vendor" / "transformers_tests"  # transformers' `tests/` fold
 FROM_SDIST = ("test_modeling_common.py", "test_configuration_common.py")
 FROM_GITHUB = ("generation/test_utils.py", "exporters/test_export.py", "utils/test_configuration_utils.py")
 RAW_URL = "https://raw.githubusercontent.com/huggingface/transformers/v{version}/tests/{path}"
+RELATIVE_IMPORT = re.compile(r"^\s*from (\.+)([\w.]+) import", re.MULTILINE)
 
 # Written only where the GitHub file cannot be had. Each keeps `ModelTesterMixin` importable and says what is missing.
 STAND_INS = {
@@ -109,6 +111,17 @@ def fetch_github(version: str, path: str) -> bytes | None:
         return None
 
 
+def relative_imports(path: str, source: str) -> list[str]:
+    """The files under `tests/` that `from .x import` / `from ..x.y import` lines of `path` name."""
+    found = []
+    for dots, module in RELATIVE_IMPORT.findall(source):
+        package = Path(path).parent
+        for _ in range(len(dots) - 1):
+            package = package.parent
+        found.append((package / Path(*module.split("."))).with_suffix(".py").as_posix())
+    return found
+
+
 def main() -> None:
     import transformers
 
@@ -129,16 +142,23 @@ def main() -> None:
                 member = archive.getmember(f"transformers-{args.version}/tests/{name}")
                 (PACKAGE / name).write_bytes(archive.extractfile(member).read())
                 sources["files"][name] = {"origin": f"PyPI sdist {Path(sdist).name}"}
-    for path in FROM_GITHUB:
+    pending = list(FROM_GITHUB)
+    while pending:  # the GitHub files, then whatever they import from `tests/` that is not here yet
+        path = pending.pop(0)
         target = PACKAGE / path
+        if path in sources["files"]:
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         content = fetch_github(args.version, path)
         if content is None:
+            if path not in STAND_INS:
+                raise SystemExit(f"{path} (imported by a fetched file) could not be downloaded")
             target.write_text(STAND_INS[path])
             sources["files"][path] = {"origin": "STAND-IN (GitHub not reachable)"}
-        else:
-            target.write_bytes(content)
-            sources["files"][path] = {"origin": RAW_URL.format(version=args.version, path=path)}
+            continue
+        target.write_bytes(content)
+        sources["files"][path] = {"origin": RAW_URL.format(version=args.version, path=path)}
+        pending += [name for name in relative_imports(path, content.decode()) if not (PACKAGE / name).exists()]
     for folder in [PACKAGE, *(p for p in PACKAGE.rglob("*") if p.is_dir())]:
         (folder / "__init__.py").touch()
     for name, record in sources["files"].items():

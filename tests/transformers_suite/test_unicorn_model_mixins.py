@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unittest
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -24,8 +25,11 @@ if not (VENDOR / "test_modeling_common.py").is_file():
 pytest.importorskip("parameterized", reason="transformers' model tests need `pip install parameterized`")
 
 import torch  # noqa: E402
+from parameterized import parameterized  # noqa: E402
 from transformers import LlamaConfig  # noqa: E402
+from transformers.models.auto import modeling_auto  # noqa: E402
 from transformers.testing_utils import torch_device  # noqa: E402
+from transformers.utils import ModelOutput  # noqa: E402
 from transformers_tests.generation.test_utils import GenerationTesterMixin  # noqa: E402
 from transformers_tests.test_configuration_common import ConfigTester  # noqa: E402
 from transformers_tests.test_modeling_common import ModelTesterMixin, floats_tensor, ids_tensor  # noqa: E402
@@ -33,6 +37,17 @@ from transformers_tests.test_modeling_common import ModelTesterMixin, floats_ten
 from unicorn_hf import UnicornConfig, UnicornForConditionalGeneration, UnicornModel  # noqa: E402
 
 
+# A tiny CLIP image tower (what `attach_image_tower` carries), 16-d output to match the tester's `embed_dim`.
+TINY_CLIP_VISION = {
+    "model_type": "clip_vision_model",
+    "image_size": 8,
+    "patch_size": 4,
+    "hidden_size": 16,
+    "projection_dim": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 20,
+}
 GENERATION_MIXIN_IS_STAND_IN = getattr(GenerationTesterMixin, "UNICORN_STAND_IN", False)
 
 
@@ -88,6 +103,9 @@ class UnicornModelTester:
             projector_type=self.projector_type,
             num_image_tokens=self.num_image_tokens,
             image_token_id=self.image_token_id,
+            # No image tower unless a test sets one: the model takes `image_embeds`.
+            vision_config=getattr(self, "vision_config", None),
+            image_tower_mean="text" if hasattr(self, "vision_config") else None,
         )
 
     def prepare_config_and_inputs(self):
@@ -104,12 +122,33 @@ class UnicornModelTester:
         return config, inputs_dict
 
 
+# transformers' model tests decide what a class is (a base model, an image-text-to-text model with a loss, ...) by
+# its name in the Auto mappings' name tables, which only list models inside transformers. Unicorn registers its
+# classes with the Auto classes at import instead, so the tests see them listed here, as LLaVA's classes are listed.
+AUTO_NAME_TABLES = {
+    "MODEL_MAPPING_NAMES": "UnicornModel",
+    "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES": "UnicornForConditionalGeneration",
+}
+
+
 class UnicornForConditionalGenerationModelTest(ModelTesterMixin, GenerationTesterMixin, unittest.TestCase):
     """Model tester for `UnicornModel` and `UnicornForConditionalGeneration`."""
 
     all_model_classes = (UnicornModel, UnicornForConditionalGeneration)
     pipeline_model_mapping = {"image-text-to-text": UnicornForConditionalGeneration}
     _is_composite = True
+    # The mixin runs this check only for models whose configuration file has a copyright year >= 2023 (ours has no
+    # such header) unless asked: every weight and buffer must be set by `_init_weights`.
+    test_can_init_all_missing_weights_before_2023 = True
+    _torch_compile_train_cls = UnicornForConditionalGeneration  # test_torch_compile_for_training (GPU, RUN_SLOW=1)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        for table, class_name in AUTO_NAME_TABLES.items():
+            patcher = mock.patch.dict(getattr(modeling_auto, table), {UnicornConfig.model_type: class_name})
+            patcher.start()
+            cls.addClassCleanup(patcher.stop)
 
     def setUp(self):
         self.model_tester = UnicornModelTester(self)
@@ -118,11 +157,52 @@ class UnicornForConditionalGenerationModelTest(ModelTesterMixin, GenerationTeste
             config_class=UnicornConfig,
             has_text_modality=False,
             common_properties=["image_token_id", "num_image_tokens", "embed_dim"],
-            text_config=self.model_tester.text_config,
         )
 
     def test_config(self):
         self.config_tester.run_common_tests()
+
+    def test_reverse_loading_mapping(self, check_keys_were_modified=True):
+        """As for LLaVA: the renamings are written for the model with its head (`UnicornModel` saved alone keeps its
+        own keys), and with an image tower in the config so that the `vision_tower` renaming has keys to rename."""
+        self.model_tester.vision_config = TINY_CLIP_VISION
+        super().test_reverse_loading_mapping(check_keys_were_modified, skip_base_model=True)
+
+    @parameterized.expand([True, False, None])
+    def test_get_image_features_output(self, return_dict):
+        """The mixin's version reads the batch size from `pixel_values`; the same checks with `image_embeds`, plus the
+        shapes: `last_hidden_state` [B, 1, H] (the projected vector), `pooler_output` [B, num_image_tokens, H]."""
+        config, inputs_dict = self._image_features_prepare_config_and_inputs()
+        self.assertEqual(set(inputs_dict), {"image_embeds"})
+        if return_dict is not None:
+            config.return_dict = return_dict
+        batch_size, hidden_size = self.model_tester.batch_size, config.text_config.hidden_size
+        for model_class in self.all_model_classes:
+            model = model_class(config).eval().to(torch_device)
+            with torch.no_grad():
+                outputs = model.get_image_features(**inputs_dict)
+            if return_dict is False:
+                self.assertIsInstance(outputs, tuple)
+                continue
+            self.assertIsInstance(outputs, ModelOutput)
+            self.assertEqual(tuple(outputs.last_hidden_state.shape), (batch_size, 1, hidden_size))
+            self.assertEqual(
+                tuple(outputs.pooler_output.shape), (batch_size, self.model_tester.num_image_tokens, hidden_size)
+            )
+
+    @unittest.skip(
+        reason="Unicorn's image input is an already encoded embedding and its projector is an MLP: there are no "
+        "image-encoder layers whose hidden states get_image_features could return"
+    )
+    def test_get_image_features_hidden_states(self):
+        pass
+
+    @unittest.skip(
+        reason="Unicorn's image input is an already encoded embedding and its projector is an MLP: there are no "
+        "image-encoder attentions get_image_features could return"
+    )
+    def test_get_image_features_attentions(self):
+        pass
 
     @unittest.skipIf(
         not GENERATION_MIXIN_IS_STAND_IN, reason="transformers' GenerationTesterMixin is vendored and runs"
