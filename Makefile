@@ -23,7 +23,8 @@ style:
 	ruff check --fix $(CHECK_DIRS)
 	ruff format $(CHECK_DIRS)
 
-test:  ## offline CPU suite (tests/slow is for GPUs and long runs)
+test:  ## CPU suite (tests/slow is for GPUs and long runs); first fetches transformers' model tests from PyPI
+	$(PYTHON) tests/transformers_suite/fetch.py
 	$(PYTHON) -m pytest tests --ignore=tests/slow -q
 
 test-slow:
