@@ -29,6 +29,7 @@ from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.modeling.processing_unicorn import accept_structured_content
 from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
@@ -88,7 +89,9 @@ def main(
     set_trainable_parts(model, model_args, STAGE)
     peft_config = lora_config(model_args)
     if chat_template := chat_template_from_args(training_args):
-        processor.chat_template = processor.tokenizer.chat_template = chat_template  # saved with the processor
+        # Saved with the processor; structured content ([{"type": "image"}, {"type": "text", ...}]) works too.
+        wrapped = accept_structured_content(chat_template, processor.image_token)
+        processor.chat_template = processor.tokenizer.chat_template = wrapped
 
     # Data: rendered dialogues, loss on assistant turns; untrainable rows are dropped and counted.
     raw = load_train_split(script_args)
