@@ -15,6 +15,12 @@ CPU recipe (after recipes/pretrain.py with recipes/tiny/pretrain.yaml):
 With LoRA the output folder holds the adapters merged into a self-contained model (`merge_adapters: true`) and the
 unmerged adapters under `<output_dir>/adapter`. A re-run resumes from the newest complete `checkpoint-*` in
 `output_dir`; one cut short by a kill is skipped with a warning.
+
+With `image_tower_encoder` (the transfer stage's encoder) the saved checkpoint also carries that encoder's frozen image
+tower and image processor, shifted by `image_tower_mean`, so that it answers about real images from its folder alone:
+`pipeline("image-text-to-text", model=output_dir, trust_remote_code=True)`. The tower is converted before training
+(an encoder no transformers class holds fails there, naming the ways out) and attached on the main process after the
+trainer's save, by reloading and saving again.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.modeling.processing_unicorn import accept_structured_content
 from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
+from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
 from unicorn_hf.training.metadata import build_metadata, read_previous, write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
@@ -88,7 +96,9 @@ def main(
     set_trainable_parts(model, model_args, STAGE)
     peft_config = lora_config(model_args)
     if chat_template := chat_template_from_args(training_args):
-        processor.chat_template = processor.tokenizer.chat_template = chat_template  # saved with the processor
+        # Saved with the processor; structured content ([{"type": "image"}, {"type": "text", ...}]) works too.
+        wrapped = accept_structured_content(chat_template, processor.image_token)
+        processor.chat_template = processor.tokenizer.chat_template = wrapped
 
     # Data: rendered dialogues, loss on assistant turns; untrainable rows are dropped and counted.
     raw = load_train_split(script_args)
@@ -104,6 +114,15 @@ def main(
             where=f"{script_args.dataset_name} [{script_args.dataset_config}]",
         )
     trainer = build_trainer(model, processor, training_args, prepared.dataset, peft_config=peft_config)
+    carried = None
+    if model_args.image_tower_encoder is not None and trainer.accelerator.is_main_process:
+        # Before training: an encoder that cannot be carried is an error now, not after the run.
+        carried = prepare_image_tower(
+            model_args.image_tower_encoder,
+            model_args.image_tower_mean,
+            encoder_id=model.config.encoder_id,
+            has_image_mean=model.config.has_image_mean,
+        )
     parameters = count_parameters(trainer.model)
     logger.info("Trainable parameters: %d of %d", parameters["trainable"], parameters["total"])
     train_result = train(trainer, resume_from)
@@ -125,6 +144,8 @@ def main(
             processor.save_pretrained(output_dir)
     else:
         trainer.save_model(output_dir)
+    trainer.accelerator.wait_for_everyone()
+    image_tower = carry_image_tower(output_dir, carried) if carried is not None else None
 
     previous = read_previous(model_args.model_name_or_path) or {}
     record = build_metadata(
@@ -143,6 +164,7 @@ def main(
     )
     record["initialized_from"] = {"name_or_path": model_args.model_name_or_path, "revision": model_args.model_revision}
     record["chat_template_source"] = "yaml" if chat_template else "tokenizer"
+    record["image_tower"] = image_tower
     if trainer.accelerator.is_main_process:
         write_metadata(record, output_dir)
         trainer.create_model_card(
@@ -152,7 +174,8 @@ def main(
         )
     trainer.accelerator.wait_for_everyone()
     if training_args.push_to_hub:
-        if merged_lora:  # trainer.push_to_hub would save the adapters over the merged model first
+        # trainer.push_to_hub would save the trainer's model over the merged one / the one with the tower first
+        if merged_lora or model_args.image_tower_encoder is not None:
             if trainer.accelerator.is_main_process:
                 push_folder(output_dir, training_args.hub_model_id or Path(output_dir).name, repo_type="model")
         else:

@@ -2,7 +2,9 @@
 
 Same scripts, same recipe files and the same packaged real models; only sizes are overridden, so the artifacts a
 user gets are checked end to end: dataset folders that `load_dataset` reads, a checkpoint that
-`AutoModelForImageTextToText.from_pretrained` loads and that generates, and a model card that `ModelCard.load` parses.
+`AutoModelForImageTextToText.from_pretrained` loads and that generates, a checkpoint folder that answers about a real
+image through `pipeline("image-text-to-text", trust_remote_code=True)` with unicorn_hf not importable, and a model card
+that `ModelCard.load` parses.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -27,7 +30,7 @@ TRIMMED = {
     "pretrain": {"max_steps": 2, "logging_steps": 1},
     "sft": {"max_steps": 2, "logging_steps": 1},
     "sees": {"num_images": 8, "bootstrap_resamples": 200},
-    "evaluate": {"benchmarks": ["pope", "mmstar"], "max_samples": 2, "mean_modes": ["eval", "text"]},
+    "evaluate": {"benchmarks": ["pope", "mmstar"], "max_samples": 2, "mean_modes": ["eval", "image", "text"]},
 }
 
 
@@ -120,6 +123,72 @@ def test_checkpoint_loads_with_automodel_and_generates(quickstart_run):
     assert generated.shape[1] > inputs["input_ids"].shape[1]
 
 
+# transformers' pipeline on the SFT folder alone, with unicorn_hf not importable (the remote code the folder holds):
+# prints the answer and saves the first answer token's logits to argv[4].
+REMOTE_PIPELINE = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class BlockUnicornHF(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "unicorn_hf":
+                raise ImportError("unicorn_hf is deliberately not importable here")
+
+    sys.meta_path.insert(0, BlockUnicornHF())
+    sys.path.insert(0, sys.argv[5])  # tests/: the comparison helper, which imports torch and transformers only
+    import torch
+    from PIL import Image
+    from unicorn_fixtures.folder_pipeline import pipeline_answer
+
+    answer, logits = pipeline_answer(sys.argv[1], Image.open(sys.argv[2]), sys.argv[3], max_new_tokens=8,
+                                     trust_remote_code=True)
+    assert "unicorn_hf" not in sys.modules
+    torch.save(logits, sys.argv[4])
+    print("ANSWER:" + json.dumps(answer))
+    """
+)
+
+
+def test_the_sft_folder_answers_about_a_real_image_by_itself(quickstart_run, tmp_path):
+    """The quickstart's SFT checkpoint carries the encoder's image tower shifted by the stored image mean: the
+    pipeline on the folder alone gives the project's own answer (UnicornImageQA, mean="image") and logits."""
+    import torch
+
+    from unicorn_fixtures.folder_pipeline import project_answer
+    from unicorn_hf.assets import load_photograph
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+
+    config, _ = quickstart_run
+    outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
+    sft = outputs / "sft"
+    saved = {name: (sft / name).read_text() for name in ("config.json", "processor_config.json")}
+    assert json.loads(saved["config.json"])["image_tower_mean"] == "image"
+    assert json.loads(saved["config.json"])["vision_config"]["model_type"] == "timm_wrapper"
+    assert not any(str(outputs) in text or str(REPO) in text for text in saved.values())  # no machine path
+    record = json.loads((sft / "unicorn_training.json").read_text())["image_tower"]
+    assert record["class"] == "TimmWrapperForImageClassification" and record["mean"] == "image"
+
+    image_path, question = tmp_path / "cat.png", "What is in the image?"
+    load_photograph("chelsea").save(image_path)  # scikit-image's tabby cat, a real photograph
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_PIPELINE, str(sft), str(image_path), question, str(tmp_path / "logits.pt"),
+         str(REPO / "tests")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.split("ANSWER:", 1)[1])
+
+    from PIL import Image
+
+    qa = UnicornImageQA.from_pretrained(
+        sft, device="cpu", dtype="float32", encoder_batch_size=1, encoder=f"local-dir:{outputs / 'encoder'}"
+    )
+    expected, logits = project_answer(qa, Image.open(image_path), question, max_new_tokens=8)
+    assert answer == expected
+    # Two pixel paths (timm image processor + tower, open_clip preprocess + encode_image) in float32: 4e-5 measured.
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), logits, atol=5e-4, rtol=0)
+
+
 def test_model_card_parses_with_results(quickstart_run):
     from huggingface_hub import ModelCard
 
@@ -129,6 +198,10 @@ def test_model_card_parses_with_results(quickstart_run):
     results = card.data.eval_results or []
     assert {result.dataset_type for result in results} == {"fixture/pope", "fixture/mmstar"}
     assert all(isinstance(result.metric_value, float) for result in results)
+    # The transfer stored image_mean (packaged photographs), so evaluation's `image` mean mode ran, not skipped.
+    scored = json.loads((outputs / "eval" / "results.json").read_text())
+    image_mode = [row for row in scored["results"] if row["mean_mode"] == "image"]
+    assert image_mode and not any("skipped" in row for row in image_mode)
 
 
 def test_sees_stage_scores_sighted_and_blind_and_fills_the_card(quickstart_run):

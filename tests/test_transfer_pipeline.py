@@ -285,6 +285,22 @@ def test_recipe_with_image_mean_gives_the_ideal_form(inputs, tmp_path):
     assert "v = u - text_mean + image_mean" in (out / "README.md").read_text()
 
 
+def test_the_packaged_image_mean_source_is_photographs_no_evaluation_scores_on():
+    """`pkg://unscored-photographs` (the tiny transfer's image_mean_source): real photographs from the wheels, none of
+    them an evaluation fixture's."""
+    from unicorn_hf.assets import SKIMAGE_PHOTOGRAPHS, UNSCORED_PHOTOGRAPHS, packaged_images
+
+    scored = {photo.name for photo in SKIMAGE_PHOTOGRAPHS} | {"motorcycle_left", "motorcycle_right", "chelsea"}
+    assert not {Path(file).stem for _, file in UNSCORED_PHOTOGRAPHS} & scored
+    encoder = load_encoder(TINY, device="cpu", dtype="float32", batch_size=4, init_seed=42)
+    mean, count = pipeline.estimate_image_mean(encoder, "pkg://unscored-photographs", None, None)
+    images = packaged_images("pkg://unscored-photographs")
+    assert count == len(images) == len(UNSCORED_PHOTOGRAPHS) and all(image.mode == "RGB" for image in images)
+    torch.testing.assert_close(mean, encoder.encode_image(images).mean(0), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="Unknown packaged image set"):
+        packaged_images("pkg://nope")
+
+
 def test_sharded_source_recuts_row_groups_across_files(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

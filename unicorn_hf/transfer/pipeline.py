@@ -32,10 +32,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from datasets import Features, List, Value, load_dataset
+from datasets import Dataset, Features, Image, List, Value, load_dataset
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from unicorn_hf.assets import PACKAGED_SCHEME, packaged_images
 from unicorn_hf.drops import DropLog
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.encoders import PairedEncoder, load_encoder
@@ -160,9 +161,14 @@ def _read_metadata(path: Path) -> dict[str, str]:
 def estimate_image_mean(
     encoder: PairedEncoder, source: str, column: str | None, max_images: int | None
 ) -> tuple[torch.Tensor, int]:
-    """Mean [D] of the L2-normalised image embeddings of unlabeled images: an image folder (`imagefolder`), or a
-    dataset folder / Hub id with the images in `column`."""
-    if column is None:
+    """Mean [D] of the L2-normalised image embeddings of unlabeled images: an image folder (`imagefolder`), a
+    dataset folder / Hub id with the images in `column`, or a packaged set (`pkg://unscored-photographs`)."""
+    if source.startswith(PACKAGED_SCHEME):
+        if column is not None:
+            raise ValueError(f"image_mean_source {source!r} is a packaged image set; it takes no image_mean_column")
+        column = "image"
+        images = Dataset.from_dict({column: packaged_images(source)}, features=Features({column: Image()}))
+    elif column is None:
         if not Path(source).is_dir():
             raise ValueError(f"image_mean_source {source!r} is not a folder; name the image column of a dataset")
         images, column = load_dataset("imagefolder", data_dir=source, split="train"), "image"
