@@ -31,7 +31,7 @@ from unicorn_hf.preflight import check_reference
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
-from unicorn_hf.training.metadata import build_metadata, write_metadata
+from unicorn_hf.training.metadata import build_metadata, make_config_portable, write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
     build_pretrain_model,
@@ -89,6 +89,7 @@ def main(
     train_result = train(trainer, resume_from)
 
     # Save: one self-contained checkpoint (weights + statistics buffers + processor + remote code) and its record.
+    make_config_portable(model.config, training_args.output_dir)
     trainer.save_model(training_args.output_dir)
     text_config = model.config.text_config
     record = build_metadata(

@@ -33,7 +33,7 @@ from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
-from unicorn_hf.training.metadata import build_metadata, read_previous, write_metadata
+from unicorn_hf.training.metadata import build_metadata, make_config_portable, read_previous, write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
     build_trainer,
@@ -110,6 +110,7 @@ def main(
 
     # Save: a self-contained checkpoint in output_dir; with LoRA also the unmerged adapters.
     output_dir = training_args.output_dir
+    make_config_portable(model.config, output_dir)
     merged_lora = isinstance(trainer.model, PeftModel) and bool(model_args.merge_adapters)
     if merged_lora:
         trainer.save_model(os.path.join(output_dir, ADAPTER_DIR))
