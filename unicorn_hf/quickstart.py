@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from .paths import portable_command
 from .processes import parent_death_signal
 from .quickstart_report import StageResult, render_summary
 from .resources import bundled_dir, checkout_root, materialize
@@ -125,7 +126,8 @@ def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
             f"python {printable}"
         )
     output_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"command": printable, "seconds": round(seconds, 1)}, indent=2) + "\n")
+    recorded = portable_command(command[1:] if command[0] == sys.executable else command, output_dir)
+    marker.write_text(json.dumps({"command": recorded, "seconds": round(seconds, 1)}, indent=2) + "\n")
     logger.info("[%s] done in %.0fs -> %s", stage, seconds, output_dir)
     return StageResult(stage, printable, output_dir, seconds, collect_summary(output_dir))
 
