@@ -27,6 +27,7 @@ from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.paths import portable_path
 from unicorn_hf.preflight import check_reference
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
@@ -116,7 +117,7 @@ def main(
         write_metadata(record, training_args.output_dir)
         trainer.create_model_card(
             model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
-            dataset_name=script_args.dataset_name,
+            dataset_name=portable_path(script_args.dataset_name, training_args.output_dir),
             tags=["unicorn", "text-only-training", "image-text-to-text"],
         )
     trainer.accelerator.wait_for_everyone()

@@ -29,6 +29,7 @@ from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.paths import portable_path
 from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
@@ -148,7 +149,7 @@ def main(
         write_metadata(record, output_dir)
         trainer.create_model_card(
             model_name=os.path.basename(os.path.normpath(output_dir)),
-            dataset_name=script_args.dataset_name,
+            dataset_name=portable_path(script_args.dataset_name, output_dir),
             tags=["unicorn", "text-only-training", "image-text-to-text"],
         )
     trainer.accelerator.wait_for_everyone()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from .paths import portable_command
+from .paths import portable_command, portable_record
 from .processes import parent_death_signal
 from .quickstart_report import StageResult, render_summary
 from .resources import bundled_dir, checkout_root, materialize
@@ -147,7 +147,8 @@ def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
             ],
         }
         Path(args.summary_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_file).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        payload = portable_record(json.loads(json.dumps(payload, default=str)), Path(args.summary_file).parent)
+        Path(args.summary_file).write_text(json.dumps(payload, indent=2) + "\n")
     return results
 
 
