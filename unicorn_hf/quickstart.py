@@ -138,16 +138,18 @@ def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
     total = time.perf_counter() - start
     render_summary(results, total)
     if args.summary_file:
+        folder = Path(args.summary_file).parent  # paths in the summary as `unicorn_hf.paths` writes them
         payload = {
             "total_seconds": round(total, 1),
             "stages": [
-                {"name": r.name, "command": r.command, "output_dir": str(r.output_dir), "seconds": r.seconds}
+                {"name": r.name, "command": portable_command(shlex.split(r.command), folder)}
+                | {"output_dir": str(r.output_dir), "seconds": r.seconds}
                 | {"summary": r.summary}
                 for r in results
             ],
         }
-        Path(args.summary_file).parent.mkdir(parents=True, exist_ok=True)
-        payload = portable_record(json.loads(json.dumps(payload, default=str)), Path(args.summary_file).parent)
+        folder.mkdir(parents=True, exist_ok=True)
+        payload = portable_record(json.loads(json.dumps(payload, default=str)), folder)
         Path(args.summary_file).write_text(json.dumps(payload, indent=2) + "\n")
     return results
 
