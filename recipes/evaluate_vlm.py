@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import shutil
 import sys
 import time
@@ -44,6 +43,7 @@ from unicorn_hf.evaluation.config import EvalArguments, EvalDataArguments, EvalM
 from unicorn_hf.evaluation.inference import MEAN_MODE_DESCRIPTIONS, MEAN_MODES, UnicornImageQA  # noqa: E402
 from unicorn_hf.evaluation.scorers import score  # noqa: E402
 from unicorn_hf.logging_utils import setup_logging  # noqa: E402
+from unicorn_hf.paths import portable_command, portable_record  # noqa: E402
 from unicorn_hf.preflight import check_encoder_spec, check_reference, check_unicorn_config  # noqa: E402
 from unicorn_hf.training.metadata import package_versions  # noqa: E402
 
@@ -205,9 +205,10 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
         "versions": package_versions(_PACKAGES),
         "device": model_args.device,
         "dtype": model_args.dtype,
-        "command": f"python {shlex.join(sys.argv)}",
+        "command": f"python {portable_command(sys.argv, output_dir)}",
         "runtime_s": round(time.perf_counter() - start, 1),
     }
+    summary = portable_record(summary, output_dir)  # the checkpoint and prediction files, as a record names them
     (output_dir / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     logger.info("Wrote %s: %s", output_dir / RESULTS_FILE, json.dumps(summary["headline"]))
 

@@ -27,11 +27,12 @@ from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.paths import portable_path
 from unicorn_hf.preflight import check_reference
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
-from unicorn_hf.training.metadata import build_metadata, write_metadata
+from unicorn_hf.training.metadata import build_metadata, make_config_portable, write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
     build_pretrain_model,
@@ -89,6 +90,7 @@ def main(
     train_result = train(trainer, resume_from)
 
     # Save: one self-contained checkpoint (weights + statistics buffers + processor + remote code) and its record.
+    make_config_portable(model.config, training_args.output_dir)
     trainer.save_model(training_args.output_dir)
     text_config = model.config.text_config
     record = build_metadata(
@@ -115,7 +117,7 @@ def main(
         write_metadata(record, training_args.output_dir)
         trainer.create_model_card(
             model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
-            dataset_name=script_args.dataset_name,
+            dataset_name=portable_path(script_args.dataset_name, training_args.output_dir),
             tags=["unicorn", "text-only-training", "image-text-to-text"],
         )
     trainer.accelerator.wait_for_everyone()

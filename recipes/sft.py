@@ -36,12 +36,13 @@ from trl import SFTTrainer, TrlParser
 from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.modeling.processing_unicorn import accept_structured_content
+from unicorn_hf.paths import portable_path
 from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
-from unicorn_hf.training.metadata import build_metadata, read_previous, write_metadata
+from unicorn_hf.training.metadata import build_metadata, make_config_portable, read_previous, write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
     build_trainer,
@@ -129,6 +130,7 @@ def main(
 
     # Save: a self-contained checkpoint in output_dir; with LoRA also the unmerged adapters.
     output_dir = training_args.output_dir
+    make_config_portable(model.config, output_dir)
     merged_lora = isinstance(trainer.model, PeftModel) and bool(model_args.merge_adapters)
     if merged_lora:
         trainer.save_model(os.path.join(output_dir, ADAPTER_DIR))
@@ -169,7 +171,7 @@ def main(
         write_metadata(record, output_dir)
         trainer.create_model_card(
             model_name=os.path.basename(os.path.normpath(output_dir)),
-            dataset_name=script_args.dataset_name,
+            dataset_name=portable_path(script_args.dataset_name, output_dir),
             tags=["unicorn", "text-only-training", "image-text-to-text"],
         )
     trainer.accelerator.wait_for_everyone()

@@ -54,8 +54,11 @@ def test_folder_loads_with_plain_open_clip_offline(tiny_encoder, emoji_image, mo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = json.loads((tiny_encoder / "open_clip_config.json").read_text())
     assert config["model_cfg"]["vision_cfg"]["timm_model_pretrained"] is False
-    assert Path(config["model_cfg"]["text_cfg"]["hf_model_name"]) == tiny_encoder.resolve()
-    spec = f"local-dir:{tiny_encoder}"
+    # The text tower is the folder itself, named relative to it: plain open_clip loads it from inside the folder.
+    assert config["model_cfg"]["text_cfg"]["hf_model_name"] == config["model_cfg"]["text_cfg"]["hf_tokenizer_name"]
+    assert config["model_cfg"]["text_cfg"]["hf_model_name"] == "."
+    monkeypatch.chdir(tiny_encoder)
+    spec = "local-dir:."
     model, _, preprocess = open_clip.create_model_and_transforms(spec)
     tokenizer = open_clip.get_tokenizer(spec)
     with torch.no_grad():
@@ -143,21 +146,50 @@ def test_image_tower_is_the_packaged_imagenet_network():
         assert torch.allclose(encoder.visual.trunk(pixels), reference(pixels), atol=1e-4)
 
 
-def test_a_copied_folder_is_the_same_encoder(tiny_encoder, emoji_image, tmp_path):
-    """Issue 15: the folder's config names its text tower by the absolute path it was written at; the transfer
-    interface loads a copy (another clone, a moved checkout) from the copy itself, and names both by content."""
+def test_a_copied_folder_loads_after_the_original_moves_away(tiny_encoder, emoji_image, tmp_path):
+    """Issue 15: nothing in the folder names where it was written. A copy in another clone loads, through plain
+    open_clip's loader (`load_encoder_folder`) and the transfer interface, once the first clone has moved away, and
+    is the same encoder (same id, same embeddings)."""
+    import shutil
+
+    from unicorn_hf.encoder import load_encoder_folder
+    from unicorn_hf.transfer.encoders import load_encoder
+
+    original = load_encoder(f"local-dir:{tiny_encoder}", device="cpu", dtype="float32", batch_size=8)
+    texts = ["an emoji of dog face", "an emoji of pizza"]
+    expected_texts, expected_images = original.encode_text(texts), original.encode_image([emoji_image])
+    first_clone = shutil.copytree(tiny_encoder, tmp_path / "clone-1" / "encoder")
+    for path in first_clone.iterdir():
+        if path.suffix in (".json", ".md", ".txt", ".yaml"):
+            assert str(tiny_encoder) not in path.read_text() and str(tmp_path) not in path.read_text(), path
+    second_clone = shutil.copytree(first_clone, tmp_path / "clone-2" / "encoder")
+    (tmp_path / "clone-1").rename(tmp_path / "moved-away")
+
+    copied = load_encoder(f"local-dir:{second_clone}", device="cpu", dtype="float32", batch_size=8)
+    assert copied.id == original.id and str(tmp_path) not in json.dumps(copied.spec.to_dict())
+    torch.testing.assert_close(copied.encode_text(texts), expected_texts)
+    torch.testing.assert_close(copied.encode_image([emoji_image]), expected_images)
+    model, preprocess, tokenizer = load_encoder_folder(second_clone)
+    with torch.no_grad():
+        texts_again = model.encode_text(tokenizer(texts), normalize=True)  # [2, D]
+        images_again = model.encode_image(preprocess(emoji_image.convert("RGB"))[None], normalize=True)  # [1, D]
+    torch.testing.assert_close(texts_again, expected_texts)
+    torch.testing.assert_close(images_again, expected_images)
+
+
+def test_a_folder_written_with_an_absolute_text_tower_path_still_loads(tiny_encoder, tmp_path):
+    """Folders written before the tower was named "." hold the absolute path of the machine that wrote them; the
+    loaders point the tower at the folder itself, and the id (a content fingerprint) does not change."""
     import shutil
 
     from unicorn_hf.transfer.encoders import load_encoder
 
     original = load_encoder(f"local-dir:{tiny_encoder}", device="cpu", dtype="float32", batch_size=8)
-    copy = shutil.copytree(tiny_encoder, tmp_path / "elsewhere" / "encoder")
+    copy = shutil.copytree(tiny_encoder, tmp_path / "old" / "encoder")
     config = json.loads((copy / "open_clip_config.json").read_text())
-    for key in ("hf_model_name", "hf_tokenizer_name"):  # as if the clone that wrote it had moved away
-        config["model_cfg"]["text_cfg"][key] = str(tmp_path / "moved-away")
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        config["model_cfg"]["text_cfg"][key] = str(tmp_path / "gone")
     (copy / "open_clip_config.json").write_text(json.dumps(config))
     copied = load_encoder(f"local-dir:{copy}", device="cpu", dtype="float32", batch_size=8)
-    assert copied.id == original.id and str(tiny_encoder) not in json.dumps(copied.spec.to_dict())
-    texts = ["an emoji of dog face", "an emoji of pizza"]
-    torch.testing.assert_close(copied.encode_text(texts), original.encode_text(texts))
-    torch.testing.assert_close(copied.encode_image([emoji_image]), original.encode_image([emoji_image]))
+    assert copied.id == original.id
+    torch.testing.assert_close(copied.encode_text(["an emoji of pizza"]), original.encode_text(["an emoji of pizza"]))

@@ -53,21 +53,28 @@ def run_installed(site: Path, cwd: Path, code: str, *args: str) -> subprocess.Co
     )  # fmt: skip
 
 
-def test_wheel_ships_recipes_configs_and_templates(installed):
+def _tracked(*folders: str) -> list[str]:
+    """The files git tracks under `folders` of the checkout (what a wheel built from a clone must carry)."""
+    listing = subprocess.run(["git", "ls-files", *folders], cwd=REPO, capture_output=True, text=True, check=False)
+    if listing.returncode != 0:
+        pytest.skip("not a git checkout: the tracked files cannot be listed")
+    return listing.stdout.split()
+
+
+def test_wheel_ships_recipes_configs_templates_and_the_remote_code(installed):
+    """Every tracked file of recipes/, accelerate_configs/ and model_cards/ is in the wheel as
+    `unicorn_hf/_<folder>/...` (a recipe file added without a package-data pattern fails here), and so are the
+    library's data files and the three remote-code modules a checkpoint ships."""
     package = installed / "unicorn_hf"
-    for path in (
-        "_recipes/quickstart.py",
-        "_recipes/evaluate_vlm.py",
-        "_recipes/tiny/quickstart.yaml",
-        "_recipes/tiny/seeds.jsonl",
-        "_recipes/unicorn-8b/sft.yaml",
-        "_accelerate_configs/cpu.yaml",
-        "_model_cards/model_card.md",
-        "synthesis/prompts/detailed_caption.txt",
-        "transfer/model_configs/unicorn-tiny-clip.json",
-        "evaluation/metrics/pope/pope.py",
-    ):
-        assert (package / path).is_file(), path
+    bundled = _tracked("recipes", "accelerate_configs", "model_cards")
+    assert len(bundled) > 20 and "recipes/tiny/quickstart.yaml" in bundled
+    missing = [path for path in bundled if not (package / f"_{path}").is_file()]
+    assert not missing, f"tracked but not in the wheel (setup.py PACKAGE_DATA): {missing}"
+    library = [path for path in _tracked("unicorn_hf") if path.startswith("unicorn_hf/")]
+    missing = [path for path in library if not (installed / path).is_file()]
+    assert not missing, f"library files not in the wheel: {missing}"
+    for module in ("configuration_unicorn.py", "modeling_unicorn.py", "processing_unicorn.py"):  # remote code
+        assert (package / "modeling" / module).is_file(), module
     assert (
         not (package / "training" / "synthetic.py").exists() and not (package / "evaluation" / "testing.py").exists()
     )

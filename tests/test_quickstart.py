@@ -10,6 +10,7 @@ that `ModelCard.load` parses.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,8 @@ from datasets import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny"
+# What a stage writes that a person or a loader reads as text: none of it may name a path of this machine.
+TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".yaml", ".yml", ".jinja", ".txt", ".py", ".csv")
 
 # Per stage: the fields set smaller than recipes/tiny (everything else is the shipped recipe).
 TRIMMED = {
@@ -225,3 +228,42 @@ def test_rerun_skips_finished_stages(quickstart_run):
     summary = json.loads(Path(recipe["summary_file"]).read_text())
     assert all(stage["seconds"] is None for stage in summary["stages"])  # None = skipped, finished earlier
     assert again.stdout.count("skipping") + again.stderr.count("skipping") == len(recipe["stages"])
+
+
+def test_nothing_written_holds_a_path_of_this_machine(quickstart_run):
+    """Issue 15: the trimmed run reads and writes absolute paths (the recipe, the outputs and the checkout's seed
+    file), yet no text file of any stage names the run's folder, the checkout, the environment or the model cache."""
+    config, _ = quickstart_run
+    outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
+    machine = {str(config.parent.parent.resolve()), str(REPO), sys.prefix, str(Path.home() / ".cache")}
+    offenders = []
+    for path in sorted(outputs.rglob("*")):
+        # distilabel's own resume cache (inside a synthesis output_dir, never published) records its absolute paths
+        if path.is_file() and path.suffix in TEXT_SUFFIXES and ".distilabel_cache" not in path.parts:
+            text = path.read_text(errors="replace")
+            offenders += [f"{path.relative_to(outputs)}: {place}" for place in sorted(machine) if place in text]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_checkpoint_loads_from_a_copy_after_the_original_moves_away(quickstart_run, tmp_path):
+    """The SFT checkpoint copied to another clone (its encoder folder beside it, at `<checkpoint>/encoder`, where
+    evaluation finds it by content) answers about a real image once the original outputs have moved away. Runs last:
+    it moves the module's outputs and puts them back."""
+    from unicorn_hf.assets import load_photograph
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+
+    config, _ = quickstart_run
+    outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
+    copy = shutil.copytree(outputs / "sft", tmp_path / "clone" / "sft")
+    shutil.copytree(outputs / "encoder", copy / "encoder")
+    moved = outputs.with_name(f"{outputs.name}-moved-away")
+    outputs.rename(moved)
+    try:
+        qa = UnicornImageQA.from_pretrained(copy, device="cpu", dtype="float32", encoder_batch_size=2)
+        assert qa.encoder.id == qa.model.config.encoder_id and qa.encoder.local_path == (copy / "encoder").resolve()
+        (answer,) = qa.answer(
+            [load_photograph("chelsea")], ["What is shown?"], mean="text", batch_size=1, max_new_tokens=4
+        )
+        assert isinstance(answer, str)
+    finally:
+        moved.rename(outputs)

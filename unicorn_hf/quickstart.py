@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from .paths import portable_command, portable_record
 from .processes import parent_death_signal
 from .quickstart_report import StageResult, render_summary
 from .resources import bundled_dir, checkout_root, materialize
@@ -125,7 +126,8 @@ def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
             f"python {printable}"
         )
     output_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"command": printable, "seconds": round(seconds, 1)}, indent=2) + "\n")
+    recorded = portable_command(command[1:] if command[0] == sys.executable else command, output_dir)
+    marker.write_text(json.dumps({"command": recorded, "seconds": round(seconds, 1)}, indent=2) + "\n")
     logger.info("[%s] done in %.0fs -> %s", stage, seconds, output_dir)
     return StageResult(stage, printable, output_dir, seconds, collect_summary(output_dir))
 
@@ -136,16 +138,19 @@ def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
     total = time.perf_counter() - start
     render_summary(results, total)
     if args.summary_file:
+        folder = Path(args.summary_file).parent  # paths in the summary as `unicorn_hf.paths` writes them
         payload = {
             "total_seconds": round(total, 1),
             "stages": [
-                {"name": r.name, "command": r.command, "output_dir": str(r.output_dir), "seconds": r.seconds}
+                {"name": r.name, "command": portable_command(shlex.split(r.command), folder)}
+                | {"output_dir": str(r.output_dir), "seconds": r.seconds}
                 | {"summary": r.summary}
                 for r in results
             ],
         }
-        Path(args.summary_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_file).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        folder.mkdir(parents=True, exist_ok=True)
+        payload = portable_record(json.loads(json.dumps(payload, default=str)), folder)
+        Path(args.summary_file).write_text(json.dumps(payload, indent=2) + "\n")
     return results
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from unicorn_hf.drops import DropLog
 from unicorn_hf.encoder.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
 from unicorn_hf.hub import write_card
+from unicorn_hf.paths import portable_record
 
 
 LICENCES = "\n".join(
@@ -39,10 +40,21 @@ concepts those pairs cover; expect far weaker open-domain retrieval than CLIP.
 
 ## Load it
 
+From anywhere, with unicorn-hf installed (the folder may be copied or moved: nothing in it names where it was
+written):
+
 ```python
-import open_clip  # HF_HUB_OFFLINE=1 is fine: nothing is fetched
-model, _, preprocess = open_clip.create_model_and_transforms("local-dir:{folder}")
-tokenizer = open_clip.get_tokenizer("local-dir:{folder}")
+from unicorn_hf.encoder import load_encoder_folder
+model, preprocess, tokenizer = load_encoder_folder("path/to/this/folder")
+```
+
+With plain open_clip (HF_HUB_OFFLINE=1 is fine: nothing is fetched), from inside this folder: its config names the
+text tower `"."`, the folder itself, and open_clip resolves that against the working directory.
+
+```python
+import open_clip
+model, _, preprocess = open_clip.create_model_and_transforms("local-dir:.")
+tokenizer = open_clip.get_tokenizer("local-dir:.")
 ```
 
 ## Architecture
@@ -110,7 +122,6 @@ def render_encoder_card(
 
     timings = metrics["timings"]
     return TEMPLATE.format(
-        folder=Path(folder).resolve(),
         embed_dim=model_args.embed_dim,
         image_tower=model_args.image_tower,
         image_proj=model_args.image_proj,
@@ -138,7 +149,13 @@ def render_encoder_card(
         reload=metrics["reload_max_abs_diff"],
         licences=LICENCES,
         arguments=json.dumps(
-            {**asdict(model_args), **asdict(data_args), **asdict(training_args)}, indent=2, default=str
+            portable_record(
+                json.loads(
+                    json.dumps({**asdict(model_args), **asdict(data_args), **asdict(training_args)}, default=str)
+                ),
+                folder,
+            ),
+            indent=2,
         ),
     )
 

@@ -1,14 +1,15 @@
 """The LiT-style encoder as a plain open_clip model: timm image tower + HF text tower, each with a projection.
 
-The model is an open_clip *custom config* (`CustomTextCLIP`), so the saved folder loads with nothing but
+The model is an open_clip *custom config* (`CustomTextCLIP`). The folder holds `open_clip_config.json`,
+`open_clip_model.safetensors` (the *full* state dict, so timm never fetches pretrained weights at load), and the text
+tower's `config.json` + tokenizer files. open_clip always reads a `local-dir:` model's tokenizer from the folder, but
+builds the HF text tower from `text_cfg.hf_model_name` as a path of its own; the saved config names it `"."` (the
+folder itself, `TEXT_TOWER_HERE`), never the absolute path it was written at, so a copied or moved folder is the
+same encoder. `load_encoder_folder` (and `unicorn_hf.transfer.encoders.load_encoder("local-dir:<folder>")`) point
+it at the folder wherever it is; plain open_clip loads it from inside the folder, with HF_HUB_OFFLINE=1:
 
-    model, _, preprocess = open_clip.create_model_and_transforms("local-dir:<folder>")
-    tokenizer = open_clip.get_tokenizer("local-dir:<folder>")
-
-with HF_HUB_OFFLINE=1. The folder holds `open_clip_config.json`, `open_clip_model.safetensors` (the *full* state
-dict, so timm never fetches pretrained weights at load), and the text tower's `config.json` + tokenizer files:
-open_clip builds the HF text tower from `text_cfg.hf_model_name` (set to the folder itself) and always reads the
-tokenizer of a `local-dir:` model from the folder.
+    model, _, preprocess = open_clip.create_model_and_transforms("local-dir:.")
+    tokenizer = open_clip.get_tokenizer("local-dir:.")
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from safetensors.torch import save_file
 
 from unicorn_hf.encoder.config import EncoderModelArguments
 from unicorn_hf.encoder.towers import load_image_trunk_weights, resolve
+from unicorn_hf.transfer.encoders import text_tower_in_folder
 
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"  # one of the names open_clip's `_find_checkpoint_in_dir` looks for
 PROJECTIONS_FILE = "projections.safetensors"  # only the trained part (heads + logit scale), a few MB
+# `text_cfg.hf_model_name` / `hf_tokenizer_name` of a saved folder: the folder itself, whatever path it is at.
+TEXT_TOWER_HERE = "."
 _TEXT_TOWER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
@@ -101,9 +105,10 @@ def save_encoder(model: CustomTextCLIP, config: dict, model_args: EncoderModelAr
         if (source / name).is_file():
             shutil.copy2(source / name, output_dir / name)
     saved = json.loads(json.dumps(config))
-    # The HF tower config now lives in the folder itself, so loading needs neither the package nor a hub.
-    saved["model_cfg"]["text_cfg"]["hf_model_name"] = str(output_dir.resolve())
-    saved["model_cfg"]["text_cfg"]["hf_tokenizer_name"] = str(output_dir.resolve())
+    # The HF tower config now lives in the folder itself, so loading needs neither the package nor a hub; it is named
+    # relative to the folder, so that nothing in it depends on where the folder was written.
+    saved["model_cfg"]["text_cfg"]["hf_model_name"] = TEXT_TOWER_HERE
+    saved["model_cfg"]["text_cfg"]["hf_tokenizer_name"] = TEXT_TOWER_HERE
     (output_dir / CONFIG_FILE).write_text(json.dumps(saved, indent=2) + "\n")
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(output_dir / WEIGHTS_FILE))
@@ -114,7 +119,8 @@ def save_encoder(model: CustomTextCLIP, config: dict, model_args: EncoderModelAr
 
 
 def load_encoder_folder(folder: str | Path):
-    """(model, preprocess, tokenizer) exactly as any open_clip user loads the folder."""
-    spec = f"local-dir:{Path(folder).resolve()}"
-    model, _, preprocess = open_clip.create_model_and_transforms(spec)
+    """(model, preprocess, tokenizer) as open_clip loads the folder, its text tower read from the folder itself."""
+    folder = Path(folder).resolve()
+    spec = f"local-dir:{folder}"
+    model, _, preprocess = open_clip.create_model_and_transforms(spec, **text_tower_in_folder(folder))
     return model.eval(), preprocess, open_clip.get_tokenizer(spec)

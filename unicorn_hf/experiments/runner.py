@@ -40,6 +40,7 @@ from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import most_frequent_answer
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
+from unicorn_hf.paths import portable_record
 
 
 logger = logging.getLogger(__name__)
@@ -121,11 +122,12 @@ class Experiment:
         config["output_dir"] = str(output_dir)
         if stage in ("pretrain", "sft") and self.args.max_steps is not None:
             config["max_steps"] = self.args.max_steps
+        recorded = portable_record(config, output_dir)  # `.done` holds no path of this machine
         if _done(output_dir):
             finished = json.loads((output_dir / DONE).read_text()).get("config")
-            if finished != config:
+            if finished != recorded:
                 changed = sorted(
-                    k for k in set(config) | set(finished or {}) if (finished or {}).get(k) != config.get(k)
+                    k for k in set(recorded) | set(finished or {}) if (finished or {}).get(k) != recorded.get(k)
                 )
                 raise ValueError(
                     f"{output_dir} was finished with other settings ({changed}): results would mix two "
@@ -140,7 +142,7 @@ class Experiment:
         command += ["--config", str(effective)]
         logger.info("running %s", " ".join(command))
         subprocess.run(command, check=True)
-        _mark_done(output_dir, {"command": command, "config": config})
+        _mark_done(output_dir, {"command": portable_record(command, output_dir), "config": recorded})
         return output_dir
 
     # ---- shared: pairs, splits, encoder, image embeddings ---------------------------------------------------------

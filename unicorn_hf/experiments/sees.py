@@ -21,6 +21,7 @@ from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_differenc
 from unicorn_hf.experiments.config import EvaluationMode
 from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import score_checkpoint
+from unicorn_hf.paths import portable_record
 
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def run_sees(args: SeesArguments) -> dict:
     gap = summary["blind_zero"]["sighted_minus_this"]
     results = {
         "question": "Does the model answer from the image? Held-out real images, sighted against blind.",
-        "arguments": asdict(args),
+        "arguments": portable_record(asdict(args), args.output_dir),
         "num_images": len(pairs),
         "num_questions": len(questions),
         "summary": summary,

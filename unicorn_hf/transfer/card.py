@@ -7,6 +7,7 @@ from pathlib import Path
 
 from unicorn_hf.drops import DropLog
 from unicorn_hf.hub import configs_metadata, write_card
+from unicorn_hf.paths import portable_path
 from unicorn_hf.transfer.config import TransferArguments
 from unicorn_hf.transfer.diagnostics import PLOT_FILE
 from unicorn_hf.transfer.statistics import STATS_JSON, STATS_TENSORS, TransferStatistics
@@ -57,9 +58,9 @@ def write_transfer_card(
     ]
     if random_weights:
         lines += ["> **The encoder has random weights**: these embeddings only exercise the pipeline.", ""]
-    inputs = f"captions `{args.captions_path}`"
+    inputs = f"captions `{portable_path(args.captions_path, out)}`"
     if args.instructions_path is not None:
-        inputs += f", instructions `{args.instructions_path}`"
+        inputs += f", instructions `{portable_path(args.instructions_path, out)}`"
     lines += [
         f"Inputs: {inputs}.",
         "",

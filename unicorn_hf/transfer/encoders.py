@@ -46,8 +46,9 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 
 
-# open_clip configs of folders built from a transformers text tower name that tower by the folder's own absolute path;
-# it is not part of what the encoder *is*, so it is left out of the fingerprint and re-pointed at the folder on load.
+# open_clip configs of folders built from a transformers text tower name that tower by a path (the project's own
+# encoder writes ".", the folder itself; folders written before named their absolute path): it is not part of what
+# the encoder *is*, so it is left out of the fingerprint and re-pointed at the folder on load.
 _PATH_FIELDS = ("hf_model_name", "hf_tokenizer_name")
 _FINGERPRINT_CHARS = 16  # shown in ids; the spec keeps the full sha256
 _CHUNK = 1 << 20
@@ -240,9 +241,12 @@ class PairedEncoder(ABC):
         return F.normalize(out, dim=-1)
 
 
-def _text_tower_here(folder: Path) -> dict:
-    """open_clip keyword overrides that load a transformers text tower from `folder` itself: the folder's config names
-    it by the absolute path it was written at, which is wrong once the folder is copied or the clone moves."""
+def text_tower_in_folder(folder: Path) -> dict:
+    """open_clip keyword overrides (for `create_model_and_transforms`) that load a transformers text tower from
+    `folder` itself: open_clip resolves the config's `text_cfg.hf_model_name` against the working directory, and a
+    folder may name it "." (relative to the folder) or, written by an older version, by an absolute path of the
+    machine that wrote it. {} where the folder has no transformers text tower of its own."""
+    folder = Path(folder).resolve()
     config = json.loads((folder / "open_clip_config.json").read_text())
     text_cfg = dict(config.get("model_cfg", {}).get("text_cfg", {}))
     if "hf_model_name" not in text_cfg or not (folder / "config.json").is_file():
@@ -278,7 +282,7 @@ class OpenClipEncoder(PairedEncoder):
                 raise ValueError(f"`pretrained` ({pretrained!r}) is ignored by open_clip for {model_name!r}; drop it")
             model_name = f"{LOCAL_DIR_PREFIX}{folder}"
             random_init = not any(path.suffix in _WEIGHT_SUFFIXES for path in folder.iterdir())
-            model_kwargs = _text_tower_here(folder)
+            model_kwargs = text_tower_in_folder(folder)
             self.local_path = folder
             spec = EncoderSpec(
                 "open_clip",

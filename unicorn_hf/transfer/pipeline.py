@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from unicorn_hf.assets import PACKAGED_SCHEME, packaged_images
 from unicorn_hf.drops import DropLog
+from unicorn_hf.paths import portable_record
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.encoders import PairedEncoder, load_encoder
 from unicorn_hf.transfer.sources import ShardedSource
@@ -331,8 +332,10 @@ def write_instructions(
 
 
 def _run_record(encoder: PairedEncoder, args: TransferArguments, sources: dict[str, ShardedSource]) -> dict:
+    """`transfer_run.json`: encoder, arguments (paths as `unicorn_hf.paths.portable_path` writes them) and inputs."""
     record = {"encoder_id": encoder.id, "dim": encoder.dim}
-    record["arguments"] = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "overwrite")}
+    arguments = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "overwrite")}
+    record["arguments"] = portable_record(arguments, args.output_dir)
     record["inputs"] = {name: {"num_rows": len(src), "fingerprint": src.fingerprint} for name, src in sources.items()}
     return record
 

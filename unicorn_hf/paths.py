@@ -1,0 +1,94 @@
+"""Paths in what a stage writes: never a path of the machine it ran on.
+
+A record (`transfer_run.json`, `unicorn_training.json`, a `config.json`, a card) names the files and folders a stage
+read as the user wrote them, so that a folder copied to another clone, or read on another machine, says the same
+thing and holds nothing of the first one. `portable_path` turns one path into that form:
+
+- a relative path, a Hub id or a `pkg://` name: unchanged (relative paths are relative to the working directory, as
+  the user wrote them);
+- an absolute path inside the working directory: relative to it (what the user could have written);
+- the folder the record is written into, or a path inside it: `<output_dir>`, `<output_dir>/checkpoint-2`;
+- any other absolute path (another tree of the machine): its name and the sha256 of its content,
+  `name@sha256:<16 hex>`, as the encoder spec names a local encoder, so that a record still tells two inputs apart.
+
+`portable_record` applies it to every absolute path in a JSON-like record, `portable_command` to a command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+
+OUTPUT_DIR_MARKER = "<output_dir>"  # the folder the record is written into
+_FINGERPRINT_CHARS = 16  # as in the encoder's id; enough to tell two files apart in a record
+_CHUNK = 1 << 20
+
+
+def _is_absolute_path(text: str) -> bool:
+    """True for a string that is an absolute (or `~`) path of this machine, not a Hub id, URL or free text."""
+    if not text or "://" in text or any(char.isspace() for char in text):
+        return False
+    return os.path.isabs(text) or text == "~" or text.startswith("~/")
+
+
+def content_fingerprint(path: Path) -> str:
+    """sha256 over a file's bytes, or over a folder's files (relative name and bytes, in name order)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update((file.name if file == path else file.relative_to(path).as_posix()).encode())
+        with file.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def portable_path(path: str | os.PathLike, start: str | os.PathLike) -> str:
+    """`path` as a record stores it (see the module docstring); `start` is the folder the record is written into."""
+    text = os.fspath(path)
+    if not _is_absolute_path(text):
+        return text
+    absolute = Path(text).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if absolute.is_relative_to(cwd):
+        return absolute.relative_to(cwd).as_posix()
+    start = Path(start).expanduser().resolve()
+    if absolute == start:
+        return OUTPUT_DIR_MARKER
+    if absolute.is_relative_to(start):
+        return f"{OUTPUT_DIR_MARKER}/{absolute.relative_to(start).as_posix()}"
+    if absolute.exists():
+        return f"{absolute.name}@sha256:{content_fingerprint(absolute)[:_FINGERPRINT_CHARS]}"
+    return absolute.name
+
+
+def portable_record(record, start: str | os.PathLike):
+    """A copy of a JSON-like record (dicts, lists, tuples, strings) with every absolute path made portable."""
+    if isinstance(record, dict):
+        return {key: portable_record(value, start) for key, value in record.items()}
+    if isinstance(record, list | tuple):
+        return [portable_record(value, start) for value in record]
+    if isinstance(record, str | os.PathLike) and not isinstance(record, str):
+        record = os.fspath(record)
+    if isinstance(record, str) and _is_absolute_path(record):
+        return portable_path(record, start)
+    return record
+
+
+def portable_command(argv: Sequence[str], start: str | os.PathLike) -> str:
+    """A command line (shell-quoted) with absolute paths made portable, `--flag=/path` forms included."""
+    words = []
+    for word in argv:
+        flag, equals, value = word.partition("=")
+        if equals and flag.startswith("-") and _is_absolute_path(value):
+            words.append(f"{flag}={portable_path(value, start)}")
+        else:
+            words.append(portable_path(word, start) if _is_absolute_path(word) else word)
+    return shlex.join(words)
+
+
+__all__ = ["OUTPUT_DIR_MARKER", "content_fingerprint", "portable_command", "portable_path", "portable_record"]
