@@ -16,7 +16,17 @@ BUNDLED = {
 # are data, not packages: each pattern is relative to the bundled folder.
 PACKAGE_DATA = {
     "unicorn_hf": ["synthesis/prompts/*.txt", "evaluation/metrics/*/*.py", "transfer/model_configs/*.json"],
-    "unicorn_hf._recipes": ["*.py", "*/*.yaml", "*/*.jsonl", "*/*.md", "*/*/*.yaml", "*/*/*.py", "*/*/*.md"],
+    "unicorn_hf._recipes": [
+        "*.py",
+        "*/*.yaml",
+        "*/*.jsonl",
+        "*/*.md",
+        "*/*/*.yaml",
+        "*/*/*.py",
+        "*/*/*.md",
+        "*/*/*/*.yaml",  # experiments/<name>/<budget>/ (e.g. does_it_see/gpu/)
+        "*/*/results/*/*",  # experiments/<name>/results/<run>/: what a recorded run wrote (scores, logs, YAMLs)
+    ],
     "unicorn_hf._accelerate_configs": ["*.yaml"],
     "unicorn_hf._model_cards": ["*.md"],
 }

@@ -18,6 +18,7 @@ from unicorn_fixtures.evaluation import build_tiny_checkpoint, write_tiny_open_c
 from unicorn_hf.assets import photographs
 from unicorn_hf.evaluation.benchmarks import BENCHMARKS
 from unicorn_hf.evaluation.inference import UnicornImageQA, make_pipeline
+from unicorn_hf.paths import resolve_recorded_path
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,7 +178,9 @@ def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatc
     expected_counts = {"pope": 2, "mme": 2, "scienceqa_img": 2, "mmbench": 2 * 4, "mmstar": 2}
     for entry in scored:
         assert entry["num_examples"] == expected_counts[entry["benchmark"]]
-        records = [json.loads(line) for line in Path(entry["predictions"]).read_text().splitlines()]
+        assert entry["predictions"].startswith("<output_dir>/predictions/")  # no path of this machine (issue 15)
+        predictions = resolve_recorded_path(entry["predictions"], output_dir)
+        records = [json.loads(line) for line in predictions.read_text().splitlines()]
         assert len(records) == entry["num_examples"]
         assert all({"generation", "extracted", "correct", "prompt"} <= set(r) for r in records)
         main = entry["metrics"][entry["main_metric"]]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from unicorn_hf.paths import OUTPUT_DIR_MARKER, content_fingerprint, portable_command, portable_path, portable_record
 
@@ -60,3 +63,27 @@ def test_records_and_command_lines(tmp_path, monkeypatch):
     assert str(tmp_path) not in json.dumps(portable)
     command = portable_command(["recipes/sft.py", "--config", str(tmp_path / "sft.yaml"), f"--out={out}"], out)
     assert command == "recipes/sft.py --config sft.yaml --out=outputs/pretrain"
+
+
+def test_resolve_recorded_path_inverts_the_output_dir_form(tmp_path):
+    from unicorn_hf.paths import resolve_recorded_path
+
+    written = portable_path(tmp_path / "out" / "predictions" / "pope.jsonl", tmp_path / "out")
+    assert written == "<output_dir>/predictions/pope.jsonl"
+    assert resolve_recorded_path(written, tmp_path / "copy") == tmp_path / "copy" / "predictions" / "pope.jsonl"
+    assert resolve_recorded_path("<output_dir>", tmp_path) == tmp_path
+    assert resolve_recorded_path("data/seeds.jsonl", tmp_path) == Path("data/seeds.jsonl")
+    with pytest.raises(ValueError, match="names a file by its content"):
+        resolve_recorded_path("seeds.jsonl@sha256:0123456789abcdef", tmp_path)
+
+
+def test_prefixed_specs_keep_their_scheme_and_lose_the_machine_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    encoder = tmp_path / "outputs" / "encoder"
+    encoder.mkdir(parents=True)
+    assert portable_path(f"local-dir:{encoder}", tmp_path / "out") == "local-dir:outputs/encoder"
+    assert portable_path(f"open_clip:local-dir:{encoder}", tmp_path / "out") == "open_clip:local-dir:outputs/encoder"
+    assert portable_path("https://example.org/a/b", tmp_path) == "https://example.org/a/b"  # a URL is no path
+    assert portable_path("hf:openai/clip-vit-base-patch32", tmp_path) == "hf:openai/clip-vit-base-patch32"
+    record = portable_record({"model_args": {"image_tower_encoder": f"local-dir:{encoder}"}}, tmp_path / "out")
+    assert record == {"model_args": {"image_tower_encoder": "local-dir:outputs/encoder"}}

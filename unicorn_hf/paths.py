@@ -9,7 +9,9 @@ thing and holds nothing of the first one. `portable_path` turns one path into th
 - an absolute path inside the working directory: relative to it (what the user could have written);
 - the folder the record is written into, or a path inside it: `<output_dir>`, `<output_dir>/checkpoint-2`;
 - any other absolute path (another tree of the machine): its name and the sha256 of its content,
-  `name@sha256:<16 hex>`, as the encoder spec names a local encoder, so that a record still tells two inputs apart.
+  `name@sha256:<16 hex>`, as the encoder spec names a local encoder, so that a record still tells two inputs apart;
+- a spec with scheme prefixes before an absolute path (`local-dir:/...`, `open_clip:local-dir:/...`): the prefixes
+  stay and the path is made portable as above.
 
 `portable_record` applies it to every absolute path in a JSON-like record, `portable_command` to a command line.
 """
@@ -18,12 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 
 OUTPUT_DIR_MARKER = "<output_dir>"  # the folder the record is written into
+# A spec that names a path behind scheme prefixes, e.g. an encoder `local-dir:/abs/encoder` or
+# `open_clip:local-dir:/abs/encoder` (not a URL): the prefixes stay, the path is made portable.
+_PREFIXED_PATH = re.compile(r"^((?:[A-Za-z][\w.+-]*:)+)(/\S*|~/\S*)$")
 _FINGERPRINT_CHARS = 16  # as in the encoder's id; enough to tell two files apart in a record
 _CHUNK = 1 << 20
 
@@ -33,6 +39,11 @@ def _is_absolute_path(text: str) -> bool:
     if not text or "://" in text or any(char.isspace() for char in text):
         return False
     return os.path.isabs(text) or text == "~" or text.startswith("~/")
+
+
+def _is_prefixed_path(text: str) -> bool:
+    """True for a spec such as `local-dir:/abs/encoder`: scheme prefixes, then an absolute path (not a URL)."""
+    return "://" not in text and _PREFIXED_PATH.match(text) is not None
 
 
 def content_fingerprint(path: Path) -> str:
@@ -50,6 +61,9 @@ def content_fingerprint(path: Path) -> str:
 def portable_path(path: str | os.PathLike, start: str | os.PathLike) -> str:
     """`path` as a record stores it (see the module docstring); `start` is the folder the record is written into."""
     text = os.fspath(path)
+    if _is_prefixed_path(text):
+        prefixed = _PREFIXED_PATH.match(text)
+        return prefixed.group(1) + portable_path(prefixed.group(2), start)
     if not _is_absolute_path(text):
         return text
     absolute = Path(text).expanduser().resolve()
@@ -66,6 +80,17 @@ def portable_path(path: str | os.PathLike, start: str | os.PathLike) -> str:
     return absolute.name
 
 
+def resolve_recorded_path(recorded: str, record_dir: str | os.PathLike) -> Path:
+    """The inverse a reader needs: a path as a record stores it, resolved on this machine. `<output_dir>/...` is
+    resolved against `record_dir` (the folder holding the record); a relative path against the working directory, as
+    it was written. Raises `ValueError` for a `name@sha256:...` entry, which names content, not a place."""
+    if "@sha256:" in recorded:
+        raise ValueError(f"{recorded!r} names a file by its content, not by a path this machine can open")
+    if recorded == OUTPUT_DIR_MARKER or recorded.startswith(f"{OUTPUT_DIR_MARKER}/"):
+        return Path(record_dir) / recorded[len(OUTPUT_DIR_MARKER) :].lstrip("/")
+    return Path(recorded)
+
+
 def portable_record(record, start: str | os.PathLike):
     """A copy of a JSON-like record (dicts, lists, tuples, strings) with every absolute path made portable."""
     if isinstance(record, dict):
@@ -74,7 +99,7 @@ def portable_record(record, start: str | os.PathLike):
         return [portable_record(value, start) for value in record]
     if isinstance(record, str | os.PathLike) and not isinstance(record, str):
         record = os.fspath(record)
-    if isinstance(record, str) and _is_absolute_path(record):
+    if isinstance(record, str) and (_is_absolute_path(record) or _is_prefixed_path(record)):
         return portable_path(record, start)
     return record
 

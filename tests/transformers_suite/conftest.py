@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 
 VENDOR = Path(__file__).resolve().parent / "_vendor"
 # transformers' test files are imported as the package `transformers_tests`, never collected themselves: their
@@ -38,3 +40,16 @@ TRANSFORMERS_MARKERS = (
 def pytest_configure(config):
     for marker in TRANSFORMERS_MARKERS:
         config.addinivalue_line("markers", f"{marker}: set by transformers' model tests (tests/transformers_suite)")
+
+
+@pytest.fixture(autouse=True)
+def transformers_default_verbosity():
+    """transformers' config tests assert that building a config logs nothing at its default level (warning); the
+    project's scripts raise it to info (`setup_logging`), and a test that ran one in-process earlier leaves it
+    there."""
+    from transformers.utils import logging as transformers_logging
+
+    before = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_warning()
+    yield
+    transformers_logging.set_verbosity(before)
