@@ -15,10 +15,10 @@ import torch
 import yaml
 from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
 
+from unicorn_fixtures.folder_pipeline import BLOCK_UNICORN_HF, save_with_image_tower
 from unicorn_fixtures.timm_clip import EMBED_DIM, write_tiny_timm_open_clip
 from unicorn_hf.assets import photographs
-from unicorn_hf.evaluation.inference import UnicornImageQA, attach_encoder_image_tower
-from unicorn_hf.modeling.builder import build_from_text_model
+from unicorn_hf.evaluation.inference import UnicornImageQA
 from unicorn_hf.transfer.encoders import load_encoder
 from unicorn_hf.transfer.image_towers import TowerNotCarriable, image_tower_from_encoder
 
@@ -84,17 +84,9 @@ def test_a_head_timm_cannot_hold_is_refused_with_the_ways_out(tmp_path, proj, re
 def checkpoint(tmp_path_factory, tiny_lm_path, images):
     """A random-init tiny Unicorn over the tiny timm encoder, saved with the tower and the stored image mean."""
     encoder = timm_encoder(write_tiny_timm_open_clip(tmp_path_factory.mktemp("timm-clip") / "clip"))
-    torch.manual_seed(0)
-    model, processor = build_from_text_model(
-        tiny_lm_path, embed_dim=EMBED_DIM, projector_type="mlp2x_gelu", num_image_tokens=NUM_IMAGE_TOKENS,
-        encoder_id=encoder.id, encoder=encoder.spec.to_dict(),
-    )  # fmt: skip
-    model.set_modality_statistics(torch.randn(EMBED_DIM) * 0.1, encoder.encode_image(images).mean(0))
-    attach_encoder_image_tower(model, processor, encoder, mean="image")
     folder = tmp_path_factory.mktemp("unicorn") / "sft"
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder, model.eval(), processor, encoder
+    model, processor = save_with_image_tower(folder, tiny_lm_path, encoder, images, EMBED_DIM, NUM_IMAGE_TOKENS)
+    return folder, model, processor, encoder
 
 
 def embeds_path_tokens(model, processor, encoder, image) -> list[int]:
@@ -131,16 +123,9 @@ def test_pipeline_with_structured_messages_from_the_folder_alone(checkpoint, ima
     assert result[0]["generated_text"] == processor.tokenizer.decode(expected, skip_special_tokens=True)
 
 
-REMOTE_PIPELINE = textwrap.dedent(
+REMOTE_PIPELINE = BLOCK_UNICORN_HF + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class BlockUnicornHF(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "unicorn_hf":
-                raise ImportError("unicorn_hf is deliberately not importable here")
-
-    sys.meta_path.insert(0, BlockUnicornHF())
+    import json
     from PIL import Image
     from transformers import AutoProcessor, pipeline
 

@@ -15,9 +15,10 @@ from safetensors import safe_open
 from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
 
 from unicorn_fixtures.evaluation import write_tiny_open_clip
+from unicorn_fixtures.folder_pipeline import BLOCK_UNICORN_HF, save_with_image_tower
 from unicorn_fixtures.hf_clip import EMBED_DIM, write_tiny_hf_clip
 from unicorn_hf.assets import photographs
-from unicorn_hf.evaluation.inference import UnicornImageQA, attach_encoder_image_tower, image_tower_from_encoder
+from unicorn_hf.evaluation.inference import UnicornImageQA, image_tower_from_encoder
 from unicorn_hf.modeling.builder import build_from_text_model
 from unicorn_hf.transfer.encoders import load_encoder
 
@@ -41,17 +42,9 @@ def images():
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny_lm_path, encoder, images):
     """A Unicorn checkpoint trained (here: built) on the tiny CLIP's embeddings, saved with its image tower."""
-    torch.manual_seed(0)
-    model, processor = build_from_text_model(
-        tiny_lm_path, embed_dim=EMBED_DIM, projector_type="mlp2x_gelu", num_image_tokens=NUM_IMAGE_TOKENS,
-        encoder_id=encoder.id, encoder=encoder.spec.to_dict(),
-    )  # fmt: skip
-    model.set_modality_statistics(torch.randn(EMBED_DIM) * 0.1, encoder.encode_image(images).mean(0))
-    attach_encoder_image_tower(model, processor, encoder, mean="image")
     folder = tmp_path_factory.mktemp("unicorn") / "sft"
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder, model.eval(), processor
+    model, processor = save_with_image_tower(folder, tiny_lm_path, encoder, images, EMBED_DIM, NUM_IMAGE_TOKENS)
+    return folder, model, processor
 
 
 def embeds_path_generation(model, processor, encoder, image, prompt=PROMPT):
@@ -88,16 +81,8 @@ def test_auto_processor_gives_pixel_values_and_the_same_logits(checkpoint, encod
     assert any(key.startswith("vision_tower.vision_model.") for key in keys)
 
 
-REMOTE_PIPELINE = textwrap.dedent(
+REMOTE_PIPELINE = BLOCK_UNICORN_HF + textwrap.dedent(
     """
-    import importlib.abc, sys
-
-    class BlockUnicornHF(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "unicorn_hf":
-                raise ImportError("unicorn_hf is deliberately not importable here")
-
-    sys.meta_path.insert(0, BlockUnicornHF())
     from PIL import Image
     from transformers import pipeline
 

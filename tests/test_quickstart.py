@@ -20,6 +20,8 @@ import pytest
 import yaml
 from datasets import load_dataset
 
+from unicorn_fixtures.folder_pipeline import BLOCK_UNICORN_HF
+
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny"
@@ -128,16 +130,9 @@ def test_checkpoint_loads_with_automodel_and_generates(quickstart_run):
 
 # transformers' pipeline on the SFT folder alone, with unicorn_hf not importable (the remote code the folder holds):
 # prints the answer and saves the first answer token's logits to argv[4].
-REMOTE_PIPELINE = textwrap.dedent(
+REMOTE_PIPELINE = BLOCK_UNICORN_HF + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class BlockUnicornHF(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "unicorn_hf":
-                raise ImportError("unicorn_hf is deliberately not importable here")
-
-    sys.meta_path.insert(0, BlockUnicornHF())
+    import json
     sys.path.insert(0, sys.argv[5])  # tests/: the comparison helper, which imports torch and transformers only
     import torch
     from PIL import Image

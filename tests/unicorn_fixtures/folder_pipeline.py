@@ -5,8 +5,44 @@ the logits of the first answer token [V], so the two can be compared exactly."""
 
 from __future__ import annotations
 
+import textwrap
+
 import torch
 from transformers import pipeline
+
+
+# The first lines of a `python -c` script that must run as a user with only transformers and torch: importing
+# unicorn_hf fails there, so the checkpoint folder's remote code is all it has.
+BLOCK_UNICORN_HF = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockUnicornHF(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "unicorn_hf":
+                raise ImportError("unicorn_hf is deliberately not importable here")
+
+    sys.meta_path.insert(0, BlockUnicornHF())
+    """
+)
+
+
+def save_with_image_tower(folder, lm_path: str, encoder, images, embed_dim: int, num_image_tokens: int):
+    """A random-init tiny Unicorn over `lm_path` for `encoder`'s embeddings, its stored image mean taken over
+    `images`, saved into `folder` with the encoder's image tower and image processor. Returns (model, processor)."""
+    from unicorn_hf.evaluation.inference import attach_encoder_image_tower
+    from unicorn_hf.modeling.builder import build_from_text_model
+
+    torch.manual_seed(0)
+    model, processor = build_from_text_model(
+        lm_path, embed_dim=embed_dim, projector_type="mlp2x_gelu", num_image_tokens=num_image_tokens,
+        encoder_id=encoder.id, encoder=encoder.spec.to_dict(),
+    )  # fmt: skip
+    model.set_modality_statistics(torch.randn(embed_dim) * 0.1, encoder.encode_image(images).mean(0))
+    attach_encoder_image_tower(model, processor, encoder, mean="image")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return model.eval(), processor
 
 
 def pipeline_answer(folder, image, question: str, max_new_tokens: int, **pipeline_kwargs) -> tuple[str, torch.Tensor]:
