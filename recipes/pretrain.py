@@ -21,13 +21,14 @@ skipped with a warning.
 from __future__ import annotations
 
 import logging
-import os
+from pathlib import Path
 
 from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
+from unicorn_hf.cards import write_training_card
+from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
-from unicorn_hf.paths import portable_path
 from unicorn_hf.preflight import check_reference
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
@@ -115,14 +116,12 @@ def main(
     )
     if trainer.accelerator.is_main_process:
         write_metadata(record, training_args.output_dir)
-        trainer.create_model_card(
-            model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
-            dataset_name=portable_path(script_args.dataset_name, training_args.output_dir),
-            tags=["unicorn", "text-only-training", "image-text-to-text"],
-        )
+        write_training_card(training_args.output_dir, training_args.hub_model_id)
     trainer.accelerator.wait_for_everyone()
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    if training_args.push_to_hub and trainer.accelerator.is_main_process:
+        # the folder as saved: trainer.push_to_hub would write TRL's text-generation card over the project's
+        repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+        push_folder(training_args.output_dir, repo_id, repo_type="model")
     return trainer
 
 

@@ -33,10 +33,10 @@ from peft import PeftModel
 from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
+from unicorn_hf.cards import write_training_card
 from unicorn_hf.hub import push_folder
 from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.modeling.processing_unicorn import accept_structured_content
-from unicorn_hf.paths import portable_path
 from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
@@ -169,19 +169,12 @@ def main(
     record["image_tower"] = image_tower
     if trainer.accelerator.is_main_process:
         write_metadata(record, output_dir)
-        trainer.create_model_card(
-            model_name=os.path.basename(os.path.normpath(output_dir)),
-            dataset_name=portable_path(script_args.dataset_name, output_dir),
-            tags=["unicorn", "text-only-training", "image-text-to-text"],
-        )
+        write_training_card(output_dir, training_args.hub_model_id)
     trainer.accelerator.wait_for_everyone()
-    if training_args.push_to_hub:
-        # trainer.push_to_hub would save the trainer's model over the merged one / the one with the tower first
-        if merged_lora or model_args.image_tower_encoder is not None:
-            if trainer.accelerator.is_main_process:
-                push_folder(output_dir, training_args.hub_model_id or Path(output_dir).name, repo_type="model")
-        else:
-            trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    if training_args.push_to_hub and trainer.accelerator.is_main_process:
+        # the folder as saved: trainer.push_to_hub would save the trainer's model over the merged one / the one with
+        # the tower, and write TRL's text-generation card over the project's
+        push_folder(output_dir, training_args.hub_model_id or Path(output_dir).name, repo_type="model")
     return trainer
 
 

@@ -192,6 +192,12 @@ def test_model_card_parses_with_results(quickstart_run):
 
     config, _ = quickstart_run
     outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
+    # Each trained checkpoint carries the project's card (not TRL's text-generation one): task and base model right.
+    for stage in ("pretrain", "sft"):
+        trained = ModelCard.load(outputs / stage / "README.md")
+        assert trained.data.pipeline_tag == "image-text-to-text", stage
+        assert trained.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct", stage
+        assert "text-generation" not in trained.text, stage
     card = ModelCard.load(outputs / "eval" / "model_card" / "README.md")  # evaluation writes only under its output_dir
     results = card.data.eval_results or []
     assert {result.dataset_type for result in results} == {"fixture/pope", "fixture/mmstar"}

@@ -197,6 +197,18 @@ def render_model_card(
     )
 
 
+def write_training_card(checkpoint_dir: str | Path, repo_id: str | None = None) -> Path:
+    """Write the project's card into a checkpoint that a training stage just saved (its `README.md`): the base LLM,
+    encoder, projector, modality statistics and training stages from `unicorn_training.json`, tagged
+    `image-text-to-text`, with no evaluation results yet (`recipes/evaluate_vlm.py --update_model_card` adds them).
+    It replaces TRL's default card, which describes a text-generation model and names no base model for local paths.
+    Raises `FileNotFoundError` when the checkpoint has no training record."""
+    path = Path(checkpoint_dir) / "README.md"
+    render_model_card(checkpoint_dir, [], repo_id=repo_id).save(path)
+    logger.info("Wrote %s", path)
+    return path
+
+
 def update_model_card(
     checkpoint_dir: str | Path,
     results: dict,
@@ -242,4 +254,5 @@ __all__ = [
     "stage_records",
     "transfer_statistics",
     "update_model_card",
+    "write_training_card",
 ]
