@@ -122,7 +122,10 @@ class Experiment:
         config["output_dir"] = str(output_dir)
         if stage in ("pretrain", "sft") and self.args.max_steps is not None:
             config["max_steps"] = self.args.max_steps
-        recorded = portable_record(config, output_dir)  # `.done` holds no path of this machine
+        # `.done` holds no path of this machine. Paths are taken relative to the experiment's own folder
+        # (`<output_dir>` there means `output_dir` of the experiment YAML), never named by content: a later budget
+        # compares these records on a machine where the encoder folder may be absent, and must find them unchanged.
+        recorded = portable_record(config, self.root)
         if _done(output_dir):
             finished = json.loads((output_dir / DONE).read_text()).get("config")
             if finished != recorded:
@@ -142,7 +145,7 @@ class Experiment:
         command += ["--config", str(effective)]
         logger.info("running %s", " ".join(command))
         subprocess.run(command, check=True)
-        _mark_done(output_dir, {"command": portable_record(command, output_dir), "config": recorded})
+        _mark_done(output_dir, {"command": portable_record(command, self.root), "config": recorded})
         return output_dir
 
     # ---- shared: pairs, splits, encoder, image embeddings ---------------------------------------------------------
