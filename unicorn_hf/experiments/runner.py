@@ -113,6 +113,8 @@ class Experiment:
         self.templates = QuestionTemplates(args.mc_question, args.mc_suffix, args.yes_no_question, args.yes_no_suffix)
         self.timer = Timer()
         self._pairs: dict[str, Pair] | None = None
+        self._encoder_dir: Path | None = None
+        self._encoder = None
 
     # ---- subprocess stages --------------------------------------------------------------------------------------
     def run_stage(self, stage: str, base_yaml: str, overrides: dict, output_dir: Path) -> Path:
@@ -189,23 +191,28 @@ class Experiment:
         return splits
 
     def encoder_dir(self) -> Path:
-        from unicorn_hf.encoder.train import build_default_encoder
+        """The shared encoder folder: trained on first use (timed once, as stage `encoder`), then reused."""
+        if self._encoder_dir is None:
+            from unicorn_hf.encoder.train import build_default_encoder
 
-        folder = self.shared / "encoder"
-        ids_file = self.shared / "encoder_pair_ids.json"
-        return build_default_encoder(
-            folder, self.args.encoder_config, seed=self.args.split_seed, pair_ids_file=str(ids_file)
-        )
+            ids_file = self.shared / "encoder_pair_ids.json"
+            self._encoder_dir = self.timer.run(
+                "encoder", build_default_encoder, self.shared / "encoder", self.args.encoder_config,
+                seed=self.args.split_seed, pair_ids_file=str(ids_file),
+            )  # fmt: skip
+        return self._encoder_dir
 
     def load_encoder(self):
-        from unicorn_hf.transfer.encoders import load_encoder
+        """The shared encoder, loaded once per run (image embeddings and zero-shot both use it)."""
+        if self._encoder is None:
+            from unicorn_hf.transfer.encoders import load_encoder
 
-        self.timer.run("encoder", self.encoder_dir)  # trains it on first use, then returns the finished folder
-        encoder_yaml = yaml.safe_load(Path(self.args.encoder_config).read_text())
-        return load_encoder(
-            f"local-dir:{self.shared / 'encoder'}", device="cpu", dtype="float32",
-            batch_size=encoder_yaml["feature_batch_size"],
-        )  # fmt: skip
+            encoder_yaml = yaml.safe_load(Path(self.args.encoder_config).read_text())
+            self._encoder = load_encoder(
+                f"local-dir:{self.encoder_dir()}", device="cpu", dtype="float32",
+                batch_size=encoder_yaml["feature_batch_size"],
+            )  # fmt: skip
+        return self._encoder
 
     def image_embeddings(self, splits: PairSplits) -> dict[str, torch.Tensor]:
         """Raw (L2-normalised, unshifted) image embeddings [D] of every eval and vlm_train pair, by id (the pool's
@@ -248,22 +255,17 @@ class Experiment:
         None when that number is 0 (raw captions only)."""
         if self.args.num_expanded_captions == 0:
             return None
-        if _done(self.shared / "captions"):  # finished: no pairs needed (run_stage still checks its settings)
-            return self.run_stage(
-                "captions", self.args.captions_config, self._captions_overrides(), self.shared / "captions"
+        seeds_file = self.shared / "vlm_train_seeds.jsonl"
+        if not _done(self.shared / "captions"):  # finished: no pairs needed (run_stage still checks its settings)
+            pairs = self.pairs()
+            chosen = splits.ids["vlm_train"][: self.args.num_expanded_captions]
+            seeds_file.write_text(
+                "".join(json.dumps({"caption": pairs[i].caption, "pair_id": i}) + "\n" for i in chosen)
             )
-        pairs = self.pairs()
-        seeds_file = self.shared / "vlm_train_seeds.jsonl"
-        chosen = splits.ids["vlm_train"][: self.args.num_expanded_captions]
-        seeds_file.write_text("".join(json.dumps({"caption": pairs[i].caption, "pair_id": i}) + "\n" for i in chosen))
-        return self.run_stage(
-            "captions", self.args.captions_config, self._captions_overrides(), self.shared / "captions"
-        )
-
-    def _captions_overrides(self) -> dict:
-        seeds_file = self.shared / "vlm_train_seeds.jsonl"
         source = {"name": "pairs", "kind": "captions", "path": str(seeds_file), "column": "caption", "max_seeds": None}
-        return {"seed_sources": [source]}
+        return self.run_stage(
+            "captions", self.args.captions_config, {"seed_sources": [source]}, self.shared / "captions"
+        )
 
     def text_data(self, splits: PairSplits, captions_dir: Path | None) -> Path:
         """Hub-ready folder with configs `captions` (raw seeds + expansions) and `instructions` (dialogues)."""
@@ -303,7 +305,7 @@ class Experiment:
             overrides["image_mean_source"] = str(pool_dir)
         out = self.run_dir / arm.name / ("text_transfer" if arm.embeddings == "image" else "transfer")
         if not _done(out):
-            self.timer.run("encoder", self.encoder_dir)
+            self.encoder_dir()
         out = self.run_stage("transfer", self.args.transfer_config, overrides, out)
         if arm.embeddings == "image":
             return self.image_oracle_data(out, text_dir)
