@@ -73,7 +73,7 @@ def _arguments(inputs: tuple[Path, Path], out: Path, batch_size: int, shard_size
     )  # fmt: skip
     transfer_args = TransferArguments(
         captions_path=str(inputs[0]), instructions_path=str(inputs[1]), output_dir=str(out), shard_size=shard_size,
-        center=True, renormalize_after_shift=True, diagnostics=False,
+        method="mean_shift", renormalize=True, diagnostics=False,
     )  # fmt: skip
     return encoder_args, transfer_args
 

@@ -112,7 +112,14 @@ def evaluate_benchmark(qa: UnicornImageQA, name: str, data_args: EvalDataArgumen
             "num_examples": len(examples),
             "num_images": len(unique),
         }
-        if mode == "image" and not qa.model.config.has_image_mean:
+        first_mode = args.mean_modes[0]
+        if not qa.subtracts_image_mean and mode != first_mode:
+            method = qa.model.config.modality_transfer["method"]
+            reason = f"transfer method {method!r} subtracts no image mean: same embeddings as mode {first_mode!r}"
+            logger.info("%s: skipping mean mode %r: %s", spec.display_name, mode, reason)
+            results.append({**base, "skipped": reason})
+            continue
+        if mode == "image" and qa.subtracts_image_mean and not qa.model.config.has_image_mean:
             reason = "checkpoint stores no image_mean (has_image_mean=False)"
             logger.warning("%s: skipping mean mode 'image': %s", spec.display_name, reason)
             results.append({**base, "skipped": reason})
@@ -126,7 +133,7 @@ def evaluate_benchmark(qa: UnicornImageQA, name: str, data_args: EvalDataArgumen
         else:
             if raw is None:
                 raw = qa.encode_images(distinct_images)  # [U, D]
-            shifted = qa.shift(raw, qa.resolve_mean(mode, raw))[index]  # [N, D]
+            shifted = qa.transfer(raw, qa.resolve_mean(mode, raw))[index]  # [N, D]
             generations = qa.generate_from_embeds(
                 shifted,
                 questions,

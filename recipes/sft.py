@@ -123,6 +123,7 @@ def main(
             model_args.image_tower_mean,
             encoder_id=model.config.encoder_id,
             has_image_mean=model.config.has_image_mean,
+            method=model.config.modality_transfer["method"],
         )
     parameters = count_parameters(trainer.model)
     logger.info("Trainable parameters: %d of %d", parameters["trainable"], parameters["total"])

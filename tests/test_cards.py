@@ -40,7 +40,7 @@ def checkpoint(tmp_path):
     folder.mkdir()
     config = {"model_type": "unicorn", "encoder_id": "open_clip:unicorn-tiny-clip/None#random-init-seed42",
               "embed_dim": 4, "projector_type": "mlp2x_gelu", "num_image_tokens": 8,
-              "renormalize_after_shift": True, "has_image_mean": False}  # fmt: skip
+              "modality_transfer": {"method": "mean_shift", "renormalize": True}, "has_image_mean": False}  # fmt: skip
     (folder / "config.json").write_text(json.dumps(config))
     save_file(
         {"modality_statistics.text_mean": torch.tensor([3.0, 4.0, 0.0, 0.0]),

@@ -138,7 +138,7 @@ def test_image_text_to_text_pipeline_runs_the_same_path(qa, photos, monkeypatch)
     prompts = [qa.format_prompt("Is there a cat?")] * 2
     outputs = pipe(images=images, text=prompts, max_new_tokens=2, return_full_text=False)
     assert len(outputs) == 2 and all(isinstance(out["generated_text"], str) for out in outputs)
-    expected = qa.shift(qa.encode_images(images), "image")  # [2, D]
+    expected = qa.transfer(qa.encode_images(images), "image")  # [2, D]
     torch.testing.assert_close(torch.cat(seen), expected)
 
 

@@ -92,7 +92,7 @@ def checkpoint(tmp_path_factory, tiny_lm_path, images):
 def embeds_path_tokens(model, processor, encoder, image) -> list[int]:
     """The project's own path (open_clip in Python, the stored image mean, `image_embeds`, string prompt)."""
     qa = UnicornImageQA(model, processor, encoder)
-    inputs = processor(text=[qa.format_prompt(QUESTION)], image_embeds=qa.shift(qa.encode_images([image]), "image"))
+    inputs = processor(text=[qa.format_prompt(QUESTION)], image_embeds=qa.transfer(qa.encode_images([image]), "image"))
     return model.generate(**inputs, **GREEDY)[0, inputs["input_ids"].shape[1] :].tolist()
 
 
@@ -108,7 +108,7 @@ def test_the_folder_round_trips_the_tower_and_its_processor(checkpoint, images):
     assert type(auto.image_processor).__name__ == "TimmWrapperImageProcessor"
     prompt = auto.apply_chat_template(messages_about(), add_generation_prompt=True, tokenize=False)
     inputs = auto(images=images[:1], text=[prompt])
-    shifted = model.shift_embeddings(encoder.encode_image(images[:1]), mean="image")  # [1, D]
+    shifted = model.transfer_images(encoder.encode_image(images[:1]), image_mean="image")  # [1, D]
     with torch.no_grad():
         torch.testing.assert_close(
             loaded(**inputs).logits, model(**processor(text=[prompt], image_embeds=shifted)).logits, atol=1e-5, rtol=0

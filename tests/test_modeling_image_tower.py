@@ -50,7 +50,7 @@ def checkpoint(tmp_path_factory, tiny_lm_path, encoder, images):
 def embeds_path_generation(model, processor, encoder, image, prompt=PROMPT):
     """The project's own path (encoder in Python, shift, `image_embeds`): what the folder-alone path must equal."""
     qa = UnicornImageQA(model, processor, encoder)
-    shifted = qa.shift(qa.encode_images([image]), "image")  # [1, D]
+    shifted = qa.transfer(qa.encode_images([image]), "image")  # [1, D]
     inputs = processor(text=[prompt], image_embeds=shifted)
     return model.generate(**inputs, **GREEDY)[0, inputs["input_ids"].shape[1] :]
 
@@ -71,7 +71,7 @@ def test_auto_processor_gives_pixel_values_and_the_same_logits(checkpoint, encod
     auto.tokenizer.padding_side = processor.tokenizer.padding_side  # UnicornImageQA pads the shared one on the left
     inputs = auto(images=images[:2], text=[PROMPT, "<image> a photo"], padding=True)
     assert inputs["pixel_values"].shape[0] == 2 and "image_embeds" not in inputs
-    shifted = model.shift_embeddings(encoder.encode_image(images[:2]), mean="image")  # [2, D]
+    shifted = model.transfer_images(encoder.encode_image(images[:2]), image_mean="image")  # [2, D]
     by_embeds = processor(text=[PROMPT, "<image> a photo"], image_embeds=shifted, padding=True)
     with torch.no_grad():
         torch.testing.assert_close(loaded(**inputs).logits, model(**by_embeds).logits, atol=1e-5, rtol=1e-4)

@@ -37,7 +37,7 @@ def saved_checkpoint(folder, tiny_lm_path, encoder, image_mean: bool = True):
         tiny_lm_path, embed_dim=EMBED_DIM, projector_type="mlp2x_gelu", num_image_tokens=2,
         encoder_id=encoder.id, encoder=encoder.spec.to_dict(),
     )  # fmt: skip
-    model.set_modality_statistics(torch.randn(EMBED_DIM) * 0.1, torch.randn(EMBED_DIM) * 0.1 if image_mean else None)
+    model.set_modality_transfer(torch.randn(EMBED_DIM) * 0.1, torch.randn(EMBED_DIM) * 0.1 if image_mean else None)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return model.eval(), processor
@@ -47,7 +47,9 @@ def test_the_saved_checkpoint_gets_the_tower_and_answers_from_its_folder(tmp_pat
     encoder = load_encoder(f"local-dir:{encoder_dir}", device="cpu", dtype="float32", batch_size=4)
     folder = tmp_path / "sft"
     model, processor = saved_checkpoint(folder, tiny_lm_path, encoder)
-    carried = prepare_image_tower(f"local-dir:{encoder_dir}", "image", encoder_id=encoder.id, has_image_mean=True)
+    carried = prepare_image_tower(
+        f"local-dir:{encoder_dir}", "image", encoder_id=encoder.id, has_image_mean=True, method="mean_shift"
+    )
     record = carry_image_tower(folder, carried)
     assert record == {"class": "TimmWrapperForImageClassification", "image_processor": "TimmWrapperImageProcessor",
                       "encoder_id": encoder.id, "mean": "image"}  # fmt: skip
@@ -65,15 +67,23 @@ def test_an_encoder_that_cannot_be_carried_fails_before_training_with_the_ways_o
     folder = write_tiny_timm_open_clip(tmp_path / "clip", proj="mlp")
     encoder = load_encoder(f"local-dir:{folder}", device="cpu", dtype="float32", batch_size=4)
     with pytest.raises(TowerNotCarriable, match=r"Ways out.*<checkpoint>/encoder"):
-        prepare_image_tower(f"local-dir:{folder}", "image", encoder_id=encoder.id, has_image_mean=True)
+        prepare_image_tower(
+            f"local-dir:{folder}", "image", encoder_id=encoder.id, has_image_mean=True, method="mean_shift"
+        )
 
 
 def test_the_fields_are_checked_before_anything_loads(encoder_dir):
     with pytest.raises(ValueError, match="image_mean_source"):
-        prepare_image_tower(f"local-dir:{encoder_dir}", "image", encoder_id=None, has_image_mean=False)
+        prepare_image_tower(f"local-dir:{encoder_dir}", "image", encoder_id=None, has_image_mean=False, method="c3")
+    with pytest.raises(ValueError, match=r"method 'capdec' subtracts no image mean .*: use image_tower_mean: none"):
+        prepare_image_tower(f"local-dir:{encoder_dir}", "image", encoder_id=None, has_image_mean=True, method="capdec")
     with pytest.raises(ValueError, match="image_tower_mean must be one of"):
-        prepare_image_tower(f"local-dir:{encoder_dir}", None, encoder_id=None, has_image_mean=True)
+        prepare_image_tower(
+            f"local-dir:{encoder_dir}", None, encoder_id=None, has_image_mean=True, method="mean_shift"
+        )
     with pytest.raises(ValueError, match="transfer stage's encoder"):
-        prepare_image_tower(f"local-dir:{encoder_dir}", "text", encoder_id="open_clip:other", has_image_mean=True)
+        prepare_image_tower(
+            f"local-dir:{encoder_dir}", "text", encoder_id="open_clip:other", has_image_mean=True, method="mean_shift"
+        )
     with pytest.raises(ValueError, match="image_tower_encoder"):
         UnicornModelConfig(image_tower_mean="image")

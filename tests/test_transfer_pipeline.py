@@ -11,6 +11,7 @@ import torch
 from datasets import Dataset, List, Value, load_dataset
 
 from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config
+from unicorn_hf.modeling.modality_transfer import TransferSettings
 from unicorn_hf.transfer import encoders as encoders_module
 from unicorn_hf.transfer import pipeline
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
@@ -72,8 +73,8 @@ def _args(inputs, tmp_path, **overrides) -> tuple[EncoderArguments, TransferArgu
         instructions_path=str(inputs[1]),
         output_dir=str(tmp_path / "transfer"),
         shard_size=5,
-        center=True,
-        renormalize_after_shift=True,
+        method="mean_shift",
+        renormalize=True,
         diagnostics=False,
     )
     return encoder_args, replace(transfer_args, **overrides)
@@ -181,10 +182,12 @@ def test_resume_after_a_killed_run_is_identical_and_skips_finished_shards(inputs
 
 
 def test_resume_after_a_run_killed_while_writing(inputs, tmp_path, monkeypatch):
-    encoder_args, args = _args(inputs, tmp_path / "reference", noise_std=0.05, seed=3)
+    # A memory is a seeded subsample of the stash: a resumed run must draw the same rows.
+    memory = {"memory_size": 7, "memory_source": "captions", "memory_temperature": 0.01, "seed": 3}
+    encoder_args, args = _args(inputs, tmp_path / "reference", **memory)
     reference = pipeline.run_transfer(encoder_args, args)
 
-    encoder_args, args = _args(inputs, tmp_path / "resumed", noise_std=0.05, seed=3)
+    encoder_args, args = _args(inputs, tmp_path / "resumed", **memory)
     written, original = [], pipeline._write_shard
 
     def dying_write_shard(table, embeds, features, path):
@@ -204,7 +207,8 @@ def test_resume_after_a_run_killed_while_writing(inputs, tmp_path, monkeypatch):
     for config in ("captions", "instructions"):
         ids_a, embeds_a = _embeds(reference, config)
         ids_b, embeds_b = _embeds(out, config)
-        assert ids_a == ids_b and torch.equal(embeds_a, embeds_b)  # the seeded noise is redrawn identically
+        assert ids_a == ids_b and torch.equal(embeds_a, embeds_b)
+    assert torch.equal(TransferStatistics.load(out).memory, TransferStatistics.load(reference).memory)
     assert json.loads((out / "drops.json").read_text()) == json.loads((reference / "drops.json").read_text())
 
 
@@ -235,13 +239,13 @@ def test_mixing_encoders_or_widths_is_refused(inputs, tmp_path):
     with pytest.raises(ValueError, match="refusing to mix in 'open_clip:unicorn-tiny-clip#random-init-seed1'"):
         pipeline.run_transfer(other_encoder, args)
     with pytest.raises(ValueError, match="other arguments"):
-        pipeline.run_transfer(encoder_args, replace(args, renormalize_after_shift=False))
+        pipeline.run_transfer(encoder_args, replace(args, renormalize=False))
 
     # A statistics file of another width next to the data (e.g. copied from a 32-d run) is refused too.
     stale = tmp_path / "stale"
     TransferStatistics(
         encoder_id="open_clip:other", dim=32, text_mean=torch.zeros(32), num_rows=1, normalized_input=True,
-        renormalize_after_shift=True,
+        settings=TransferSettings(method="mean_shift", renormalize=True),
     ).save(stale)  # fmt: skip
     with pytest.raises(ValueError, match=r"statistics are 32-d but encoder .* gives 64-d"):
         pipeline.run_transfer(encoder_args, replace(args, output_dir=str(stale)))
@@ -274,7 +278,7 @@ def test_recipe_with_image_mean_gives_the_ideal_form(inputs, tmp_path):
 
     stats = TransferStatistics.load(out)
     encoder = load_encoder(TINY, device="cpu", dtype="float32", batch_size=4, init_seed=42)  # as overridden above
-    assert stats.encoder_id == encoder.id and stats.num_images == 6 and stats.add_image_mean
+    assert stats.encoder_id == encoder.id and stats.num_images == 6 and stats.settings.add_image_mean
     image_mean = encoder.encode_image([image for _, image in pairs]).mean(0)
     torch.testing.assert_close(stats.image_mean, image_mean, atol=1e-5, rtol=0)
     _, stored = _embeds(out, "captions")
@@ -283,6 +287,8 @@ def test_recipe_with_image_mean_gives_the_ideal_form(inputs, tmp_path):
     expected = torch.nn.functional.normalize(u - stats.text_mean + image_mean, dim=-1)  # u - mu_T + mu_V, renormalised
     torch.testing.assert_close(stored.float(), expected, atol=2e-3, rtol=0)
     assert "v = u - text_mean + image_mean" in (out / "README.md").read_text()
+    # The tiny YAML carries a memory of every caption, for memory projection at inference.
+    torch.testing.assert_close(stats.memory, torch.nn.functional.normalize(u, dim=-1), atol=1e-5, rtol=0)
 
 
 def test_the_packaged_image_mean_source_is_photographs_no_evaluation_scores_on():

@@ -1,40 +1,48 @@
-"""Transfer statistics: the shift rule against hand computations, persistence, refusals; diagnostics metrics."""
+"""Transfer statistics: the mean-shift rule against hand computations, persistence, refusals; diagnostics metrics.
+(Every other method: tests/test_modality_transfer.py.)"""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from unicorn_hf.modeling.modality_transfer import TransferSettings
 from unicorn_hf.transfer.diagnostics import _metrics, modality_gap
 from unicorn_hf.transfer.statistics import STATS_JSON, STATS_TENSORS, TransferStatistics
 
 
-def _stats(**overrides) -> TransferStatistics:
+def _stats(renormalize: bool = False, add_image_mean: bool = False, method: str = "mean_shift", **overrides):
     kwargs = {
         "encoder_id": "open_clip:test",
         "dim": 2,
         "text_mean": torch.tensor([0.6, 0.0]),
         "num_rows": 2,
         "normalized_input": True,
-        "renormalize_after_shift": False,
     }
-    return TransferStatistics(**{**kwargs, **overrides})
+    if method == "mean_shift":
+        settings = TransferSettings(method=method, renormalize=renormalize, add_image_mean=add_image_mean)
+    else:
+        settings = TransferSettings(method=method)
+    return TransferStatistics(**{**kwargs, "settings": settings, **overrides})
 
 
-def test_shift_matches_hand_computation():
+def test_mean_shift_matches_hand_computation():
     u = torch.tensor([[1.0, 0.0], [0.6, 0.8]])  # two unit vectors
     # Mean [0.8, 0.4]: v1 = [0.2, -0.4], v2 = [-0.2, 0.4].
     stats = _stats(text_mean=u.mean(0))
-    torch.testing.assert_close(stats.shift(u), torch.tensor([[0.2, -0.4], [-0.2, 0.4]]))
+    torch.testing.assert_close(stats.embed_text(u), torch.tensor([[0.2, -0.4], [-0.2, 0.4]]))
     # Re-normalised: |v| = sqrt(0.04 + 0.16) = sqrt(0.2).
     norm = math.sqrt(0.2)
-    renormalised = _stats(text_mean=u.mean(0), renormalize_after_shift=True).shift(u)
+    renormalised = _stats(text_mean=u.mean(0), renormalize=True).embed_text(u)
     torch.testing.assert_close(renormalised, torch.tensor([[0.2 / norm, -0.4 / norm], [-0.2 / norm, 0.4 / norm]]))
-    # An explicit mean replaces text_mean; the shift is pure (inputs untouched).
-    torch.testing.assert_close(stats.shift(u, torch.tensor([1.0, 1.0])), torch.tensor([[0.0, -1.0], [-0.4, -0.2]]))
+    # An explicit image mean is what the image side subtracts; the rule is pure (inputs untouched).
+    torch.testing.assert_close(
+        stats.embed_image(u, torch.tensor([1.0, 1.0])), torch.tensor([[0.0, -1.0], [-0.4, -0.2]])
+    )
     torch.testing.assert_close(u, torch.tensor([[1.0, 0.0], [0.6, 0.8]]))
 
 
@@ -47,14 +55,27 @@ def test_embed_text_and_image_follow_the_recorded_convention():
     ideal = _stats(text_mean=text_mean, image_mean=image_mean, add_image_mean=True)
     torch.testing.assert_close(ideal.embed_text(u), torch.tensor([[0.4, 0.5]]))  # u - mu_T + mu_V
     torch.testing.assert_close(ideal.embed_image(u), u)  # images are already in image space
-    noise_only = _stats(center=False, noise_std=0.1)
-    torch.testing.assert_close(noise_only.embed_text(u), u)
-    torch.testing.assert_close(noise_only.embed_image(u), u)
+    no_alignment = _stats(method="none")
+    torch.testing.assert_close(no_alignment.embed_text(u), u)
+    torch.testing.assert_close(no_alignment.embed_image(u), u)
     with pytest.raises(ValueError, match="no image_mean"):
         _stats().embed_image(u)
     torch.testing.assert_close(_stats().embed_image(u, image_mean=image_mean), torch.tensor([[1.0, -0.5]]))
-    with pytest.raises(ValueError, match="add_image_mean=True needs an image_mean"):
+    with pytest.raises(ValueError, match="needs an image_mean"):
         _stats(add_image_mean=True)
+
+
+def test_files_of_the_former_mean_shift_flags_are_read_as_that_rule(tmp_path):
+    _stats(text_mean=torch.tensor([0.6, 0.0])).save(tmp_path)
+    data = json.loads((tmp_path / STATS_JSON).read_text())
+    del data["modality_transfer"]
+    (tmp_path / STATS_JSON).write_text(json.dumps({**data, "renormalize_after_shift": True, "center": True}))
+    assert TransferStatistics.load(tmp_path).settings == TransferSettings(method="mean_shift", renormalize=True)
+    (tmp_path / STATS_JSON).write_text(json.dumps({**data, "renormalize_after_shift": False, "center": False}))
+    assert TransferStatistics.load(tmp_path).settings == TransferSettings(method="none")
+    (tmp_path / STATS_JSON).write_text(json.dumps({**data, "renormalize_after_shift": False, "noise_std": 0.1}))
+    with pytest.raises(ValueError, match="stored-noise ablation"):
+        TransferStatistics.load(tmp_path)
 
 
 def test_round_trip(tmp_path):
@@ -63,8 +84,7 @@ def test_round_trip(tmp_path):
         text_mean=torch.tensor([0.1, -0.2, 0.3]),
         image_mean=torch.tensor([0.0, 0.5, -0.5]),
         num_images=7,
-        renormalize_after_shift=True,
-        noise_std=0.04,
+        renormalize=True,
     )
     stats.save(tmp_path)
     assert (tmp_path / STATS_TENSORS).is_file() and (tmp_path / STATS_JSON).is_file()
@@ -80,8 +100,6 @@ def test_bad_widths_and_encoders_are_refused(tmp_path):
         _stats(text_mean=torch.zeros(3))
     with pytest.raises(ValueError, match="non-finite"):
         _stats(text_mean=torch.tensor([float("nan"), 0.0]))
-    with pytest.raises(ValueError, match="width mismatch"):
-        _stats().shift(torch.zeros(1, 3))
     stats = _stats()
     with pytest.raises(ValueError, match="statistics are 2-d but encoder 'open_clip:other' gives 4-d"):
         stats.check_compatible("open_clip:other", 4, tmp_path)
@@ -108,7 +126,7 @@ def test_mean_shift_closes_a_synthetic_modality_gap():
     text_offset, image_offset = 4 * torch.randn(16, generator=generator), 4 * torch.randn(16, generator=generator)
     text = F.normalize(content + text_offset + 0.3 * torch.randn(32, 16, generator=generator), dim=-1)
     image = F.normalize(content + image_offset + 0.3 * torch.randn(32, 16, generator=generator), dim=-1)
-    stats = _stats(dim=16, text_mean=text.mean(0), num_rows=32, renormalize_after_shift=True)
+    stats = _stats(dim=16, text_mean=text.mean(0), num_rows=32, renormalize=True)
     report, text_v, image_v = modality_gap(text, image, stats)
     assert report["image_mean"] == "paired set"
     # Both centroids are 0 right after the shift; re-normalising moves them only slightly.

@@ -74,7 +74,7 @@ def transfer_statistics(checkpoint_dir: str | Path) -> dict:
     )
     stats: dict[str, Any] = {
         key: config.get(key)
-        for key in ("encoder_id", "embed_dim", "projector_type", "num_image_tokens", "renormalize_after_shift",
+        for key in ("encoder_id", "embed_dim", "projector_type", "num_image_tokens", "modality_transfer",
                     "has_image_mean")
     }  # fmt: skip
     weights = sorted(checkpoint_dir.glob("*.safetensors"))

@@ -28,7 +28,7 @@ REQUIRED_CONFIG_FIELDS = (
     "num_image_tokens",
     "image_token_id",
     "encoder_id",
-    "renormalize_after_shift",
+    "modality_transfer",
     "has_image_mean",
 )
 # Fields of `text_config` that size the LLM: without them its config class builds its default (often 7B) model.

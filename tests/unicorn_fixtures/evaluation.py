@@ -61,7 +61,7 @@ def build_tiny_checkpoint(
     )
     text_mean = encoder.encode_text(text_mean_from).mean(0) if text_mean_from else torch.zeros(encoder.dim)
     image_mean = encoder.encode_image(image_mean_from).mean(0) if image_mean_from else None
-    model.set_modality_statistics(text_mean, image_mean, encoder_id=encoder.id, encoder=encoder.spec.to_dict())
+    model.set_modality_transfer(text_mean, image_mean, encoder_id=encoder.id, encoder=encoder.spec.to_dict())
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)

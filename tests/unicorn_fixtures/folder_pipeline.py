@@ -38,7 +38,7 @@ def save_with_image_tower(folder, lm_path: str, encoder, images, embed_dim: int,
         lm_path, embed_dim=embed_dim, projector_type="mlp2x_gelu", num_image_tokens=num_image_tokens,
         encoder_id=encoder.id, encoder=encoder.spec.to_dict(),
     )  # fmt: skip
-    model.set_modality_statistics(torch.randn(embed_dim) * 0.1, encoder.encode_image(images).mean(0))
+    model.set_modality_transfer(torch.randn(embed_dim) * 0.1, encoder.encode_image(images).mean(0))
     attach_encoder_image_tower(model, processor, encoder, mean="image")
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
@@ -58,7 +58,7 @@ def pipeline_answer(folder, image, question: str, max_new_tokens: int, **pipelin
 
 def project_answer(qa, image, question: str, max_new_tokens: int) -> tuple[str, torch.Tensor]:
     """`qa` is a `UnicornImageQA`; the shift is the stored image mean (`mean="image"`)."""
-    shifted = qa.shift(qa.encode_images([image]), qa.resolve_mean("image"))  # [1, D]
+    shifted = qa.transfer(qa.encode_images([image]), qa.resolve_mean("image"))  # [1, D]
     answers, logits = qa.generate_with_first_logits(
         shifted, [question], batch_size=1, max_new_tokens=max_new_tokens, do_sample=False
     )

@@ -152,8 +152,7 @@ def write_synthetic_transfer_folder(
         "dim": embed_dim,
         "num_rows": num_rows,
         "normalized_input": True,
-        "renormalize_after_shift": False,
-        "center": True,
+        "modality_transfer": {"method": "mean_shift", "renormalize": False},
     }
     (folder / STATS_JSON).write_text(json.dumps(meta, indent=2) + "\n")
     return folder

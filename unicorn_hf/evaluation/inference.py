@@ -7,8 +7,9 @@
 The encoder is the one recorded in the model config (the structured `encoder` record, rebuilt by
 `load_encoder_from_spec`; a local encoder is found by its content fingerprint in the checkpoint folder or at the
 recipe's relative location; checkpoints older than that record fall back to parsing `encoder_id`) unless one is
-passed. The image mean subtracted before the projector is one of
-`MEAN_MODES`, and results always name it:
+passed. Images go through the image side of the checkpoint's modality transfer rule (`config.modality_transfer`,
+`unicorn_hf.modeling.modality_transfer`). For the methods that subtract an image mean there (the paper's mean shift,
+C3) the mean is one of `MEAN_MODES`, and results always name it (the other methods ignore it):
 
     eval   the mean of the evaluated images' own embeddings (what the paper's code does per benchmark)
     image  the `image_mean` stored in the checkpoint (from unlabeled images at transfer time)
@@ -16,10 +17,11 @@ passed. The image mean subtracted before the projector is one of
     none   no shift (for models trained with the "ideal" form u - mu_T + mu_V, whose images are used as they come)
 
 `transformers.pipeline("image-text-to-text")` works too, through `make_pipeline`: it binds an image embedder (encoder
-+ shift with a fixed mean) to the processor, so the pipeline's `processor(images=..., text=...)` call yields
-`image_embeds`. Prompts are strings holding `<image>` (see `UnicornImageQA.format_prompt`) or chat messages whose
-content is structured (`{"type": "image"}` parts become `<image>`: `accept_structured_content`). The "eval" mean needs
-every image before the first answer, so with the pipeline compute it first (`qa.resolve_mean("eval", raw_embeds)`).
++ the rule's image side with a fixed mean) to the processor, so the pipeline's `processor(images=..., text=...)` call
+yields `image_embeds`. Prompts are strings holding `<image>` (see `UnicornImageQA.format_prompt`) or chat messages
+whose content is structured (`{"type": "image"}` parts become `<image>`: `accept_structured_content`). The "eval"
+mean needs every image before the first answer, so with the pipeline compute it first
+(`qa.resolve_mean("eval", raw_embeds)`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..modeling import UnicornForConditionalGeneration, UnicornProcessor
+from ..modeling.modality_transfer import IMAGE_MEAN_METHODS
 from ..transfer.image_towers import image_tower_from_encoder
 
 
@@ -206,7 +209,7 @@ class UnicornImageQA:
         )
         return cls(model, processor, loaded, prompt_template=prompt_template)
 
-    # ---- images -> shifted embeddings -------------------------------------------------------------------------
+    # ---- images -> transferred embeddings -------------------------------------------------------------------------
     def encode_images(self, images: Sequence) -> torch.Tensor:
         """Raw (unshifted, L2-normalised) encoder embeddings [N, D] of PIL images / paths / URLs."""
         if self.encoder is None:
@@ -219,7 +222,7 @@ class UnicornImageQA:
     def resolve_mean(
         self, mode: str | torch.Tensor, raw_embeds: torch.Tensor | None = None
     ) -> str | torch.Tensor | None:
-        """What `shift_embeddings` subtracts for a mean mode; "eval" averages `raw_embeds` (the evaluated images)."""
+        """What `transfer` subtracts for a mean mode; "eval" averages `raw_embeds` (the evaluated images)."""
         if isinstance(mode, torch.Tensor):
             return mode
         if mode == "eval":
@@ -235,15 +238,20 @@ class UnicornImageQA:
             return None
         raise ValueError(f"Unknown mean mode {mode!r}; expected one of {MEAN_MODES} or a [D] tensor")
 
-    def shift(self, raw_embeds: torch.Tensor, mean: str | torch.Tensor | None) -> torch.Tensor:
-        """[N, D] raw -> [N, D] in the training space."""
-        if mean is None:
-            return raw_embeds.float()
-        return self.model.shift_embeddings(raw_embeds, mean=mean)
+    @property
+    def subtracts_image_mean(self) -> bool:
+        """Whether the checkpoint's transfer method subtracts an image mean at inference (else every mean mode gives
+        the same embeddings: the method's image side)."""
+        return self.model.config.modality_transfer["method"] in IMAGE_MEAN_METHODS
+
+    def transfer(self, raw_embeds: torch.Tensor, mean: str | torch.Tensor | None) -> torch.Tensor:
+        """[N, D] raw -> [N, D] in the training space, through the image side of the checkpoint's transfer rule;
+        `mean` (a resolved mean mode) is what `mean_shift` / `c3` subtract, and is not used by the other methods."""
+        return self.model.transfer_images(raw_embeds, image_mean=mean if self.subtracts_image_mean else None)
 
     def image_embedder(self, mean: str | torch.Tensor | None) -> Callable[[Sequence], torch.Tensor]:
-        """Callable images -> shifted embeddings, for `UnicornProcessor(images=..., image_embedder=...)`."""
-        return lambda images: self.shift(self.encode_images(images), mean)
+        """Callable images -> transferred embeddings, for `UnicornProcessor(images=..., image_embedder=...)`."""
+        return lambda images: self.transfer(self.encode_images(images), mean)
 
     # ---- prompts and generation ---------------------------------------------------------------------------------
     def format_prompt(self, question: str) -> str:
@@ -326,7 +334,7 @@ class UnicornImageQA:
     ) -> list[str]:
         """Answer `questions[i]` about `images[i]`; `mean` is a mode of `MEAN_MODES` or a [D] tensor."""
         raw = self.encode_images(images)  # [N, D]
-        shifted = self.shift(raw, self.resolve_mean(mean, raw))
+        shifted = self.transfer(raw, self.resolve_mean(mean, raw))
         return self.generate_from_embeds(
             shifted, questions, batch_size=batch_size, max_new_tokens=max_new_tokens, **generate_kwargs
         )

@@ -62,7 +62,7 @@ class UnicornLmms(lmms):
             return []
         images = [self._image_of(request) for request in requests]
         raw = self.qa.encode_images(images)  # [N, D]
-        shifted = self.qa.shift(raw, self.qa.resolve_mean(self.mean, raw))  # [N, D]
+        shifted = self.qa.transfer(raw, self.qa.resolve_mean(self.mean, raw))  # [N, D]
         settings = [self._settings(request) for request in requests]
         answers: list[str] = [""] * len(requests)
         # lmms-eval gives every request its own budget and stop strings; a task uses one set, so batch by setting.

@@ -330,11 +330,11 @@ class Experiment:
         stats = TransferStatistics.load(text_transfer)
         oracle_stats = TransferStatistics(
             encoder_id=stats.encoder_id, dim=stats.dim, text_mean=image_mean, num_rows=len(train_ids),
-            normalized_input=True, renormalize_after_shift=stats.renormalize_after_shift, center=True,
+            normalized_input=True, settings=stats.settings,
         )  # fmt: skip
 
         def swap(row: dict) -> dict:
-            vector = oracle_stats.shift(image[pair_of_row[row["id"]]].unsqueeze(0))[0]  # [D]
+            vector = oracle_stats.embed_text(image[pair_of_row[row["id"]]].unsqueeze(0))[0]  # [D]
             return {"image_embeds": vector.to(torch.float16).tolist()}
 
         for config_name in ("captions", "instructions"):

@@ -100,7 +100,7 @@ def evaluation_embeds(qa, mean: str, inputs: str, raw: torch.Tensor, seed: int) 
     """
     if inputs == "zero":
         return torch.zeros_like(raw, dtype=torch.float32)
-    shifted = qa.shift(raw, qa.resolve_mean(mean, raw))
+    shifted = qa.transfer(raw, qa.resolve_mean(mean, raw))
     if inputs == "shuffled":
         shifted = shifted[torch.randperm(len(raw), generator=torch.Generator().manual_seed(seed))]
     elif inputs != "images":

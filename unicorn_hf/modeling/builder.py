@@ -25,7 +25,7 @@ def build_from_text_model(
     image_token: str = "<image>",
     encoder_id: str | None = None,
     encoder: dict | None = None,
-    renormalize_after_shift: bool = False,
+    modality_transfer: dict | None = None,
     gguf_file: str | None = None,
     revision: str | None = None,
     dtype: torch.dtype | str | None = None,
@@ -61,7 +61,7 @@ def build_from_text_model(
         num_image_tokens=num_image_tokens,
         encoder_id=encoder_id,
         encoder=encoder,
-        renormalize_after_shift=renormalize_after_shift,
+        modality_transfer=modality_transfer,
     )
     # The LM as the user named it (a Hub id, `pkg://...`), not the cache folder `resolve_model_path` found it in.
     model.config.name_or_path = model.config.text_config.name_or_path = model_name_or_path

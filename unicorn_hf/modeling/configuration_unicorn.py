@@ -11,6 +11,8 @@ import re
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .modality_transfer import IMAGE_MEAN_CHOICES, IMAGE_MEAN_METHODS, TransferSettings
+
 
 PROJECTOR_PATTERN = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
 # Image towers a checkpoint can carry: the transformers class that maps pixels into the paired encoder's joint
@@ -22,7 +24,7 @@ VISION_TOWERS = {
     "siglip_vision_model": ("SiglipVisionModel", "pooler_output", "hidden_size"),
     "timm_wrapper": ("TimmWrapperForImageClassification", "logits", "num_labels"),
 }
-IMAGE_TOWER_MEANS = ("image", "text", "none")
+IMAGE_TOWER_MEANS = IMAGE_MEAN_CHOICES
 
 
 def projector_depth(projector_type: str) -> int:
@@ -59,8 +61,12 @@ class UnicornConfig(PreTrainedConfig):
             The same encoder, structured (`unicorn_hf.transfer.encoders.EncoderSpec.to_dict()`: library, name,
             pretrained tag, init seed, content fingerprint of a local folder, its relative location): what
             evaluation rebuilds the encoder from. Never holds a path of the machine it ran on.
-        renormalize_after_shift (`bool`):
-            Whether embeddings are L2-normalised again after the mean shift (the paper's text does, its code not).
+        modality_transfer (`dict`, *optional*):
+            The modality transfer rule the model was trained with (`modality_transfer.TransferSettings`: `method`
+            one of none / mean_shift / capdec / c3 / realign / memory_projection, `renormalize`, `add_image_mean`,
+            `noise_std`, `memory_size`, `memory_temperature`, `project_images_onto_memory`). Its tensors are the
+            `modality_statistics.*` buffers. Defaults to the paper's mean shift without re-normalisation (configs
+            written before this field existed give `renormalize_after_shift`, which is read into it).
         has_image_mean (`bool`):
             Whether the `image_mean` buffer holds a real image-embedding mean (else only `text_mean` is known).
         vision_config (`dict` or `PreTrainedConfig`, *optional*):
@@ -68,7 +74,8 @@ class UnicornConfig(PreTrainedConfig):
             `siglip_vision_model`, or a `timm_wrapper` whose classifier is the projection), so that `pixel_values`
             work like LLaVA's; None (the default) = the model takes `image_embeds` only. Training never runs it.
         image_tower_mean (`str`, *optional*):
-            Which stored mean the tower's embeddings are shifted by before the projector: "image", "text" or "none".
+            Which stored mean the tower's embeddings are shifted by before the projector: "image", "text" or "none"
+            (methods whose image side subtracts no mean take "none").
     """
 
     model_type = "unicorn"
@@ -84,7 +91,7 @@ class UnicornConfig(PreTrainedConfig):
     image_token_id: int | None = None
     encoder_id: str | None = None
     encoder: dict | None = None
-    renormalize_after_shift: bool = False
+    modality_transfer: dict | None = None
     has_image_mean: bool = False
     vision_config: dict | PreTrainedConfig | None = None
     image_tower_mean: str | None = None
@@ -107,6 +114,10 @@ class UnicornConfig(PreTrainedConfig):
                 "AutoModelForCausalLM; Unicorn needs a decoder-only LM (llama, qwen2, mistral, ...)."
             )
         projector_depth(self.projector_type)
+        if self.modality_transfer is None:  # written before the rule had its own settings: the paper's mean shift
+            renormalize = bool(self.__dict__.pop("renormalize_after_shift", False))
+            self.modality_transfer = {"method": "mean_shift", "renormalize": renormalize}
+        self.modality_transfer = TransferSettings.from_dict(dict(self.modality_transfer)).to_dict()
         if self.embed_dim < 1:
             raise ValueError(f"embed_dim must be positive, got {self.embed_dim}.")
         if self.num_image_tokens < 1:
@@ -117,6 +128,12 @@ class UnicornConfig(PreTrainedConfig):
                 raise ValueError(
                     f"image_tower_mean={self.image_tower_mean!r}: a checkpoint with an image tower must say which "
                     f"mean shifts its embeddings, one of {IMAGE_TOWER_MEANS}."
+                )
+            method = self.modality_transfer["method"]
+            if method not in IMAGE_MEAN_METHODS and self.image_tower_mean != "none":
+                raise ValueError(
+                    f"image_tower_mean={self.image_tower_mean!r}, but the modality transfer method {method!r} "
+                    f"subtracts no image mean at inference (only {IMAGE_MEAN_METHODS} do): use 'none'."
                 )
         # Same workaround as LLaVA: the embedding tying of the wrapped LM is decided by its own config.
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):

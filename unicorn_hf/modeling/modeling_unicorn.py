@@ -1,13 +1,15 @@
 """Unicorn: a LLaVA-style VLM whose "image" input is one embedding vector per sample.
 
-Training never sees pixels: stage 3 turns each caption into a CLIP-style text embedding u, shifted by the mean of
-all caption embeddings (v = u - text_mean). At inference a real image goes through the paired image encoder and is
-shifted by an image mean. The projector maps v into the LLM's hidden size and the result is copied into the
-`<image>` positions of the prompt (LLaVA's `masked_scatter`, after a compile-safe count check).
+Training never sees pixels: stage 3 turns each caption into a CLIP-style text embedding u and moves it by the text
+side of a modality transfer rule (the paper's mean shift v = u - text_mean, or another method of
+`modality_transfer.py`). At inference a real image goes through the paired image encoder and the image side of the
+same rule, whose settings (`config.modality_transfer`) and tensors (`modality_statistics.*`) the checkpoint carries.
+The projector maps v into the LLM's hidden size and the result is copied into the `<image>` positions of the prompt
+(LLaVA's `masked_scatter`, after a compile-safe count check).
 
 Built as transformers' LLaVA is (`modeling_llava.py`):
 
-- `UnicornModel`: projector + modality statistics + the text backbone (`AutoModel`, no LM head), and optionally the
+- `UnicornModel`: projector + modality transfer + the text backbone (`AutoModel`, no LM head), and optionally the
   frozen image tower of the paired encoder (as LLaVA carries `vision_tower`), so that `pixel_values` work and
   `pipeline("image-text-to-text", model=folder)` needs nothing else; returns hidden states. It is the `base_model`
   (`base_model_prefix = "model"`), which is what TRL's fused LM head runs.
@@ -55,6 +57,7 @@ from .configuration_unicorn import (
     check_vision_config,
     projector_depth,
 )
+from .modality_transfer import IMAGE_MEAN_METHODS, TransferSettings, UnicornModalityTransfer
 
 
 logger = logging.get_logger(__name__)
@@ -117,15 +120,6 @@ class UnicornProjector(nn.Module):
         return hidden_states
 
 
-class UnicornModalityStatistics(nn.Module):
-    """The means used by the modality shift, kept as persistent buffers so that they travel in the checkpoint."""
-
-    def __init__(self, config: UnicornConfig):
-        super().__init__()
-        self.register_buffer("text_mean", torch.zeros(config.embed_dim), persistent=True)  # [D]
-        self.register_buffer("image_mean", torch.zeros(config.embed_dim), persistent=True)  # [D]
-
-
 class UnicornPreTrainedModel(PreTrainedModel):
     config: UnicornConfig
     config_class = UnicornConfig
@@ -139,9 +133,9 @@ class UnicornPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, UnicornModalityStatistics):
-            init.zeros_(module.text_mean)
-            init.zeros_(module.image_mean)
+        if isinstance(module, UnicornModalityTransfer):
+            for name, buffer in module.named_buffers(recurse=False):
+                (init.ones_ if name == "realign_scale" else init.zeros_)(buffer)
         elif isinstance(module, nn.Linear):  # the projector and the LM head; the backbone initialises its own
             std = getattr(self.config.text_config, "initializer_range", None) or 0.02
             init.normal_(module.weight, mean=0.0, std=std)
@@ -193,13 +187,13 @@ def _record_auto_map(model: PreTrainedModel) -> None:
 
 
 class UnicornModel(UnicornPreTrainedModel):
-    """Projector + modality statistics + text backbone. `image_embeds` [B, D] fill the `<image>` positions; returns
+    """Projector + modality transfer + text backbone. `image_embeds` [B, D] fill the `<image>` positions; returns
     the backbone's hidden states (no LM head), like `LlavaModel`."""
 
     def __init__(self, config: UnicornConfig):
         super().__init__(config)
         self.projector = UnicornProjector(config)
-        self.modality_statistics = UnicornModalityStatistics(config)
+        self.modality_statistics = UnicornModalityTransfer(config)  # checkpoint keys `modality_statistics.*`
         self.language_model = AutoModel.from_config(config.text_config)
         if config.vision_config is not None:
             self.vision_tower = build_vision_tower(config.vision_config)
@@ -220,13 +214,14 @@ class UnicornModel(UnicornPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
-        """Project shifted encoder embeddings into the LM's hidden size.
+        """Project embeddings of the training space (after the modality transfer) into the LM's hidden size.
 
         Args:
             image_embeds: [B, D] (one vector per image, the paper's setting) or [B, k, D] with k = 1 or
-                `num_image_tokens`, already shifted (as in the training data).
+                `num_image_tokens`, already transferred (as in the training data). In train mode the noise methods
+                (CapDec, C3) add their fresh noise here, as a regulariser; never in eval mode.
             pixel_values: [B, 3, H, W] for the image tower the checkpoint carries, instead of `image_embeds`: the
-                tower's embedding is L2-normalised and shifted by `config.image_tower_mean` first.
+                tower's embedding is L2-normalised and moved by the image side of the rule first (`embed_pixels`).
 
         Returns:
             `BaseModelOutputWithPooling` with `last_hidden_state` [B, k, H] (the projected vectors) and
@@ -238,6 +233,8 @@ class UnicornModel(UnicornPreTrainedModel):
         if pixel_values is not None:
             image_embeds = self.embed_pixels(pixel_values)  # [B, D]
         _check_image_embeds(image_embeds, self.config)
+        if self.training:
+            image_embeds = self.modality_statistics.add_training_noise(image_embeds)
         if image_embeds.dim() == 2:
             image_embeds = image_embeds.unsqueeze(1)  # [B, 1, D]
         projector_dtype = self.projector.layers[0].weight.dtype
@@ -255,7 +252,8 @@ class UnicornModel(UnicornPreTrainedModel):
 
     def embed_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, D] in the training space: the carried image tower (frozen), L2-normalised as every
-        paired encoder's output is, then the modality shift of `config.image_tower_mean`."""
+        paired encoder's output is, then the image side of the modality transfer (with the image mean named by
+        `config.image_tower_mean`, for the methods that subtract one)."""
         tower = getattr(self, "vision_tower", None)
         if tower is None:
             raise ValueError(
@@ -268,9 +266,7 @@ class UnicornModel(UnicornPreTrainedModel):
         tower_dtype = next(tower.parameters()).dtype
         raw = getattr(tower(pixel_values=pixel_values.to(tower_dtype)), output_field)  # [B, D]
         raw = torch.nn.functional.normalize(raw.float(), dim=-1)
-        if self.config.image_tower_mean == "none":
-            return raw
-        return self.shift_embeddings(raw, mean=self.config.image_tower_mean)
+        return self.transfer_images(raw, image_mean=self.config.image_tower_mean)
 
     def get_placeholder_mask(
         self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor, image_features: torch.Tensor
@@ -321,7 +317,8 @@ class UnicornModel(UnicornPreTrainedModel):
     ) -> UnicornModelOutputWithPast:
         r"""
         image_embeds (`torch.Tensor` of shape `(num_images, embed_dim)` or `(num_images, k, embed_dim)`, *optional*):
-            Shifted encoder embeddings, one per prompt holding `<image>`; they replace its `<image>` tokens.
+            Encoder embeddings after the modality transfer, one per prompt holding `<image>`; they replace its
+            `<image>` tokens.
         mm_encoder_outputs (`dict[str, BaseModelOutputWithPooling]`, *optional*):
             Pre-computed `{"image": get_image_features(...)}`, used instead of `image_embeds`.
         pixel_values (`torch.Tensor` of shape `(num_images, 3, height, width)`, *optional*):
@@ -360,23 +357,24 @@ class UnicornModel(UnicornPreTrainedModel):
             image_outputs=image_outputs,
         )
 
-    # ---- the modality shift -------------------------------------------------------------------------------------
-    def shift_embeddings(self, raw_embeds: torch.Tensor, mean: str | torch.Tensor = "text") -> torch.Tensor:
-        """Apply the modality shift used in training: v = u - mean, then optionally re-normalise.
+    # ---- the modality transfer ----------------------------------------------------------------------------------
+    def transfer_images(
+        self, raw_embeds: torch.Tensor, image_mean: str | torch.Tensor | None = "image"
+    ) -> torch.Tensor:
+        """Image side of the rule the model was trained with: paired-encoder image embeddings [N, D] -> [N, D].
 
-        `mean` is "text" (the training caption mean), "image" (a stored image mean) or a [D] tensor, e.g. the mean
-        of the evaluation set's own image embeddings as in the paper.
+        `image_mean` is what `mean_shift` / `c3` subtract: "image" (the stored mean of unlabeled images), "text" (the
+        caption mean: leaves the modality gap), "none"/None, or a [D] tensor (e.g. the evaluated set's own mean, as
+        in the paper's code). Methods that subtract no image mean ignore the default and refuse any other value.
         """
-        if isinstance(mean, str):
-            if mean == "image" and not self.config.has_image_mean:
-                raise ValueError("This checkpoint stores no image_mean; use mean='text' or pass a tensor.")
-            if mean not in ("text", "image"):
-                raise ValueError(f"mean must be 'text', 'image' or a [D] tensor, got {mean!r}.")
-            mean = getattr(self.modality_statistics, f"{mean}_mean")
-        shifted = raw_embeds.float() - mean.to(raw_embeds.device, torch.float32)  # [N, D]
-        if self.config.renormalize_after_shift:
-            shifted = torch.nn.functional.normalize(shifted, dim=-1)
-        return shifted
+        if self.config.modality_transfer["method"] not in IMAGE_MEAN_METHODS and image_mean in ("image", "none"):
+            image_mean = None
+        return self.modality_statistics.transfer_images(raw_embeds, image_mean=image_mean)
+
+    def transfer_texts(self, raw_text_embeds: torch.Tensor) -> torch.Tensor:
+        """Text side (without the train-time noise): caption embeddings [N, D] -> [N, D], what the transfer stage
+        stored as `image_embeds` (probes of held-out concepts feed their captions through this)."""
+        return self.modality_statistics.transfer_texts(raw_text_embeds)
 
 
 class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
@@ -424,7 +422,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         return self.model.projector
 
     @property
-    def modality_statistics(self) -> UnicornModalityStatistics:
+    def modality_statistics(self) -> UnicornModalityTransfer:
         return self.model.modality_statistics
 
     def get_image_features(
@@ -447,20 +445,29 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
             vision_tower: a `CLIPVisionModelWithProjection`, `SiglipVisionModel` or `TimmWrapperForImageClassification`
                 (`VISION_TOWERS`) whose output is the image embedding of the encoder the model was trained with
                 (`embed_dim` wide).
-            mean: the mean its L2-normalised embeddings are shifted by: "image" (the stored `image_mean`), "text"
-                (the training caption mean; leaves the modality gap), "none", or a [D] tensor (e.g. the mean of a
-                set of images), which is stored as `image_mean`.
+            mean: for the methods that subtract an image mean (`mean_shift`, `c3`), the mean its L2-normalised
+                embeddings are shifted by: "image" (the stored `image_mean`), "text" (the training caption mean;
+                leaves the modality gap), "none", or a [D] tensor (e.g. the mean of a set of images), which is stored
+                as `image_mean`. Other methods take "none" (their image side subtracts nothing).
 
         An open_clip ViT tower (or LLM2CLIP's) has no transformers class to hold its weights, so it cannot be
         carried; `unicorn_hf.transfer.image_towers.image_tower_from_encoder` converts what can be (an open_clip timm
         trunk with a linear head included) and names the ways out for the rest.
         """
         check_vision_config(vision_tower.config, self.config.embed_dim)
+        method = self.config.modality_transfer["method"]
         if isinstance(mean, torch.Tensor):
-            self.set_modality_statistics(self.modality_statistics.text_mean, image_mean=mean)
+            if tuple(mean.shape) != (self.config.embed_dim,):
+                raise ValueError(f"mean has shape {tuple(mean.shape)}, expected ({self.config.embed_dim},).")
+            self.modality_statistics.image_mean.copy_(mean.to(self.modality_statistics.image_mean))
+            self.config.has_image_mean = True
             mean = "image"
         if mean not in IMAGE_TOWER_MEANS:
             raise ValueError(f"mean must be one of {IMAGE_TOWER_MEANS} or a [D] tensor, got {mean!r}.")
+        if method not in IMAGE_MEAN_METHODS and mean != "none":
+            raise ValueError(
+                f"mean={mean!r}: the modality transfer method {method!r} subtracts no image mean; pass mean='none'."
+            )
         if mean == "image" and not self.config.has_image_mean:
             raise ValueError("This checkpoint stores no image_mean: pass mean='text', 'none' or a [D] tensor.")
         parameter = next(self.model.projector.parameters())
@@ -468,10 +475,16 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         self.config.vision_config = vision_tower.config
         self.config.image_tower_mean = mean
 
-    def shift_embeddings(self, raw_embeds: torch.Tensor, mean: str | torch.Tensor = "text") -> torch.Tensor:
-        return self.model.shift_embeddings(raw_embeds, mean=mean)
+    def transfer_images(
+        self, raw_embeds: torch.Tensor, image_mean: str | torch.Tensor | None = "image"
+    ) -> torch.Tensor:
+        return self.model.transfer_images(raw_embeds, image_mean=image_mean)
 
-    shift_embeddings.__doc__ = UnicornModel.shift_embeddings.__doc__
+    def transfer_texts(self, raw_text_embeds: torch.Tensor) -> torch.Tensor:
+        return self.model.transfer_texts(raw_text_embeds)
+
+    transfer_images.__doc__ = UnicornModel.transfer_images.__doc__
+    transfer_texts.__doc__ = UnicornModel.transfer_texts.__doc__
 
     # ---- forward / generate -------------------------------------------------------------------------------------
     @can_return_tuple
@@ -493,7 +506,8 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
     ) -> UnicornCausalLMOutputWithPast:
         r"""
         image_embeds (`torch.Tensor` of shape `(num_images, embed_dim)` or `(num_images, k, embed_dim)`, *optional*):
-            Shifted encoder embeddings, one per prompt holding `<image>`; they replace its `<image>` tokens.
+            Encoder embeddings after the modality transfer, one per prompt holding `<image>`; they replace its
+            `<image>` tokens.
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Next-token targets; `<image>` positions are never scored. Pre-shifted `shift_labels` (sequence and
             context parallelism pass them in `kwargs`) are masked the same way.
@@ -508,7 +522,8 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         Example:
 
         ```python
-        >>> inputs = processor(text=["<image>\nWhat is shown?"], image_embeds=shifted)  # shifted: [1, embed_dim]
+        >>> image_embeds = model.transfer_images(encoder.encode_image([pil_image]))  # [1, embed_dim]
+        >>> inputs = processor(text=["<image>\nWhat is shown?"], image_embeds=image_embeds)
         >>> model.generate(**inputs, max_new_tokens=16)
         ```
         """
@@ -618,43 +633,79 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
             model_inputs.pop("mm_encoder_outputs", None)
         return model_inputs
 
-    # ---- modality statistics and encoders ----------------------------------------------------------------------
-    def set_modality_statistics(
+    # ---- modality transfer and encoders -------------------------------------------------------------------------
+    def set_modality_transfer(
         self,
         text_mean: torch.Tensor,
         image_mean: torch.Tensor | None = None,
+        *,
+        settings: TransferSettings | dict | None = None,
+        realign_mean: torch.Tensor | None = None,
+        realign_scale: float | torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
         encoder_id: str | None = None,
-        renormalize_after_shift: bool | None = None,
         encoder: dict | None = None,
     ) -> None:
-        """Copy the transfer statistics into the model so that inference repeats the training shift; `encoder` is the
-        structured encoder record (`EncoderSpec.to_dict()`) stored in the config beside `encoder_id`."""
-        for name, tensor in (("text_mean", text_mean), ("image_mean", image_mean)):
-            if tensor is not None and tuple(tensor.shape) != (self.config.embed_dim,):
-                raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected ({self.config.embed_dim},).")
+        """Store the transfer rule the training data was made with, so that inference repeats it.
+
+        Args:
+            text_mean, image_mean: [D] means of the captions' and of unlabeled images' embeddings.
+            settings: the rule (`TransferSettings` or its dict); None keeps `config.modality_transfer`.
+            realign_mean, realign_scale: ReAlign's mu_hat [D] and s (method `realign`).
+            memory: [memory_size, D] unit-norm text embeddings for memory projection.
+            encoder_id, encoder: the paired encoder's id and structured record (`EncoderSpec.to_dict()`).
+
+        Raises:
+            ValueError: a tensor of the wrong shape (named), another encoder than the model's, or settings whose
+                method needs a tensor that is not given.
+        """
+        dim = self.config.embed_dim
         if encoder_id is not None and self.config.encoder_id not in (None, encoder_id):
             raise ValueError(
                 f"Statistics come from encoder {encoder_id!r} but the model was built for {self.config.encoder_id!r}."
             )
-        stats = self.modality_statistics
-        stats.text_mean.copy_(text_mean.to(stats.text_mean))
+        if settings is not None:
+            settings = settings if isinstance(settings, TransferSettings) else TransferSettings.from_dict(settings)
+            self.config.modality_transfer = settings.to_dict()
+        settings = TransferSettings.from_dict(self.config.modality_transfer)
+        expected = {"text_mean": (dim,), "image_mean": (dim,), "realign_mean": (dim,),
+                    "memory": (settings.memory_size, dim)}  # fmt: skip
+        given = {"text_mean": text_mean, "image_mean": image_mean, "realign_mean": realign_mean, "memory": memory}
+        for name, tensor in given.items():
+            if tensor is not None and tuple(tensor.shape) != expected[name]:
+                raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected {expected[name]}.")
+        needed = {"realign": ("image_mean", "realign_mean", "realign_scale"), "c3": ("image_mean",)}
+        supplied = {**given, "realign_scale": realign_scale}
+        missing = [name for name in needed.get(settings.method, ()) if supplied[name] is None]
+        missing += ["memory"] if settings.memory_size and memory is None else []
+        if missing:
+            raise ValueError(f"modality transfer method {settings.method!r} needs {missing}, which were not given.")
+        # The buffers a method carries depend on its settings (ReAlign's, the memory's size): rebuild the module.
+        old = self.model.modality_statistics
+        rebuilt = UnicornModalityTransfer(self.config).to(old.text_mean.device)
+        rebuilt.image_mean.copy_(old.image_mean)
+        self.model.modality_statistics = rebuilt
+        rebuilt.text_mean.copy_(text_mean.to(rebuilt.text_mean))
         if image_mean is not None:
-            stats.image_mean.copy_(image_mean.to(stats.image_mean))
+            rebuilt.image_mean.copy_(image_mean.to(rebuilt.image_mean))
             self.config.has_image_mean = True
+        if settings.method == "realign":
+            rebuilt.realign_mean.copy_(realign_mean.to(rebuilt.realign_mean))
+            rebuilt.realign_scale.fill_(float(realign_scale))
+        if settings.memory_size:
+            rebuilt.memory.copy_(memory.to(rebuilt.memory))
         if encoder_id is not None:
             self.config.encoder_id = encoder_id
         if encoder is not None:
             self.config.encoder = dict(encoder)
-        if renormalize_after_shift is not None:
-            self.config.renormalize_after_shift = renormalize_after_shift
 
     def make_image_embedder(
-        self, encode_images: Callable[[Sequence], torch.Tensor], mean: str | torch.Tensor = "image"
+        self, encode_images: Callable[[Sequence], torch.Tensor], mean: str | torch.Tensor | None = "image"
     ) -> Callable[[Sequence], torch.Tensor]:
         """Wrap an image encoder (list of PIL images -> [N, D]) into the training space, for `UnicornProcessor`."""
 
         def embed(images: Sequence) -> torch.Tensor:
-            return self.shift_embeddings(encode_images(images), mean=mean)
+            return self.transfer_images(encode_images(images), image_mean=mean)
 
         return embed
 
@@ -668,7 +719,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         projector_type: str,
         num_image_tokens: int,
         encoder_id: str | None = None,
-        renormalize_after_shift: bool = False,
+        modality_transfer: dict | None = None,
         encoder: dict | None = None,
     ) -> UnicornForConditionalGeneration:
         """Wrap an already loaded causal LM (whose vocabulary holds `<image>`) without copying or re-initialising it:
@@ -684,7 +735,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
             image_token_id=image_token_id,
             encoder_id=encoder_id,
             encoder=encoder,
-            renormalize_after_shift=renormalize_after_shift,
+            modality_transfer=modality_transfer,
         )
         with torch.device("meta"):  # skip a random init of a full LLM that is replaced right away
             model = cls(config)

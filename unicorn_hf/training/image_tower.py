@@ -7,7 +7,7 @@ checkpoint on the main process, attaching, and saving again. The trainer's own s
 is therefore untouched.
 
     image_tower_encoder: local-dir:outputs/tiny/encoder   # the encoder the transfer stage used (same content)
-    image_tower_mean: image                              # the stored image_mean (transfer `image_mean_source`)
+    image_tower_mean: image                              # mean_shift / c3: the stored image_mean; others: none
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 
 from ..modeling import UnicornForConditionalGeneration, UnicornProcessor
+from ..modeling.modality_transfer import IMAGE_MEAN_CHOICES, IMAGE_MEAN_METHODS
 from ..transfer.image_towers import image_tower_from_encoder
 
 
 logger = logging.getLogger(__name__)
 
-# What a YAML can name as the carried tower's shift (a [D] tensor is for Python callers of `attach_image_tower`).
-TOWER_MEANS = ("image", "text", "none")
+# What a YAML can name as the carried tower's image mean (a [D] tensor is for Python callers of `attach_image_tower`).
+TOWER_MEANS = IMAGE_MEAN_CHOICES
 
 
 @dataclass
@@ -38,9 +39,11 @@ class CarriedTower:
     encoder_id: str
 
 
-def prepare_image_tower(encoder_spec: str, mean: str | None, *, encoder_id: str | None, has_image_mean: bool):
+def prepare_image_tower(
+    encoder_spec: str, mean: str | None, *, encoder_id: str | None, has_image_mean: bool, method: str
+):
     """Load `encoder_spec` (a transfer `encoder` spec) on the CPU and convert its image side; checks first that it is
-    the encoder the training data was embedded with and that the shift `mean` can be applied.
+    the encoder the training data was embedded with and that the image mean `mean` fits the transfer `method`.
 
     Raises `TowerNotCarriable` (naming the ways out) when no transformers class holds the tower faithfully.
     """
@@ -48,6 +51,11 @@ def prepare_image_tower(encoder_spec: str, mean: str | None, *, encoder_id: str 
 
     if mean not in TOWER_MEANS:
         raise ValueError(f"image_tower_mean must be one of {TOWER_MEANS} with image_tower_encoder set, got {mean!r}")
+    if method not in IMAGE_MEAN_METHODS and mean != "none":
+        raise ValueError(
+            f"image_tower_mean: {mean}, but the modality transfer method {method!r} subtracts no image mean (only "
+            f"{IMAGE_MEAN_METHODS} do): use image_tower_mean: none."
+        )
     if mean == "image" and not has_image_mean:
         raise ValueError(
             "image_tower_mean: image, but the transfer statistics hold no image_mean: set the transfer stage's "

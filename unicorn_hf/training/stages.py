@@ -44,7 +44,7 @@ def build_pretrain_model(
         num_image_tokens=model_args.num_image_tokens,
         encoder_id=stats.encoder_id,
         encoder=stats.encoder,
-        renormalize_after_shift=stats.renormalize_after_shift,
+        modality_transfer=stats.settings.to_dict(),
         gguf_file=model_args.gguf_file,
         revision=model_args.model_revision,
         dtype=torch_dtype(model_args.dtype),
@@ -102,32 +102,21 @@ def load_stage_checkpoint(
 def copy_modality_statistics(model: UnicornForConditionalGeneration, stats: ModalityStatistics) -> None:
     """Check that the data was embedded by the model's encoder, then store its statistics in the model."""
     stats.check_matches(model.config.embed_dim, model.config.encoder_id, what=f"The model ({model.name_or_path})")
-    if not stats.center or stats.add_image_mean:
-        # The model's `shift_embeddings(mean="image")` subtracts image_mean from images; under these two conventions
-        # inference must use images unshifted, which the model config cannot express yet (recorded in the metadata).
-        logger.warning(
-            "Transfer statistics use center=%s, add_image_mean=%s: shift images at inference by hand (no shift), "
-            "not with model.shift_embeddings(mean='image').",
-            stats.center,
-            stats.add_image_mean,
-        )
     current = model.modality_statistics.text_mean.float().cpu()
     if bool(current.any()) and not torch.allclose(current, stats.text_mean, atol=1e-4):
         logger.warning(
             "The dataset's text_mean differs from the one in %s (max |diff| %.3g): the model now stores the dataset's "
-            "(its image_embeds were shifted by it).",
+            "(its image_embeds were made with it).",
             model.name_or_path,
             float((current - stats.text_mean).abs().max()),
         )
+    previous = model.config.modality_transfer
+    if bool(current.any()) and previous != stats.settings.to_dict():
+        logger.warning("The modality transfer of %s was %s; the dataset's is %s and replaces it.", model.name_or_path,
+                       previous, stats.settings.to_dict())  # fmt: skip
     if model.config.has_image_mean and stats.image_mean is None:
         logger.info("The checkpoint's image_mean is kept: the dataset's statistics carry none.")
-    model.set_modality_statistics(
-        stats.text_mean,
-        image_mean=stats.image_mean,
-        encoder_id=stats.encoder_id,
-        renormalize_after_shift=stats.renormalize_after_shift,
-        encoder=stats.encoder,
-    )
+    model.set_modality_transfer(**stats.model_kwargs())
 
 
 # ---- what trains -------------------------------------------------------------------------------------------------

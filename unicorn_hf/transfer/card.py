@@ -14,17 +14,50 @@ from unicorn_hf.transfer.statistics import STATS_JSON, STATS_TENSORS, TransferSt
 
 
 def _rule(stats: TransferStatistics) -> str:
-    if not stats.center:
-        rule = "v = u  (no mean shift: Gaussian-noise baseline)"
-    elif stats.add_image_mean:
-        rule = "v = u - text_mean + image_mean"
+    """The text side of the configured method as a formula (n = L2 normalisation; table in modality_transfer.py)."""
+    settings = stats.settings
+    rules = {
+        "none": "v = u",
+        "capdec": "v = n(u), then n(v + noise_std * eps) in every training step",
+        "c3": "v = n(n(u) - text_mean), then n(v + noise_std * eps) in every training step",
+        "realign": "v = n(n(s (n(u) - text_mean) + image_mean) - mu_hat + image_mean)",
+        "memory_projection": "v = n(u); images: n(softmax(n(x) M^T / tau) M)",
+    }
+    if settings.method == "mean_shift":
+        rule = "v = u - text_mean + image_mean" if settings.add_image_mean else "v = u - text_mean"
+        rule += ", then n(v)" if settings.renormalize else ""
     else:
-        rule = "v = u - text_mean"
-    if stats.center and stats.renormalize_after_shift:
-        rule += ", then v / ||v||"
-    if stats.noise_std is not None:
-        rule += f", then + N(0, {stats.noise_std}^2) drawn once per row"
-    return rule
+        rule = rules[settings.method]
+    if settings.noise_std is not None:
+        rule += f" (noise_std = {settings.noise_std})"
+    if settings.project_images_onto_memory:
+        rule += "; images are first projected onto the text memory M, then take the text side"
+    return f"{settings.method}: {rule}"
+
+
+def _diagnostics_lines(diagnostics: dict) -> list[str]:
+    lines = [
+        "## Modality-gap diagnostics",
+        "",
+        f"{diagnostics['num_pairs']} real photographs (scikit-image) with hand-written captions; methods that "
+        f"subtract an image mean use the {diagnostics['image_mean']} image mean. Each row applies the method's text "
+        "side to the captions and its image side to the images (no train-time noise). Chance recall@1 is "
+        f"{diagnostics['chance_recall@1']:.3f}.",
+        "",
+        "| | centroid gap | matched cosine | recall@1 | recall@5 |",
+        "|---|---|---|---|---|",
+    ]
+    rows = {"before (raw embeddings)": diagnostics["before"], f"after ({diagnostics['method']})": diagnostics["after"]}
+    rows.update({f"method: {name}": metrics for name, metrics in diagnostics.get("methods", {}).items()})
+    for name, m in rows.items():
+        if "skipped" in m:
+            lines.append(f"| {name} | {m['skipped']} | | | |")
+            continue
+        lines.append(
+            f"| {name} | {m['centroid_gap']:.4f} | {m['matched_cosine']:.4f} | {m['recall@1']:.3f} "
+            f"| {m['recall@5']:.3f} |"
+        )
+    return [*lines, "", f"![modality gap]({PLOT_FILE})", ""]
 
 
 def write_transfer_card(
@@ -51,9 +84,10 @@ def write_transfer_card(
         "# Unicorn stage 3: modality representation transfer",
         "",
         f"Each row's `image_embeds` ({stats.dim} x float16) is the caption embedded by `{stats.encoder_id}` "
-        f"and moved towards the image side of the embedding space: `{_rule(stats)}`, with `u` the L2-normalised "
-        "caption embedding. It stands in for an image embedding when training the VLM; at inference a real image "
-        "is embedded by the same encoder and shifted by `image_mean` (the statistics below travel with the model).",
+        f"and moved towards the image side of the embedding space by the modality transfer rule `{_rule(stats)}`, "
+        "with `u` the L2-normalised caption embedding. It stands in for an image embedding when training the VLM; at "
+        "inference a real image is embedded by the same encoder and goes through the same method's image side (the "
+        "settings and statistics below travel with the model).",
         "",
     ]
     if random_weights:
@@ -86,21 +120,5 @@ def write_transfer_card(
         lines.append(f"| {name} | {log.rows_in} | {log.rows_out} | {reasons} |")
     lines += ["", "Example ids of dropped rows are in `drops.json`.", ""]
     if diagnostics is not None:
-        lines += [
-            "## Modality-gap diagnostics",
-            "",
-            f"{diagnostics['num_pairs']} real photographs (scikit-image) with hand-written captions; after the shift, "
-            f"images are centred with the {diagnostics['image_mean']} image mean. Chance recall@1 is "
-            f"{diagnostics['chance_recall@1']:.3f}.",
-            "",
-            "| | centroid gap | matched cosine | recall@1 | recall@5 |",
-            "|---|---|---|---|---|",
-        ]
-        for name in ("before", "after"):
-            m = diagnostics[name]
-            lines.append(
-                f"| {name} | {m['centroid_gap']:.4f} | {m['matched_cosine']:.4f} | {m['recall@1']:.3f} "
-                f"| {m['recall@5']:.3f} |"
-            )
-        lines += ["", f"![modality gap]({PLOT_FILE})", ""]
+        lines += _diagnostics_lines(diagnostics)
     return write_card(out, metadata, "\n".join(lines))

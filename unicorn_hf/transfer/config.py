@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from unicorn_hf.modeling.modality_transfer import NEEDS_IMAGE_MEAN, TransferSettings
+
 
 @dataclass
 class EncoderArguments:
@@ -54,9 +56,11 @@ class TransferArguments:
     captions_path: str = field(metadata={"help": "Stage-1 output folder or Hub id (config `captions`)."})
     output_dir: str = field(metadata={"help": "Folder written: configs `captions` (+ `instructions`), card, stats."})
     shard_size: int = field(metadata={"help": "Rows per output parquet shard; the unit of resumption and memory."})
-    center: bool = field(metadata={"help": "Subtract the caption mean (paper). False: the noise-only baseline."})
-    renormalize_after_shift: bool = field(
-        metadata={"help": "L2-normalise after the shift (paper text: true; paper code: false)."}
+    method: str = field(
+        metadata={
+            "help": "Modality transfer method: none | mean_shift (paper) | capdec | c3 | realign | memory_projection "
+            "(formulas and sources: unicorn_hf.modeling.modality_transfer)."
+        }
     )
     instructions_path: str | None = field(
         default=None, metadata={"help": "Stage-2 output folder or Hub id (config `instructions`); null = none."}
@@ -74,13 +78,35 @@ class TransferArguments:
         default=None, metadata={"help": "Image column when `image_mean_source` is a dataset (not an image folder)."}
     )
     image_mean_max_images: int | None = field(default=None, metadata={"help": "Cap on images read; null = all."})
+    renormalize: bool | None = field(
+        default=None,
+        metadata={"help": "mean_shift only: L2-normalise after the shift (paper text: true; paper code: false)."},
+    )
     add_image_mean: bool = field(
-        default=False, metadata={"help": "Store u - mu_T + mu_V (the ideal form) instead of u - mu_T."}
+        default=False, metadata={"help": "mean_shift only: store u - mu_T + mu_I (the ideal form); images unshifted."}
     )
     noise_std: float | None = field(
-        default=None, metadata={"help": "Gaussian-noise ablation: add N(0, std^2) to every stored embedding."}
+        default=None,
+        metadata={"help": "capdec / c3: sigma of the Gaussian noise the model adds in every training step."},
     )
-    seed: int | None = field(default=None, metadata={"help": "Seed of the noise ablation (required with it)."})
+    memory_size: int | None = field(
+        default=None,
+        metadata={"help": "Rows of the text memory carried for memory projection (a seeded subsample); null = none."},
+    )
+    memory_source: str | None = field(
+        default=None,
+        metadata={"help": "Texts of the memory: `captions` (this stage's captions) or a text file, one per line."},
+    )
+    memory_temperature: float | None = field(
+        default=None, metadata={"help": "tau of the memory projection softmax (DeCap: 0.01)."}
+    )
+    project_images_onto_memory: bool = field(
+        default=False,
+        metadata={
+            "help": "Put the memory projection in front of the image side (any method; memory_projection: always)."
+        },
+    )
+    seed: int | None = field(default=None, metadata={"help": "Seed of the memory subsample (required with a memory)."})
     diagnostics: bool = field(
         default=True, metadata={"help": "Modality-gap diagnostics on the packaged paired photographs."}
     )
@@ -89,10 +115,29 @@ class TransferArguments:
     def __post_init__(self) -> None:
         if self.shard_size <= 0:
             raise ValueError(f"shard_size must be positive, got {self.shard_size}")
-        if self.noise_std is not None and (self.noise_std <= 0 or self.seed is None):
-            raise ValueError("noise_std needs a positive value and a `seed`")
-        # center=false without noise_std stores the raw caption embeddings: the paper's "no alignment" baseline.
-        if self.add_image_mean and (self.image_mean_source is None or not self.center):
-            raise ValueError("add_image_mean needs center=true and an `image_mean_source`")
         if self.image_mean_column is not None and self.image_mean_source is None:
             raise ValueError("image_mean_column is set but image_mean_source is not")
+        if (self.memory_size is None) != (self.memory_source is None):
+            raise ValueError("memory_size and memory_source go together: set both (a memory) or neither")
+        if self.memory_size is not None and (self.memory_size <= 0 or self.seed is None):
+            raise ValueError(
+                f"memory_size must be positive and needs a `seed`, got {self.memory_size}, seed={self.seed}"
+            )
+        settings = self.settings(self.memory_size or 0)  # raises, naming the field, before any heavy work
+        if (settings.method in NEEDS_IMAGE_MEAN or self.add_image_mean) and self.image_mean_source is None:
+            raise ValueError(
+                f"method {self.method!r} (add_image_mean={self.add_image_mean}) needs `image_mean_source`: unlabeled "
+                "images that no evaluation scores on (e.g. pkg://unscored-photographs)"
+            )
+
+    def settings(self, memory_size: int) -> TransferSettings:
+        """The rule's settings, with the memory's actual size (a memory source may hold fewer texts than asked)."""
+        return TransferSettings(
+            method=self.method,
+            renormalize=self.renormalize,
+            add_image_mean=self.add_image_mean,
+            noise_std=self.noise_std,
+            memory_size=memory_size,
+            memory_temperature=self.memory_temperature,
+            project_images_onto_memory=self.project_images_onto_memory,
+        )

@@ -1,14 +1,18 @@
-"""Modality-gap diagnostics: does the shift bring captions to where their images are?
+"""Modality-gap diagnostics: does the transfer rule bring captions to where their images are?
 
 On a paired image-text set (by default the real scikit-image photographs of `unicorn_hf.assets` with hand-written
-captions) we measure, before and after the transfer rule of `TransferStatistics`:
+captions) we measure, before and after the rule (`unicorn_hf.modeling.modality_transfer`), applied to each side:
 
 - `centroid_gap`: distance between the text and the image centroids (the modality gap, Liang et al. 2022);
 - `matched_cosine`: mean cosine similarity of each caption with its own image;
 - `recall@k`: text-to-image retrieval, the fraction of captions whose image is among the k most similar images.
 
-"After" uses `stats.embed_text` for captions and `stats.embed_image` for images, with the statistics' `image_mean`
-or, when there is none, the mean of the paired set's own images (what the paper's code does at evaluation).
+"after" is the configured method: its text side on the captions, its image side on the images. `methods` repeats
+that for every method the statistics can express (the mean shift with and without re-normalisation, CapDec, C3,
+ReAlign, memory projection, and the configured method behind the memory projection), so that a user sees before
+training which one brings images toward captions. The methods that subtract an image mean use the statistics'
+`image_mean` or, when there is none, the mean of the paired set's own images (what the paper's code does at
+evaluation; the report says which). No noise is added: the noise methods add theirs only in training steps.
 With random encoder weights these numbers sit at chance and only the mechanics are exercised.
 """
 
@@ -16,11 +20,19 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from unicorn_hf.modeling.modality_transfer import (
+    IMAGE_MEAN_METHODS,
+    NOISE_METHODS,
+    TransferSettings,
+    transfer_image,
+    transfer_text,
+)
 from unicorn_hf.transfer.encoders import PairedEncoder
 from unicorn_hf.transfer.statistics import TransferStatistics
 
@@ -30,6 +42,8 @@ logger = logging.getLogger(__name__)
 PLOT_FILE = "modality_gap.png"
 REPORT_FILE = "modality_gap.json"
 RECALL_AT = (1, 5)
+# The noise methods need a positive sigma to be valid settings; the diagnostics measure inference, which adds none.
+_NOISE_NOT_APPLIED = 1.0
 
 
 def _metrics(text: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
@@ -46,19 +60,66 @@ def _metrics(text: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
     return metrics
 
 
+def method_variants(stats: TransferStatistics) -> dict[str, TransferSettings | str]:
+    """Every method the statistics can express, by display name: settings, or the reason it cannot be shown."""
+    configured = stats.settings
+    memory = {"memory_size": configured.memory_size, "memory_temperature": configured.memory_temperature}
+    noise = configured.noise_std or _NOISE_NOT_APPLIED
+    variants: dict[str, TransferSettings | str] = {
+        "none": TransferSettings(method="none"),
+        "mean_shift": TransferSettings(method="mean_shift", renormalize=False),
+        "mean_shift (renormalised)": TransferSettings(method="mean_shift", renormalize=True),
+        "capdec": TransferSettings(method="capdec", noise_std=noise),
+        "c3": TransferSettings(method="c3", noise_std=noise),
+    }
+    if stats.realign_mean is None:
+        variants["realign"] = "needs an image_mean of unlabeled images (transfer `image_mean_source`)"
+    else:
+        variants["realign"] = TransferSettings(method="realign")
+    if stats.memory is None or configured.memory_temperature is None:
+        reason = "needs a memory and a memory_temperature (transfer `memory_size`, `memory_source`, ...)"
+        variants["memory_projection"] = reason
+        variants[f"{configured.method} + memory projection"] = reason
+    else:
+        variants["memory_projection"] = TransferSettings(method="memory_projection", **memory)
+        if configured.method != "memory_projection":
+            base = replace(configured, project_images_onto_memory=False)
+            variants[f"{configured.method} + memory projection"] = replace(base, project_images_onto_memory=True)
+    return variants
+
+
+def _apply(
+    settings: TransferSettings, stats: TransferStatistics, text_u: torch.Tensor, image_u: torch.Tensor, image_mean
+) -> tuple[torch.Tensor, torch.Tensor]:
+    tensors = {**stats.tensors(), "image_mean": image_mean}
+    needs_mean = settings.method in IMAGE_MEAN_METHODS and not settings.add_image_mean
+    mean = image_mean if needs_mean and not settings.projects_images else None
+    return transfer_text(text_u, settings, tensors), transfer_image(image_u, settings, tensors, image_mean=mean)
+
+
 def modality_gap(
     text_u: torch.Tensor, image_u: torch.Tensor, stats: TransferStatistics
 ) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """Before/after metrics of paired embeddings text_u, image_u [N, D]; also returns the shifted embeddings."""
+    """Before/after metrics of paired embeddings text_u, image_u [N, D], and the same for every method
+    (`report["methods"]`); also returns the configured method's transferred embeddings."""
     if text_u.shape != image_u.shape:
         raise ValueError(f"paired embeddings differ: text {tuple(text_u.shape)}, image {tuple(image_u.shape)}")
     image_mean = stats.image_mean if stats.image_mean is not None else image_u.float().mean(0)
-    text_v, image_v = stats.embed_text(text_u), stats.embed_image(image_u, image_mean=image_mean)
+    text_v, image_v = _apply(stats.settings, stats, text_u, image_u, image_mean)
+    methods = {}
+    for name, settings in method_variants(stats).items():
+        if isinstance(settings, str):
+            methods[name] = {"skipped": settings}
+            continue
+        noise = " (its train-time noise not applied)" if settings.method in NOISE_METHODS else ""
+        methods[name] = {**_metrics(*_apply(settings, stats, text_u, image_u, image_mean)), "note": noise.strip()}
     report = {
         "num_pairs": len(text_u),
+        "method": stats.method,
         "image_mean": "statistics" if stats.image_mean is not None else "paired set",
         "before": _metrics(text_u, image_u),
         "after": _metrics(text_v, image_v),
+        "methods": methods,
         "chance_recall@1": 1 / len(text_u),
     }
     return report, text_v, image_v

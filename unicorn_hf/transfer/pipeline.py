@@ -1,11 +1,14 @@
-"""Stage 3: embed every caption, shift by the caption mean, store the result as `image_embeds`.
+"""Stage 3: embed every caption, move it by the text side of the modality transfer rule, store it as `image_embeds`.
 
-The mean needs every caption before any row can be written, so the stage runs in passes over fixed shards of
-`shard_size` rows; each shard's file is written atomically (temporary name + rename) and is the unit of resumption:
+The rule (`unicorn_hf.modeling.modality_transfer`: the paper's mean shift, CapDec, C3, ReAlign, DeCap's memory
+projection) needs statistics of every caption before any row can be written, so the stage runs in passes over fixed
+shards of `shard_size` rows; each shard's file is written atomically (temporary name + rename) and is the unit of
+resumption:
 
 1. encode: caption shard i -> `.transfer_work/captions-u-{i}.safetensors` (embeddings [n, D] float32, keep mask,
    float64 sum, drops). The caption mean is the sum of the shard sums over the kept count, so a resumed run gets the
-   bit-identical mean.
+   bit-identical mean. Then what the method needs besides: an image mean of unlabeled images, ReAlign's scale and
+   mu_hat (one more pass over the stash), a seeded subsample of caption embeddings as the memory.
 2. write captions: shard i + `image_embeds` (float16) -> `captions/train-{i}-of-{n}.parquet`.
 3. write instructions: each row joins its caption by `id` through a hash map (id -> caption row) and reuses that
    caption's embedding; rows whose caption is missing or differs are dropped with a reason.
@@ -18,7 +21,6 @@ must match any statistics already in `output_dir` (embeddings of two encoders ar
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -41,6 +43,7 @@ from unicorn_hf.drops import DropLog
 from unicorn_hf.paths import portable_record
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.encoders import PairedEncoder, load_encoder
+from unicorn_hf.transfer.method_statistics import build_memory, realign_statistics
 from unicorn_hf.transfer.sources import ShardedSource
 from unicorn_hf.transfer.statistics import TransferStatistics
 
@@ -72,12 +75,6 @@ def _check_columns(source: ShardedSource, expected: tuple[str, ...]) -> None:
         raise ValueError(f"{source.name} already has `{EMBEDS_COLUMN}`: point the transfer at stage-1/2 output")
     if len(source) == 0:
         raise ValueError(f"{source.name} has no rows")
-
-
-def _noise_generator(seed: int, config_name: str, shard: int) -> torch.Generator:
-    # One stream per (config, shard): a resumed shard draws exactly the noise of the first try.
-    digest = hashlib.sha256(f"{seed}:{config_name}:{shard}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
 def _num_shards(num_rows: int, shard_size: int) -> int:
@@ -197,6 +194,38 @@ def estimate_image_mean(
     return (total / count).float(), count
 
 
+def method_statistics(
+    encoder: PairedEncoder, args: TransferArguments, work: Path, text_mean: torch.Tensor, num_kept: int
+) -> TransferStatistics:
+    """Everything the configured method needs, from the stash of pass 1: the image mean of unlabeled images,
+    ReAlign's scale and mu_hat (whenever an image mean is known, so that the diagnostics can show ReAlign too), the
+    memory. `text_mean` [D] is the kept captions' mean."""
+    image_mean, num_images, scale, realign_mean, memory = None, None, None, None, None
+    if args.image_mean_source is not None:
+        image_mean, num_images = estimate_image_mean(
+            encoder, args.image_mean_source, args.image_mean_column, args.image_mean_max_images
+        )
+        scale, realign_mean = realign_statistics(work, text_mean, image_mean)
+    if args.memory_size is not None:
+        memory = build_memory(encoder, args.memory_source, work, num_kept, args.memory_size, args.seed)
+        logger.info("memory of %d text embeddings from %s", len(memory), args.memory_source)
+    return TransferStatistics(
+        encoder_id=encoder.id,
+        encoder=encoder.spec.to_dict(),
+        dim=encoder.dim,
+        text_mean=text_mean,
+        num_rows=num_kept,
+        normalized_input=True,  # every PairedEncoder returns L2-normalised embeddings
+        settings=args.settings(0 if memory is None else len(memory)),
+        image_mean=image_mean,
+        num_images=num_images,
+        realign_mean=realign_mean,
+        realign_scale=scale,
+        memory=memory,
+        memory_source=None if memory is None else portable_record(args.memory_source, args.output_dir),
+    )
+
+
 # --- passes 2 and 3: write -----------------------------------------------------------------------------------------
 
 
@@ -217,12 +246,9 @@ class _StashReader:
         return torch.stack(out) if out else torch.empty(0, self._u.shape[-1] if self._u.numel() else 0)
 
 
-def _embed(stats: TransferStatistics, u: torch.Tensor, noise_std: float | None, generator) -> np.ndarray:
-    v = stats.embed_text(u)  # [n, D] float32
-    if noise_std is not None:
-        # The noise ablation is drawn once and stored; it is not re-normalised (CapDec / C3 add it after the norm).
-        v = v + noise_std * torch.randn(v.shape, generator=generator)
-    return v.to(torch.float16).numpy()
+def _embed(stats: TransferStatistics, u: torch.Tensor) -> np.ndarray:
+    # The text side without noise: the noise methods (CapDec, C3) draw theirs afresh in every training step.
+    return stats.embed_text(u).to(torch.float16).numpy()  # [n, D]
 
 
 def _staged(work: Path, config_name: str, shard: int) -> Path:
@@ -276,8 +302,7 @@ def write_captions(captions: ShardedSource, args: TransferArguments, stats: Tran
         stash = load_file(str(work / f"captions-u-{shard:05d}.safetensors"))
         keep = stash["keep"]
         table = table.filter(pa.array(keep.numpy()))
-        generator = _noise_generator(args.seed, "captions", shard) if args.noise_std is not None else None
-        _write_shard(table, _embed(stats, stash["u"][keep], args.noise_std, generator), features, path)
+        _write_shard(table, _embed(stats, stash["u"][keep]), features, path)
 
 
 def caption_index(captions: ShardedSource, shard_size: int, work: Path) -> dict[str, tuple[int, int]]:
@@ -319,11 +344,10 @@ def write_instructions(
                 kept = True
             keep.append(kept)
         keep_mask = pa.array(keep, type=pa.bool_())
-        generator = _noise_generator(args.seed, "instructions", shard) if args.noise_std is not None else None
         u = stash.rows(rows) if rows else torch.empty(0, stats.dim)
         shard_drops.save(_atomic(drops_path))
         os.replace(_atomic(drops_path), drops_path)
-        _write_shard(table.filter(keep_mask), _embed(stats, u, args.noise_std, generator), features, path)
+        _write_shard(table.filter(keep_mask), _embed(stats, u), features, path)
         drops.merge(shard_drops)
     return drops
 
@@ -413,25 +437,7 @@ def run_transfer(
     drops.rows_in = len(captions)
     if kept == 0:
         raise ValueError(f"no caption of {args.captions_path} survived encoding: {drops.summary()}")
-    image_mean, num_images = None, None
-    if args.image_mean_source is not None:
-        image_mean, num_images = estimate_image_mean(
-            encoder, args.image_mean_source, args.image_mean_column, args.image_mean_max_images
-        )
-    stats = TransferStatistics(
-        encoder_id=encoder.id,
-        encoder=encoder.spec.to_dict(),
-        dim=encoder.dim,
-        text_mean=(total / kept).float(),  # [D]
-        num_rows=kept,
-        normalized_input=True,  # every PairedEncoder returns L2-normalised embeddings
-        renormalize_after_shift=args.renormalize_after_shift,
-        center=args.center,
-        image_mean=image_mean,
-        add_image_mean=args.add_image_mean,
-        num_images=num_images,
-        noise_std=args.noise_std,
-    )
+    stats = method_statistics(encoder, args, work, text_mean=(total / kept).float(), num_kept=kept)
     logger.info("text_mean over %d captions: |mu_T| = %.4f", kept, float(stats.text_mean.norm()))
     write_captions(captions, args, stats, work)
     all_drops = {"captions": drops}
@@ -445,7 +451,7 @@ def run_transfer(
         if not publish(work, out, config_name):
             raise ValueError(f"every row of config {config_name!r} was dropped: {log.summary()}")
 
-    diagnostics = modality_gap_report(encoder, stats, out) if args.diagnostics else None
+    diagnostics = modality_gap_report(encoder, stats, out) if args.diagnostics else None  # every method, side by side
     stats.save(out)
     (out / DROPS_FILE).write_text(json.dumps({k: v.to_dict() for k, v in all_drops.items()}, indent=2) + "\n")
     truncation = {"truncated": truncated, "encoded": kept, "context_length": encoder.context_length}
