@@ -258,16 +258,23 @@ def test_pipeline_answers_through_the_method(method_checkpoint, encoder, images)
 REMOTE_SCRIPT = BLOCK_UNICORN_HF + textwrap.dedent(
     """
     import json, torch
-    from transformers import AutoModelForImageTextToText
+    from PIL import Image
+    from transformers import pipeline
 
-    folder, embeds = sys.argv[1], torch.tensor(json.loads(sys.argv[2]))
-    model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True)
-    print(json.dumps(model.transfer_images(embeds).tolist()))
+    folder, embeds, image = sys.argv[1], torch.tensor(json.loads(sys.argv[2])), Image.open(sys.argv[3])
+    pipe = pipeline("image-text-to-text", model=folder, trust_remote_code=True)
+    messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "What?"}]}]
+    inputs = pipe.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+    with torch.no_grad():
+        logits = pipe.model(**inputs).logits[0, -1].float()
+    print(json.dumps({"transfer": pipe.model.transfer_images(embeds).tolist(), "logits": logits[:64].tolist()}))
     """
 )
 
 
 def test_remote_code_repeats_the_method_with_unicorn_hf_blocked(method_checkpoint, encoder, images, tmp_path):
+    """With unicorn_hf not importable, the folder's own code (modality_transfer.py beside modeling_unicorn.py)
+    applies the method: the image side and `pipeline()`'s first-token logits equal the package's."""
     import json
     import shutil
 
@@ -276,14 +283,17 @@ def test_remote_code_repeats_the_method_with_unicorn_hf_blocked(method_checkpoin
     shutil.copytree(folder, copy)
     config = json.loads((copy / "config.json").read_text())
     assert (copy / "modality_transfer.py").is_file() and config["modality_transfer"]["method"] == method
+    images[0].save(tmp_path / "photo.png")
     x = encoder.encode_image(images[:2])
     result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(copy), json.dumps(x.tolist())],
+        [sys.executable, "-c", REMOTE_SCRIPT, str(copy), json.dumps(x.tolist()), str(tmp_path / "photo.png")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    remote = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
-    torch.testing.assert_close(remote, model.transfer_images(x), atol=1e-6, rtol=0)
+    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    torch.testing.assert_close(torch.tensor(remote["transfer"]), model.transfer_images(x), atol=1e-6, rtol=0)
+    _, logits = pipeline_answer(folder, images[0], "What?", max_new_tokens=1)
+    torch.testing.assert_close(torch.tensor(remote["logits"]), logits[:64], atol=1e-4, rtol=0)
 
 
 def test_a_memory_of_another_width_or_size_is_refused(tiny_lm_path, encoder, images):

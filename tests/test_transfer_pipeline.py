@@ -133,7 +133,13 @@ def test_transfer_writes_hub_folder_with_float16_embeds(inputs, tmp_path, plante
     assert (out / "modality_gap.png").stat().st_size > 10_000
     report = json.loads((out / "modality_gap.json").read_text())
     assert report["num_pairs"] == 16
-    assert set(report["before"]) == {"centroid_gap", "matched_cosine", "recall@1", "recall@5"}
+    assert set(report["before"]) == {
+        "centroid_gap",
+        "matched_cosine",
+        "recall@1",
+        "recall@5",
+        "image_to_text_recall@1",
+    }
     assert not (out / pipeline.WORK_DIR).exists()
     planted_token.assert_absent(out)  # no file the stage writes (and --push_to_hub would upload) holds HF_TOKEN
 
@@ -179,6 +185,43 @@ def test_resume_after_a_killed_run_is_identical_and_skips_finished_shards(inputs
     calls.clear()  # a finished run is not redone
     pipeline.run_transfer(encoder_args, args)
     assert calls == []
+
+
+METHODS = {
+    "none": {"method": "none", "renormalize": None},
+    "mean_shift": {"method": "mean_shift", "renormalize": False},
+    "capdec": {"method": "capdec", "renormalize": None, "noise_std": 0.126},
+    "c3": {"method": "c3", "renormalize": None, "noise_std": 0.126},
+    "realign": {"method": "realign", "renormalize": None},
+    "memory_projection": {"method": "memory_projection", "renormalize": None},
+}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_stores_its_text_side_and_the_statistics_it_needs(inputs, tmp_path, method):
+    """The stage writes each method's text side (no noise) and what its image side needs; the card's diagnostics
+    list every method."""
+    from unicorn_hf.assets import photographs
+
+    images = tmp_path / "unlabeled"
+    images.mkdir()
+    for photo, image in photographs()[:4]:
+        image.save(images / f"{photo.name}.png")
+    memory = {"memory_size": 8, "memory_source": "captions", "memory_temperature": 0.01, "seed": 0}
+    encoder_args, args = _args(inputs, tmp_path, image_mean_source=str(images), diagnostics=True, **memory,
+                               **METHODS[method])  # fmt: skip
+    out = pipeline.run_transfer(encoder_args, args)
+    stats = TransferStatistics.load(out)
+    assert stats.method == method and stats.memory.shape == (8, DIM) and stats.num_images == 4
+    encoder = load_encoder(TINY, device="cpu", dtype="float32", batch_size=4, init_seed=0)
+    _, stored = _embeds(out, "captions")
+    expected = stats.embed_text(encoder.encode_text(_load(out, "captions")["caption"])).half()
+    torch.testing.assert_close(stored, expected, atol=2e-3, rtol=0)
+    if method in ("capdec", "c3", "realign", "memory_projection"):  # their text sides end in a re-normalisation
+        torch.testing.assert_close(stored.float().norm(dim=-1), torch.ones(len(stored)), atol=2e-3, rtol=0)
+    report = json.loads((out / "modality_gap.json").read_text())
+    assert report["method"] == method and set(report["methods"]) >= {"none", "capdec", "c3", "realign"}
+    assert f"method: {method}" in (out / "README.md").read_text()
 
 
 def test_resume_after_a_run_killed_while_writing(inputs, tmp_path, monkeypatch):

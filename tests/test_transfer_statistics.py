@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from unicorn_hf.modeling.modality_transfer import TransferSettings
-from unicorn_hf.transfer.diagnostics import _metrics, modality_gap
+from unicorn_hf.transfer.diagnostics import gap_metrics, modality_gap
 from unicorn_hf.transfer.statistics import STATS_JSON, STATS_TENSORS, TransferStatistics
 
 
@@ -112,11 +112,17 @@ def test_bad_widths_and_encoders_are_refused(tmp_path):
 
 def test_metrics_by_hand():
     same = torch.eye(4)
-    assert _metrics(same, same) == {"centroid_gap": 0.0, "matched_cosine": 1.0, "recall@1": 1.0, "recall@5": 1.0}
+    assert gap_metrics(same, same) == {"centroid_gap": 0.0, "matched_cosine": 1.0, "recall@1": 1.0, "recall@5": 1.0,
+                                       "image_to_text_recall@1": 1.0}  # fmt: skip
     # Each caption is closest to the *next* image: recall@1 = 0, matched cosine = 0, recall@5 = 1 (4 candidates).
     shifted = torch.roll(torch.eye(4), 1, dims=0)
-    metrics = _metrics(same, shifted)
-    assert metrics["recall@1"] == 0.0 and metrics["matched_cosine"] == 0.0 and metrics["recall@5"] == 1.0
+    metrics = gap_metrics(same, shifted)
+    assert (
+        metrics["image_to_text_recall@1"] == 0.0
+        and metrics["recall@1"] == 0.0
+        and metrics["matched_cosine"] == 0.0
+        and metrics["recall@5"] == 1.0
+    )
 
 
 def test_mean_shift_closes_a_synthetic_modality_gap():

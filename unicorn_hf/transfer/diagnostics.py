@@ -5,7 +5,9 @@ captions) we measure, before and after the rule (`unicorn_hf.modeling.modality_t
 
 - `centroid_gap`: distance between the text and the image centroids (the modality gap, Liang et al. 2022);
 - `matched_cosine`: mean cosine similarity of each caption with its own image;
-- `recall@k`: text-to-image retrieval, the fraction of captions whose image is among the k most similar images.
+- `recall@k`: text-to-image retrieval, the fraction of captions whose image is among the k most similar images;
+- `image_to_text_recall@1`: the fraction of images whose own caption is the most similar caption (what a VLM that
+  reads the transferred image as if it were its caption needs).
 
 "after" is the configured method: its text side on the captions, its image side on the images. `methods` repeats
 that for every method the statistics can express (the mean shift with and without re-normalisation, CapDec, C3,
@@ -46,8 +48,9 @@ RECALL_AT = (1, 5)
 _NOISE_NOT_APPLIED = 1.0
 
 
-def _metrics(text: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
-    """Gap, matched cosine and text->image recall of paired rows text[i] <-> image[i], both [N, D]."""
+def gap_metrics(text: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
+    """Gap, matched cosine, text->image recall@k and image->text recall@1 of paired rows text[i] <-> image[i],
+    both [N, D]."""
     t, i = F.normalize(text.float(), dim=-1), F.normalize(image.float(), dim=-1)
     similarity = t @ i.T  # [N_text, N_image]
     # Rank of the matching image for each caption: how many images score strictly higher than it.
@@ -57,6 +60,8 @@ def _metrics(text: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
         "matched_cosine": float(similarity.diagonal().mean()),
     }
     metrics.update({f"recall@{k}": float((rank < k).float().mean()) for k in RECALL_AT})
+    image_rank = (similarity > similarity.diagonal()[None, :]).sum(dim=0)  # [N] over captions, per image
+    metrics["image_to_text_recall@1"] = float((image_rank < 1).float().mean())
     return metrics
 
 
@@ -112,13 +117,13 @@ def modality_gap(
             methods[name] = {"skipped": settings}
             continue
         noise = " (its train-time noise not applied)" if settings.method in NOISE_METHODS else ""
-        methods[name] = {**_metrics(*_apply(settings, stats, text_u, image_u, image_mean)), "note": noise.strip()}
+        methods[name] = {**gap_metrics(*_apply(settings, stats, text_u, image_u, image_mean)), "note": noise.strip()}
     report = {
         "num_pairs": len(text_u),
         "method": stats.method,
         "image_mean": "statistics" if stats.image_mean is not None else "paired set",
-        "before": _metrics(text_u, image_u),
-        "after": _metrics(text_v, image_v),
+        "before": gap_metrics(text_u, image_u),
+        "after": gap_metrics(text_v, image_v),
         "methods": methods,
         "chance_recall@1": 1 / len(text_u),
     }
