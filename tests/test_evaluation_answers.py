@@ -166,6 +166,10 @@ ANIMALS = ["cat", "dog", "bird", "fish"]
         ("It is not a cat.", None),  # an option ruled out by its text
         ("It is not a cat, it is a dog.", "B"),
         ("There is no cat; a dog.", "B"),
+        ("A wrong, B right, so B.", "B"),
+        ("The answer is B. The image does not contain A or C.", "B"),
+        ("B out of the four is right.", "B"),  # "out" rules out only after a verb ("A is out")
+        ("A is out.", None),
         ("Not sure, but A.", "A"),  # a hedge, not a negation of A
         ("I'm not sure but I think A", "A"),
     ],

@@ -203,8 +203,10 @@ _FILLERS = rf"(?:(?!(?i:{_CUE_STOPS})\b)[\w'-]+\s+){{0,{_CUE_REACH}}}"
 # correct", "A is not the answer", "A can be ruled out", "A does not fit", "A: wrong".
 _REJECTED = (
     r"(?:(?:is|are|was|were|seems?|looks?|appears?|sounds?)\s+(?:to\s+be\s+)?)?"
+    r"(?:(?:definitely|clearly|certainly|also|obviously)\s+)?(?:wrong|incorrect|false)"
+    r"|(?:is|are|was|were|seems?|looks?|appears?|sounds?)\s+(?:to\s+be\s+)?"
     r"(?:(?:definitely|clearly|certainly|also|obviously)\s+)?"
-    r"(?:wrong|incorrect|false|impossible|unlikely|implausible|ruled\s+out|eliminated|excluded|out)"
+    r"(?:impossible|unlikely|implausible|ruled\s+out|eliminated|excluded|out)"
     r"|(?:is|are|was|were|would\s+be|seems?\s+to\s+be)\s+(?:(?:definitely|clearly|certainly)\s+)?not\s+"
     r"(?:the\s+)?(?:(?:correct|right|best|true)(?:\s+(?:answer|option|choice|one))?|it|answer|case)"
     r"|(?:can|could|should|must|may)\s+(?:be\s+)?(?:ruled\s+out|eliminated|excluded|discarded|rejected|dismissed)"
