@@ -123,3 +123,79 @@ def test_the_processor_holds_and_saves_structured_templates(tiny_lm_path, tmp_pa
     prompt = loaded.apply_chat_template(conversation(STRUCTURED), add_generation_prompt=True, tokenize=False)
     assert prompt == render(loaded.tokenizer, None, conversation(f"<image>\n{QUESTION}"), add_generation_prompt=True)
     assert prompt.endswith(f"<|im_start|>user\n<image>\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n")
+
+
+# ------------------------------------------------------------------------------------------------ issue 22, case 6
+LLAMA3_STYLE_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start|>{{ m['role'] }} {{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start|>assistant {% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def bos_adding_tokenizer():
+    """A word-level tokenizer that puts a BOS in front of every text (as Llama-3's does) and a chat template that
+    writes one too (as Llama-3's does)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "<image>", "<|start|>", "<|end|>", "user", "assistant", "what", "is", "shown",
+             "?", "a", "boat", "."]  # fmt: skip
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", pad_token="</s>",
+                                        additional_special_tokens=["<image>", "<|start|>", "<|end|>"])  # fmt: skip
+    tokenizer.chat_template = LLAMA3_STYLE_TEMPLATE
+    assert tokenizer("a boat")["input_ids"][0] == tokenizer.bos_token_id
+    return tokenizer
+
+
+def test_a_template_that_writes_the_bos_gets_one_bos_as_in_training(bos_adding_tokenizer):
+    import torch
+
+    from unicorn_hf.training.data import tokenize_dialogue
+
+    tokenizer, bos = bos_adding_tokenizer, bos_adding_tokenizer.bos_token_id
+    processor = UnicornProcessor(tokenizer=tokenizer, num_image_tokens=1)
+    user = {"role": "user", "content": "<image> what is shown ?"}
+    prompt = tokenizer.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
+    assert tokenizer(prompt)["input_ids"][:2] == [bos, bos]  # the tokenizer alone doubles it
+    ids = processor(text=prompt, image_embeds=torch.zeros(1, 4))["input_ids"][0].tolist()
+    assert ids.count(bos) == 1 and ids[0] == bos
+    # Training tokenises the same rendered dialogue: its prompt part is exactly what the processor gives.
+    row = {"id": "r0", "image_embeds": [0.0] * 4,
+           "messages": [user, {"role": "assistant", "content": "a boat ."}]}  # fmt: skip
+    trained = tokenize_dialogue(row, tokenizer, "<image>", processor.image_token_id, 1, None, 4, None)
+    assert trained["input_ids"][: len(ids)] == ids
+    # A text without the BOS still gets the tokenizer's; an explicit setting is obeyed.
+    plain = processor(text="<image> what is shown ?", image_embeds=torch.zeros(1, 4))["input_ids"][0].tolist()
+    assert plain.count(bos) == 1 and plain[0] == bos
+    forced = processor(text=prompt, image_embeds=torch.zeros(1, 4), add_special_tokens=True)["input_ids"][0]
+    assert forced.tolist()[:2] == [bos, bos]
+
+
+def test_a_batch_that_mixes_template_and_plain_prompts_is_refused(bos_adding_tokenizer):
+    import torch
+
+    processor = UnicornProcessor(tokenizer=bos_adding_tokenizer, num_image_tokens=1)
+    prompt = bos_adding_tokenizer.apply_chat_template([{"role": "user", "content": "<image> what is shown ?"}],
+                                                      tokenize=False, add_generation_prompt=True)  # fmt: skip
+    with pytest.raises(ValueError, match=r"text\[0\] starts with the BOS token '<s>' .* but text\[1\] does not"):
+        processor(text=[prompt, "<image> what ?"], image_embeds=torch.zeros(2, 4), padding=True)
+
+
+def test_smollm2_prompts_are_tokenized_as_before(smollm2_path):
+    """SmolLM2 adds no BOS: with or without the template, the processor's ids are the tokenizer's own."""
+    import torch
+    from tokenizers import AddedToken
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_path)  # its own copy: the processor wraps its template
+    tokenizer.add_tokens([AddedToken("<image>", special=True, normalized=False)], special_tokens=True)
+    processor = UnicornProcessor(tokenizer=tokenizer, num_image_tokens=1)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "<image>\nWhat?"}], tokenize=False,
+                                           add_generation_prompt=True)  # fmt: skip
+    for text in (prompt, "<image>\nWhat?"):
+        ids = processor(text=text, image_embeds=torch.zeros(1, 4))["input_ids"][0].tolist()
+        assert ids == tokenizer(text)["input_ids"]

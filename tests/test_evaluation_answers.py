@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unicorn_hf.evaluation.answers import extract_choice, extract_yes_no, option_letters
+from unicorn_hf.evaluation.answers import expand_contractions, extract_choice, extract_yes_no, option_letters
 
 
 @pytest.mark.parametrize(
@@ -126,3 +126,98 @@ def test_extract_choice_chains_of_thought_and_hedges(text, expected):
 )
 def test_extract_choice_option_texts_that_contain_each_other(text, expected):
     assert extract_choice(text, ["cat", "black cat", "dog", "bird"]) == expected
+
+
+# ----------------------------------------------------------------------------------------------- issue 22, cases 1-2
+ANIMALS = ["cat", "dog", "bird", "fish"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is not A.", None),  # case 1: the negated option is never the answer
+        ("The answer isn't A.", None),
+        ("The answer isn\u2019t A.", None),  # a curly apostrophe
+        ("It is definitely not option A.", None),
+        ("A is wrong.", None),
+        ("A is incorrect.", None),
+        ("Option A is not the correct answer.", None),
+        ("A can be ruled out.", None),
+        ("I'd rule out A.", None),
+        ("Anything but A.", None),
+        ("Other than A, all of them are animals.", None),
+        ("I would not pick option A.", None),
+        ("Neither A nor B.", None),
+        ("A, B and C are wrong.", None),  # elimination is not a commitment: not D
+        ("Not A, but C.", "C"),  # rules one out and names another: the named one
+        ("It isn't A; it's B.", "B"),
+        ("B, not A", "B"),
+        ("A is incorrect, the answer is B.", "B"),
+        ("(A) is not correct. (B) is correct.", "B"),
+        ("A can't be right; D.", "D"),
+        ("I wouldn't pick option A; B.", "B"),
+        ("I don't think the answer is A, it is C.", "C"),
+        ("It's not A or B. The answer is C.", "C"),
+        ("Neither A nor B, so C.", "C"),
+        ("A, B and C are wrong, so D.", "D"),
+        ("The answer is A. Wait, A is wrong; it is B.", "B"),
+        ("I would go with B rather than A.", "B"),
+        ("Let me rule out A and B: the answer is D.", "D"),
+        ("It is not a cat.", None),  # an option ruled out by its text
+        ("It is not a cat, it is a dog.", "B"),
+        ("There is no cat; a dog.", "B"),
+        ("A wrong, B right, so B.", "B"),
+        ("The answer is B. The image does not contain A or C.", "B"),
+        ("B out of the four is right.", "B"),  # "out" rules out only after a verb ("A is out")
+        ("A is out.", None),
+        ("Not sure, but A.", "A"),  # a hedge, not a negation of A
+        ("I'm not sure but I think A", "A"),
+    ],
+)
+def test_extract_choice_never_picks_a_ruled_out_option(text, expected):
+    assert extract_choice(text, ANIMALS) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("It is not a tabby cat, it is a blue boat.", "B"),
+        ("It isn't really a red car.", None),
+        ("A red car is wrong; a blue boat.", "B"),
+    ],
+)
+def test_extract_choice_option_texts_ruled_out(text, expected):
+    assert extract_choice(text, OPTIONS) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("It isn't clear, but yes.", "yes"),  # case 2: a contracted hedge reads as its full form
+        ("It is not clear, but yes.", "yes"),
+        ("It\u2019s not clear, but yes.", "yes"),
+        ("It's unclear whether there is a dog.", None),
+        ("I can't tell, but yes.", "yes"),
+        ("I cannot tell, but no.", "no"),
+        ("I'm unable to tell.", None),
+        ("I am not able to tell.", None),
+        ("I'm unsure.", None),
+        ("It's impossible to say.", None),
+        ("I have no idea.", None),
+        ("I can't see a dog.", "no"),  # statements, not hedges
+        ("I cannot see a dog.", "no"),
+        ("I'm unable to see a dog.", "no"),
+        ("There isn\u2019t a dog.", "no"),
+        ("The answer is not yes.", "no"),
+        ("The answer isn't no.", "yes"),
+    ],
+)
+def test_extract_yes_no_contractions_read_as_their_full_forms(text, expected):
+    assert extract_yes_no(text) == expected
+
+
+def test_expand_contractions():
+    assert expand_contractions("It isn\u2019t clear; I can't tell, I'm unable to.") == (
+        "It is not clear; I can not tell, I am not able to."
+    )
+    assert expand_contractions("The dog's bowl won't fit; cannot.") == "The dog's bowl will not fit; can not."

@@ -211,3 +211,25 @@ def test_answer_letter_names_the_row_when_the_key_fits_no_option_or_two():
         answer_letter("E", ["a", "b"], "MMBench row 9")
     with pytest.raises(ValueError, match="the text of 2 options"):
         answer_letter("cat", ["Cat", "cat.", "dog"], "row 3")
+
+
+@pytest.mark.parametrize(
+    ("letters", "answer"),
+    [("BCDE", "B"), ("ABD", "D")],  # options that start after A, or skip one
+)
+def test_mmbench_options_are_never_relettered(letters, answer):
+    """Issue 22 case 4's sibling: a row whose option columns are not A, B, C, ... is refused with its row named,
+    never renamed to A-D (which would move the answer key to another option)."""
+    row = {"index": 5, "question": "Which colour?", "hint": None, "answer": answer, "category": "c", "image": None,
+           **{letter: f"colour {letter}" for letter in letters}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"MMBench row 5: options \[.*\] are not contiguous from A"):
+        get_spec("mmbench").normalize(row, 0)
+
+
+def test_mmstar_options_that_start_after_a_keep_their_letters():
+    """MMStar options written from B on are not read as A-D texts: the letters A-D stay, the texts stay unknown,
+    and the key keeps naming the letter the question shows."""
+    row = {"index": 9, "question": "Which colour?\nOptions: B: red, C: blue, D: green", "answer": "C",
+           "category": "c", "image": None}  # fmt: skip
+    example = get_spec("mmstar").normalize(row, 0)
+    assert (example.options, example.answer) == ([""] * 4, "C")

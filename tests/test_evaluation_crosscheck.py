@@ -54,6 +54,10 @@ DIFFERENCES = {
     "word and take the conclusion C.",
     "mc_contained": "Options 'cat' and 'black cat', reply 'a black cat': lmms-eval's can_infer_text finds both texts "
     "and gives up; we drop a match that lies inside the match of a longer option.",
+    "mc_negation": "'The answer is not A.', 'A is wrong.', 'It is not a dog.': lmms-eval's "
+    "extractors look for a letter (or an option's text) and do not read a negation, so the option the reply rules "
+    "out can be taken as its answer. For us a ruled-out option is never the answer; where the reply also names "
+    "another, that one is (issue 22 case 1).",
     "mc_missing_option": "MMStar stores a two-option question with '(C) nan (D) nan'; lmms-eval extracts among A-D "
     "whatever the question holds, we only among the options it has (both score the reply wrong).",
 }
@@ -138,6 +142,19 @@ CASES = [
     Case("mmbench", MMBENCH_ROW, "a black cat", "B", "", "mc_contained"),
     Case("mmbench", MMBENCH_ROW, "The answer is B, not A.", "B", "A", "mc_last_letter"),
     Case("mmbench", MMBENCH_ROW, "A or B, it is hard to tell.", "", "B", "mc_hedge"),
+    # Issue 22: negated options and contracted hedges
+    Case("pope", POPE_ROW, "It isn't clear, but yes.", "yes", "", "pope_exact"),
+    Case("pope", POPE_ROW, "No, I can't see a dog.", "no", "", "pope_exact"),
+    Case("mme", MME_ROW, "It isn't clear, but yes.", "yes", "", "mme_prefix"),
+    Case("mme", MME_ROW, "No, I can't see a clock.", "no", "no"),
+    Case("mme", MME_ROW, "I'm unsure.", "", ""),
+    Case("scienceqa_img", SQA_ROW, "The answer is not A.", "", ""),
+    Case("mmstar", MMSTAR_INLINE, "The answer is not A.", "", "A", "mc_negation"),
+    Case("mmstar", MMSTAR_INLINE, "Not A, but C.", "C", "C"),
+    Case("mmstar", MMSTAR_INLINE, "A is wrong.", "", "A", "mc_negation"),
+    Case("mmbench", MMBENCH_ROW, "The answer is not A.", "", "A", "mc_negation"),
+    Case("mmbench", MMBENCH_ROW, "It isn't A; it's B.", "B", "B"),
+    Case("mmbench", MMBENCH_ROW, "It is not a dog.", "", "C", "mc_negation"),
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from datasets import Dataset, load_dataset
+from datasets import Dataset, Features, List, Value, load_dataset
 
 from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 
@@ -45,3 +45,53 @@ def test_a_folder_without_its_card_is_an_unfinished_stage(tmp_path):
     (tmp_path / "out" / "README.md").unlink()
     with pytest.raises(FileNotFoundError, match=r"out has no README.md: the stage that writes this folder did not"):
         load_dataset_folder(tmp_path / "out", "captions")
+
+
+# ------------------------------------------------------------------------------------------------ issue 22, case 5
+def _embeds_shard(folder, index: int, widths: list[int], feature) -> None:
+    """Shard `index` of two, rows r{index}0, r{index}1, ... whose image_embeds have `widths` values."""
+    rows = {"id": [f"r{index}{i}" for i in range(len(widths))], "image_embeds": [[0.5] * w for w in widths]}
+    features = Features({"id": Value("string"), "image_embeds": feature})
+    (folder / "captions").mkdir(parents=True, exist_ok=True)
+    Dataset.from_dict(rows, features=features).to_parquet(
+        str(folder / "captions" / f"train-0000{index}-of-00002.parquet")
+    )
+    write_card(folder, {"configs": configs_metadata(["captions"])}, "A test folder.")
+
+
+def test_a_wrong_length_row_is_named_by_shard_file_row_id_and_field(tmp_path):
+    _embeds_shard(tmp_path, 0, [8, 8], List(Value("float16")))
+    _embeds_shard(tmp_path, 1, [8, 8, 7], List(Value("float16")))
+    shard = tmp_path / "captions" / "train-00001-of-00002.parquet"
+    with pytest.raises(ValueError) as caught:
+        load_dataset_folder(tmp_path, "captions")
+    assert str(caught.value).startswith(
+        f"{shard}: row 2 (id 'r12'): field 'image_embeds' has 7 values, expected 8 (as row 0 of "
+        "train-00000-of-00002.parquet); 1 row(s) of this config differ."
+    )
+
+
+@pytest.mark.parametrize(
+    ("second", "widths", "detail"),
+    [
+        (List(Value("float16"), length=7), [7, 7], "fixed_size_list<element: halffloat>[7]"),
+        (List(Value("float16")), [8, 7], "list<element: halffloat>"),
+    ],
+)
+def test_shards_with_different_list_types_are_named(tmp_path, second, widths, detail):
+    """Without the check, `datasets` fails with a DatasetGenerationError that names no file and no field."""
+    _embeds_shard(tmp_path, 0, [8, 8], List(Value("float16"), length=8))
+    _embeds_shard(tmp_path, 1, widths, second)
+    first, odd = (tmp_path / "captions" / f"train-0000{i}-of-00002.parquet" for i in (0, 1))
+    bad_row = widths.index(7)
+    with pytest.raises(ValueError) as caught:
+        load_dataset_folder(tmp_path, "captions")
+    message = str(caught.value)
+    assert message.startswith(f"{odd}: field 'image_embeds' is {detail}, but {first} has fixed_size_list")
+    assert message.endswith(f"Row {bad_row} (id 'r1{bad_row}') of {odd.name} has 7 values, expected 8.")
+
+
+def test_shards_that_datasets_can_cast_still_load(tmp_path):
+    _embeds_shard(tmp_path, 0, [8], List(Value("float16"), length=8))
+    _embeds_shard(tmp_path, 1, [8], List(Value("float64")))
+    assert load_dataset_folder(tmp_path, "captions")["image_embeds"] == [[0.5] * 8] * 2

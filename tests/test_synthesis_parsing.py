@@ -236,3 +236,89 @@ def test_mc_answer_that_maps_to_no_option_or_two_is_rejected(options, answer, re
     with pytest.raises(DialogueParseError) as caught:
         parse_dialogue("mc", mc_reply(options, answer), 1, 1)
     assert caught.value.reason == reason
+
+
+# ------------------------------------------------------------------------------------------- issue 22, cases 3 and 4
+DIALOGUE = {
+    "conversations": [
+        {"question": "What is on the table?", "answer": "A red umbrella."},
+        {"question": "What colour is the wall?", "answer": "Pale green."},
+        {"question": "Is anyone in the room?", "answer": "No, the room is empty."},
+    ]
+}
+EXAMPLE_TURN = '{"question": "What is in the picture?", "answer": "A dog."}'
+
+
+@pytest.mark.parametrize("min_turns", [1, 2, 3])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"Each item looks like this: {EXAMPLE_TURN}\nHere is the dialogue:\n{json.dumps(DIALOGUE)}",
+        f"Here is the dialogue:\n```json\n{json.dumps(DIALOGUE)}\n```\nEach item looks like this: {EXAMPLE_TURN}",
+        # an example in the expected schema, but with fewer turns
+        f'Format: {{"conversations": [{EXAMPLE_TURN}]}}\n{json.dumps(DIALOGUE)}',
+        f"<think>One turn would be {EXAMPLE_TURN}.</think>{json.dumps(DIALOGUE)}",
+    ],
+)
+def test_a_filled_in_example_never_wins_over_the_payload(reply, min_turns):
+    """Case 3: the reply's payload wins by the stated rule (schema, turns, position), whatever min_turns is."""
+    turns = parse_dialogue("qa", reply, min_turns, 8)
+    assert [turn.question for turn in turns] == [turn["question"] for turn in DIALOGUE["conversations"]]
+
+
+def test_the_payload_is_chosen_before_min_turns_is_applied():
+    """A one-turn payload after a filled-in two-turn example list: the later value of the same schema and more turns
+    wins only by its turns; a payload that is too short is dropped, never replaced by an example."""
+    example = {"conversations": [{"question": "Example?", "answer": "Example."}]}
+    reply = f"Example: {json.dumps(example)}\nAnswer: {json.dumps(DIALOGUE)}"
+    assert len(parse_dialogue("qa", reply, 1, 8)) == 3
+    with pytest.raises(DialogueParseError) as caught:
+        parse_dialogue("qa", f"{EXAMPLE_TURN}\n{json.dumps(example)}", 2, 8)
+    assert caught.value.reason == "too_few_turns"
+
+
+def mc_mapping_reply(options, answer) -> str:
+    return json.dumps({"questions": [{"question": "Which colour?", "options": options, "answer": answer}]})
+
+
+B_TO_E = {"B": "red", "C": "blue", "D": "green", "E": "white"}
+
+
+@pytest.mark.parametrize(
+    ("options", "answer", "letter"),
+    [
+        (B_TO_E, "B", "A"),  # case 4: the option the reply's letter named ("red") keeps its answer
+        (B_TO_E, "(c)", "B"),
+        (B_TO_E, "E. white", "D"),
+        (B_TO_E, "green", "C"),  # an answer given as text
+        ({"E": "white", "C": "blue", "B": "red", "D": "green"}, "B", "A"),  # keys in any order
+        ({"Option B": "red", "Option C": "blue", "Option D": "green", "Option E": "white"}, "D", "C"),
+        ({"1": "red", "2": "blue", "3": "green", "4": "white"}, "2", "B"),
+        ({"1": "red", "2": "blue", "3": "green", "4": "white"}, 3, "C"),  # a number, not a string
+        ({"1": "red", "2": "blue", "3": "green", "4": "white"}, "D", "D"),  # the rendered letter
+        ([{"B": "red"}, {"C": "blue"}, {"D": "green"}, {"E": "white"}], "C", "B"),  # a list of one-key mappings
+        ({"A": "A. red", "B": "B) blue", "C": "green", "D": "white"}, "B", "B"),  # A-D: nothing moves
+    ],
+)
+def test_mc_options_mapping_keeps_the_option_the_answer_names(options, answer, letter):
+    (turn,) = parse_dialogue("mc", mc_mapping_reply(options, answer), 1, 1)
+    assert turn.options == ["red", "blue", "green", "white"]
+    assert turn.options["ABCD".index(turn.answer)] == turn.options["ABCD".index(letter)]
+    assert turn.answer == letter
+
+
+@pytest.mark.parametrize(
+    ("options", "answer", "reason"),
+    [
+        (B_TO_E, "A", "mc_answer_unmapped"),  # no option has the label A
+        (B_TO_E, "A. red", "mc_answer_unmapped"),
+        ({"1": "red", "2": "blue", "3": "green", "4": "white"}, "5", "mc_answer_unmapped"),
+        ({"B": "red", "b": "blue", "D": "green", "E": "white"}, "B", "mc_options_unlabelled"),  # a repeated label
+        ({"first": "red", "second": "blue", "third": "green", "fourth": "white"}, "A", "mc_options_unlabelled"),
+        ({"A": "red", "2": "blue", "C": "green", "D": "white"}, "A", "mc_options_unlabelled"),  # mixed kinds
+    ],
+)
+def test_mc_options_mapping_that_cannot_keep_its_answer_is_dropped_with_its_reason(options, answer, reason):
+    with pytest.raises(DialogueParseError) as caught:
+        parse_dialogue("mc", mc_mapping_reply(options, answer), 1, 1)
+    assert caught.value.reason == reason

@@ -176,3 +176,13 @@ def test_statistics_contract_and_mismatch(transfer_folder, tmp_path):
     (tmp_path / "transfer_stats.safetensors").write_bytes(tensors)
     with pytest.raises(ValueError, match="no 'encoder_id' field"):
         ModalityStatistics.load(tmp_path)
+
+
+def test_a_wrong_length_embedding_names_the_dataset_row_and_field(processor):
+    """Issue 22 case 5 (an in-memory or Hub dataset; a local folder names the shard file when loaded, test_hub.py)."""
+    rows = [_dialogue(_turns("<image>\nWhat?", "A boat."), row_id=f"r{i}") for i in range(3)]
+    rows[2]["image_embeds"] = [0.1] * (DIM - 1)
+    with pytest.raises(ValueError, match=rf"^my/data \[instructions\]: row 'r2': field 'image_embeds' has {DIM - 1} "
+                       rf"values, expected {DIM} \(the model's embed_dim\)"):  # fmt: skip
+        prepare_dataset(Dataset.from_list(rows), stage="sft", processor=processor, embed_dim=DIM, max_length=None,
+                        where="my/data [instructions]")  # fmt: skip

@@ -17,9 +17,12 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 from datasets import Dataset, DatasetInfo, Features, SplitDict, SplitInfo, load_dataset
+from datasets.exceptions import DatasetGenerationError
 
 
 logger = logging.getLogger(__name__)
@@ -126,7 +129,105 @@ def load_dataset_folder(path_or_repo: str | Path, config_name: str, split: str =
             f"{local} has no {config_name}/{split}-*.parquet shards: is it the output folder of the stage that "
             f"writes config {config_name!r}?"
         )
-    return load_dataset("parquet", data_files={split: [str(p.resolve()) for p in shards]}, split=split)
+    try:
+        dataset = load_dataset("parquet", data_files={split: [str(p.resolve()) for p in shards]}, split=split)
+    except (DatasetGenerationError, pa.ArrowException, TypeError, ValueError) as error:
+        # `datasets` reports shards it cannot cast to one schema without naming them: name the file and the field.
+        if problem := shard_schema_mismatch(shards):
+            raise ValueError(problem) from error
+        raise
+    check_list_widths(dataset, shards)
+    return dataset
+
+
+# The data contract's fixed-length list columns: one vector per row, the same length in every row of a config.
+FIXED_WIDTH_COLUMNS = ("image_embeds",)
+
+
+def shard_schema_mismatch(shards: list[Path]) -> str | None:
+    """A message naming the first shard whose schema differs from the first shard's (the file, the field, both
+    types, and for a fixed-width column the first row of another length), or None when all agree."""
+    reference = pq.read_schema(shards[0])
+    for shard in shards[1:]:
+        schema = pq.read_schema(shard)
+        if schema.names != reference.names:
+            return (
+                f"{shard}: columns {schema.names}, but {shards[0]} has {reference.names}; the shards of one config "
+                "must share one schema (were they written by different runs? write the config again)."
+            )
+        for field in schema:
+            expected = reference.field(field.name).type
+            if field.type == expected:
+                continue
+            message = (
+                f"{shard}: field {field.name!r} is {field.type}, but {shards[0]} has {expected}; the shards of one "
+                "config must share one schema (were they written by different runs? write the config again)."
+            )
+            if field.name in FIXED_WIDTH_COLUMNS:
+                message += _width_note(shards[0], shard, field.name)
+            return message
+    return None
+
+
+def _width_note(reference: Path, shard: Path, column: str) -> str:
+    """ " Row i (id ...) of <shard> has n values, expected w." for the first row of `shard` whose list in `column`
+    is not as long as the first row of `reference`; "" when there is none."""
+    width = _first_width(reference, column)
+    row = None if width is None else _first_other_width(shard, column, width)
+    if row is None:
+        return ""
+    index, row_id, length = row
+    return f" Row {index} (id {row_id!r}) of {shard.name} has {length} values, expected {width}."
+
+
+def _list_lengths(column: pa.ChunkedArray) -> list[int]:
+    """Lengths of a list column, -1 for a missing list."""
+    return pc.fill_null(pc.list_value_length(column), -1).to_pylist()
+
+
+def _first_width(shard: Path, column: str) -> int | None:
+    lengths = _list_lengths(pq.read_table(shard, columns=[column]).column(column))
+    return lengths[0] if lengths else None
+
+
+def _first_other_width(shard: Path, column: str, width: int) -> tuple[int, str, int] | None:
+    """(row index in `shard`, its id, its length) of the first row of `column` that is not `width` long."""
+    names = pq.read_schema(shard).names
+    table = pq.read_table(shard, columns=[column, *(["id"] if "id" in names else [])])
+    for index, length in enumerate(_list_lengths(table.column(column))):
+        if length != width:
+            row_id = table.column("id")[index].as_py() if "id" in names else index
+            return index, str(row_id), length
+    return None
+
+
+def check_list_widths(dataset: Dataset, shards: list[Path], columns: tuple[str, ...] = FIXED_WIDTH_COLUMNS) -> None:
+    """Every row of each fixed-width list column holds as many values as the first row; the first row that does
+    not is reported with its shard file, its row in that file, its id and the field. Reads only the list offsets of
+    the loaded table, so it costs nothing next to the load."""
+    for column in columns:
+        if column not in dataset.column_names:
+            continue
+        values = dataset.data.column(column)
+        if pa.types.is_fixed_size_list(values.type):
+            continue  # one length by type
+        lengths = _list_lengths(values)
+        width = lengths[0] if lengths else None
+        bad = [index for index, length in enumerate(lengths) if length != width]
+        if not bad:
+            continue
+        rows = [pq.ParquetFile(shard).metadata.num_rows for shard in shards]
+        index, start = bad[0], 0
+        shard_index = 0
+        while shard_index < len(rows) - 1 and index >= start + rows[shard_index]:
+            start += rows[shard_index]
+            shard_index += 1
+        row_id = dataset.data.column("id")[index].as_py() if "id" in dataset.column_names else index
+        raise ValueError(
+            f"{shards[shard_index]}: row {index - start} (id {row_id!r}): field {column!r} has {lengths[index]} "
+            f"values, expected {width} (as row 0 of {shards[0].name}); {len(bad)} row(s) of this config differ. "
+            f"Every row must hold one vector of the same length: re-run the stage that wrote it."
+        )
 
 
 def push_folder(folder: str | Path, repo_id: str, repo_type: str, private: bool | None = None, **kwargs) -> str:

@@ -117,6 +117,10 @@ class UnicornProcessor(ProcessorMixin):
             image_embeds: precomputed, already shifted embeddings [N, D] (as in the training data).
             image_embedder: callable mapping images to shifted embeddings [N, D], e.g.
                 `model.make_image_embedder(encoder.encode_image, mean="image")`.
+            tokenizer_kwargs: passed to the tokenizer. Without `add_special_tokens`, a text that already starts with
+                the BOS token (a chat template wrote it, as Llama-3's does) is tokenized without adding another, as
+                transformers' `ProcessorMixin.apply_chat_template` does and as training and evaluation tokenize
+                (`special_tokens_for`).
         """
         if text is None:
             raise ValueError("UnicornProcessor needs `text`.")
@@ -153,6 +157,8 @@ class UnicornProcessor(ProcessorMixin):
                 )
         elif rows_with_image:
             raise ValueError(f"{len(rows_with_image)} prompt(s) hold {self.image_token!r} but no image was given.")
+        if "add_special_tokens" not in tokenizer_kwargs:
+            tokenizer_kwargs["add_special_tokens"] = self.special_tokens_for(texts)
         encoding = self.tokenizer(
             [self.expand_image_tokens(t) for t in texts], return_tensors=return_tensors, **tokenizer_kwargs
         )
@@ -162,6 +168,28 @@ class UnicornProcessor(ProcessorMixin):
         if pixel_values is not None:
             data["pixel_values"] = pixel_values
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def special_tokens_for(self, texts: Sequence[str]) -> bool:
+        """Whether the tokenizer should add its special tokens to `texts`: not when they start with the BOS token
+        already (a chat template wrote it), else a tokenizer that adds a BOS (Llama-3's) would give two. A batch in
+        which only some texts start with it raises where the tokenizer adds a BOS: no one setting gives each one."""
+        bos = self.tokenizer.bos_token
+        written = [bool(bos) and text.startswith(bos) for text in texts]
+        if all(written):
+            return False
+        if any(written) and self._tokenizer_adds_bos():
+            with_bos, without = written.index(True), written.index(False)
+            raise ValueError(
+                f"text[{with_bos}] starts with the BOS token {bos!r} (a chat template wrote it) but text[{without}] "
+                "does not, and the tokenizer adds one: render every prompt the same way (all through the chat "
+                "template, or none), or pass `add_special_tokens` explicitly."
+            )
+        return True
+
+    def _tokenizer_adds_bos(self) -> bool:
+        """Whether the tokenizer puts its BOS in front of plain text (Llama-3: yes; SmolLM2: no)."""
+        ids = self.tokenizer("a")["input_ids"]
+        return bool(ids) and self.tokenizer.bos_token_id is not None and ids[0] == self.tokenizer.bos_token_id
 
     # ---- the optional image processor travels beside the processor files ------------------------------------------
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):

@@ -2,16 +2,19 @@
 
 LLMs wrap JSON in code fences, add a sentence before or after it, think aloud in a `<think>` block first, use Python
 literals (single quotes, `True`), leave trailing commas or raw newlines inside strings, or stop mid-object.
-`json_values` recovers every JSON value that is recoverable, in order of preference (outside reasoning blocks first);
-`parse_dialogue` takes the first one that validates as a dialogue, so an example object quoted in the reasoning or
-a "[3]" in the prose before the payload cannot win over the payload. A failure raises `DialogueParseError`, whose
-`reason` is a short drop reason for the `DropLog`:
+`json_values` recovers every JSON value that is recoverable (outside reasoning blocks first); `parse_dialogue`
+picks the reply's payload among those that hold valid turns by a stated rule (`parse_dialogue`: in the expected
+schema, the most turns, the last), so an example object quoted in the reasoning or the prose, filled in or not, or
+a "[3]" before the payload cannot win over the payload, whatever `min_turns` is. A failure raises
+`DialogueParseError`, whose `reason` is a short drop reason for the `DropLog`:
 
     empty_generation  no_json  truncated_json  invalid_json     the reply holds no usable JSON
     schema_mismatch                                             JSON, but no list of valid turns
     placeholder_turns                                           only template slots: "...", "", "N/A", "<answer>"
     mc_answer_unmapped  mc_answer_ambiguous                     an MC answer that names no option, or two
-    too_few_turns                                               valid turns, but fewer than `min_turns`
+    mc_options_unlabelled                                       MC options as a mapping whose keys are not one
+                                                                letter or number each, or repeat one
+    too_few_turns                                               the payload's valid turns are fewer than `min_turns`
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import ast
 import json
 import re
+import string
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,6 +46,7 @@ _REASON_RANK = {
     "too_few_turns": 4,
     "mc_answer_ambiguous": 3,
     "mc_answer_unmapped": 3,
+    "mc_options_unlabelled": 3,
     "placeholder_turns": 2,
     "schema_mismatch": 1,
 }
@@ -149,18 +155,19 @@ def split_reasoning(text: str) -> tuple[str, list[str]]:
     return answer, reasoning
 
 
-def json_values(text: str | None) -> list[Any]:
-    """Every JSON object/list recoverable from an LLM reply, most likely payload first: outside reasoning blocks
-    before inside them; within a part, code fences, then top-level spans in order, then a salvaged cut-off tail.
-    Raises `DialogueParseError` (empty_generation, no_json, truncated_json, invalid_json) when there is none."""
+def _json_candidates(text: str | None) -> list[tuple[Any, int, int]]:
+    """(value, part, position) of every JSON object/list recoverable from an LLM reply. `part` is 0 for the reply
+    outside reasoning blocks and 1, 2, ... for the blocks; `position` is where the value starts in its part. Within
+    a part: code fences, then top-level spans in order, then a salvaged cut-off tail. Raises `DialogueParseError`
+    (empty_generation, no_json, truncated_json, invalid_json) when there is none."""
     if text is None or not text.strip():
         raise DialogueParseError("empty_generation", "the LLM returned nothing")
     answer, reasoning = split_reasoning(text)
     values, seen, error, any_span = [], set(), None, False
-    for part in [answer, *reasoning]:
-        fenced = [match.group(1) for match in _FENCE.finditer(part) if match.group(1).strip()]
+    for part_index, part in enumerate([answer, *reasoning]):
+        fenced = [(match.start(1), match.group(1)) for match in _FENCE.finditer(part) if match.group(1).strip()]
         tail_start = 0
-        for block in [*fenced, part]:
+        for offset, block in [*fenced, (0, part)]:
             spans = _balanced_spans(block)
             for start, end in spans:
                 candidate = block[start:end]
@@ -169,14 +176,14 @@ def json_values(text: str | None) -> list[Any]:
                 seen.add(candidate)
                 any_span = True
                 try:
-                    values.append(_loads_lenient(candidate))
+                    values.append((_loads_lenient(candidate), part_index, offset + start))
                 except DialogueParseError as caught:
                     error = error or caught
             if block is part and spans:
                 tail_start = spans[-1][1]
         # What follows the last complete span may be the payload, cut off by max_new_tokens.
         if (salvaged := _close_truncated(part[tail_start:])) is not None:
-            values.append(salvaged)
+            values.append((salvaged, part_index, len(part)))
     if values:
         return values
     if error is not None:
@@ -184,6 +191,13 @@ def json_values(text: str | None) -> list[Any]:
     if any_span or "{" in text or "[" in text:
         raise DialogueParseError("truncated_json", "the JSON in the reply is not closed (cut off?)")
     raise DialogueParseError("no_json", "the reply contains no JSON object")
+
+
+def json_values(text: str | None) -> list[Any]:
+    """Every JSON object/list recoverable from an LLM reply: outside reasoning blocks before inside them; within a
+    part, code fences, then top-level spans in order, then a salvaged cut-off tail. Raises `DialogueParseError`
+    (empty_generation, no_json, truncated_json, invalid_json) when there is none."""
+    return [value for value, _, _ in _json_candidates(text)]
 
 
 def extract_json(text: str | None) -> Any:
@@ -249,18 +263,93 @@ def _strip_label(option: Any, letter: str) -> str:
     return match.group(2).strip() if match and match.group(1).upper() == letter else text
 
 
+_OPTION_ALIASES = ("options", "Options", "choices", "Choices")
+_ANSWER_ALIASES = ("answer", "Answer", "correct", "correct_answer")
+# The label of an option given as a mapping key: "B", "b", "(B)", "B.", "B)", "Option B", "option_b", "choice 2", "2".
+_KEY_LABEL = re.compile(
+    r"\s*(?:(?:option|choice)[\s_\-]*)?[\(\[]?\s*([A-Za-z]|\d{1,2})\s*[\)\]]?[.:]?\s*", re.IGNORECASE
+)
+# An answer that is a label alone ("B", "(b)", "2."), or a label with punctuation before its option's text ("B. red",
+# "(2) red"); "A red car" is text.
+_BARE_LABEL = re.compile(r"\s*[\(\[]?\s*([A-Za-z]|\d{1,2})\s*[\)\]]?\s*[.:]?\s*")
+_LABEL_PREFIX = re.compile(r"\s*[\(\[]?\s*([A-Za-z]|\d{1,2})\s*(?:[\)\]]\s*[.:]?|[.:])\s+(.*)", re.DOTALL)
+
+
+def _relabel_mapping(options: dict, answer: Any) -> tuple[list[str], Any]:
+    """Options given as a mapping {label: text} -> (texts in label order, the answer with its label moved along).
+
+    The options are rendered with the letters A, B, C, ... in label order, so a reply's own labels B-E (or 1-4)
+    become A-D; an answer that names an option by its label ("B", "(b)", "B. red", "2") is rewritten to the new
+    letter of that same option, and one that names a label of the same kind that the mapping lacks (say "A" among
+    keys B-E) names no option (`mc_answer_unmapped`). An answer given as text, or a label of the other kind (a
+    letter among numbered options: the rendered letter), is left to the answer check. Keys that are not one letter
+    or one number each, mix the two, or repeat a label raise `mc_options_unlabelled`."""
+    if not options:
+        return [], answer  # the count check names it
+    labels = {key: _KEY_LABEL.fullmatch(str(key)) for key in options}
+    found = {key: match.group(1).upper() for key, match in labels.items() if match}
+    kinds = {label.isdigit() for label in found.values()}
+    if len(found) != len(options) or len(set(found.values())) != len(found) or len(kinds) != 1:
+        raise PydanticCustomError(
+            "mc_options_unlabelled", "option keys {keys} are not one distinct letter or number each",
+            {"keys": repr(list(options))},
+        )  # fmt: skip
+    numbered = kinds.pop()
+    ordered = sorted(options, key=lambda key: int(found[key]) if numbered else found[key])
+    # Past Z there is no letter to render; the count check rejects such a turn anyway.
+    new_letter = {found[key]: letter for key, letter in zip(ordered, string.ascii_uppercase, strict=False)}
+    texts = [str(options[key]).strip() if numbered else _strip_label(options[key], found[key]) for key in ordered]
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        answer = str(answer)
+    if not isinstance(answer, str):
+        return texts, answer
+    if bare := _BARE_LABEL.fullmatch(answer):
+        old, rest = bare.group(1).upper(), None
+    elif prefixed := _LABEL_PREFIX.fullmatch(answer):
+        old, rest = prefixed.group(1).upper(), prefixed.group(2).strip()
+    else:
+        return texts, answer
+    if old.isdigit() != numbered:
+        return texts, answer
+    if old in new_letter:
+        return texts, new_letter[old] + (f". {rest}" if rest else "")
+    if rest is not None and any(option_key(answer) == option_key(text) for text in texts):
+        return texts, answer  # "E. coli" is an option's text, not option E
+    raise PydanticCustomError(
+        "mc_answer_unmapped", "answer {answer} names label {label}, which none of the options {keys} has",
+        {"answer": repr(answer), "label": old, "keys": repr(list(options))},
+    )  # fmt: skip
+
+
 class MCTurn(_Turn):
-    options: list[str] = Field(validation_alias=AliasChoices("options", "Options", "choices", "Choices"))
-    answer: str = Field(validation_alias=AliasChoices("answer", "Answer", "correct", "correct_answer"))
+    options: list[str] = Field(validation_alias=AliasChoices(*_OPTION_ALIASES))
+    answer: str = Field(validation_alias=AliasChoices(*_ANSWER_ALIASES))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_mapping_as_list(cls, data: Any) -> Any:
+        """Options given as a mapping ({"B": "red", "C": "blue", ...}, or a list of one-key mappings) become a list in
+        label order, and a letter answer moves with its option (`_relabel_mapping`)."""
+        if not isinstance(data, dict):
+            return data
+        key = next((alias for alias in _OPTION_ALIASES if alias in data), None)
+        options = data.get(key)
+        if isinstance(options, list) and options and all(isinstance(o, dict) and len(o) == 1 for o in options):
+            merged = {k: v for option in options for k, v in option.items()}
+            options = merged if len(merged) == len(options) else options
+        if not isinstance(options, dict):
+            return data
+        answer_key = next((alias for alias in _ANSWER_ALIASES if alias in data), None)
+        texts, answer = _relabel_mapping(options, data.get(answer_key))
+        return {**data, key: texts, **({answer_key: answer} if answer_key else {})}
 
     @field_validator("options", mode="before")
     @classmethod
     def _options_as_list(cls, value: Any) -> Any:
         """Options without their letter labels (`dialogues.py` renders the letters). A label is only removed where it
-        is one: the key's own letter in {"A": "A. one"}, or the A, B, C, D sequence carried by all options of a list.
-        "C. elegans" in ["C. elegans", "E. coli", "S. aureus", "B. subtilis"] is a name, not option C."""
-        if isinstance(value, dict):  # {"A": "...", "B": "..."}
-            return [_strip_label(value[key], str(key).strip().upper()) for key in sorted(value)]
+        is one: the key's own letter in {"A": "A. one"} (see `_relabel_mapping`), or the A, B, C, D sequence carried
+        by all options of a list. "C. elegans" in ["C. elegans", "E. coli", "S. aureus", "B. subtilis"] is a name,
+        not option C."""
         if isinstance(value, list):
             labels = [_LETTER_PREFIX.fullmatch(str(option).strip()) for option in value]
             sequence = [label.group(1).upper() if label else None for label in labels]
@@ -310,19 +399,21 @@ TURN_MODELS: dict[str, type[_Turn]] = {"mc": MCTurn, "qa": QATurn, "reasoning": 
 _LIST_KEYS = ("questions", "conversations", "pairs", "qa", "qa_pairs", "dialogue", "items")
 
 
-def _turn_list(data: Any) -> list:
-    """The list of turns: a top-level list, a known key, or the only list value of an object."""
+def _turn_list(data: Any) -> tuple[list, bool]:
+    """(the list of turns, whether it came in the expected schema): a top-level list, a known key, or the only list
+    value of an object are the schema; a lone turn object ({"question": ..., "answer": ...}) is accepted as one
+    turn, but it is what an example of one item looks like, hence not the schema."""
     if isinstance(data, list):
-        return data
+        return data, True
     if isinstance(data, dict):
         for key in _LIST_KEYS:
             if isinstance(data.get(key), list):
-                return data[key]
+                return data[key], True
         lists = [value for value in data.values() if isinstance(value, list)]
         if len(lists) == 1:
-            return lists[0]
+            return lists[0], True
         if "question" in {str(key).lower() for key in data}:  # a single turn instead of a list
-            return [data]
+            return [data], False
     raise DialogueParseError("schema_mismatch", f"expected a list of turns, got keys {_keys(data)}")
 
 
@@ -335,16 +426,33 @@ def _turn_reason(error: ValidationError) -> str:
     kinds = {detail["type"] for detail in error.errors()}
     # pydantic reports the answer check only when every field is valid, so at most one of these is present.
     specific = {"placeholder": "placeholder_turns", "mc_answer_ambiguous": "mc_answer_ambiguous",
-                "mc_answer_unmapped": "mc_answer_unmapped"}  # fmt: skip
+                "mc_answer_unmapped": "mc_answer_unmapped",
+                "mc_options_unlabelled": "mc_options_unlabelled"}  # fmt: skip
     return next((reason for kind, reason in specific.items() if kind in kinds), "schema_mismatch")
 
 
-def _validate_turns(task: str, data: Any, min_turns: int, max_turns: int) -> list[_Turn]:
+@dataclass
+class _Candidate:
+    """The valid turns of one JSON value of a reply, with what ranks it as the reply's payload."""
+
+    turns: list[_Turn]
+    failures: list[tuple[str, str]]  # (reason, message) of the turns that did not validate
+    in_schema: bool
+    part: int  # 0: the reply outside reasoning blocks; 1, 2, ...: inside them
+    position: int
+
+    def rank(self) -> tuple:
+        """Higher is more likely the payload: the reply's own text, the expected schema, more turns, later."""
+        return (-self.part, self.in_schema, len(self.turns), self.position)
+
+
+def _valid_turns(task: str, data: Any, part: int, position: int) -> _Candidate:
     """The valid turns of one JSON value; invalid single turns are skipped, so one bad question does not discard
-    seven good ones."""
+    seven good ones. Raises `DialogueParseError` when no turn is valid."""
     model = TURN_MODELS[task]
+    raw_turns, in_schema = _turn_list(data)
     turns, failures = [], []
-    for index, raw in enumerate(_turn_list(data)):
+    for index, raw in enumerate(raw_turns):
         try:
             turns.append(model.model_validate(raw))
         except ValidationError as error:
@@ -355,29 +463,39 @@ def _validate_turns(task: str, data: Any, min_turns: int, max_turns: int) -> lis
         # Every turn failing for the same specific reason gets that reason; a mix is a schema mismatch.
         reason = reasons.pop() if len(reasons) == 1 else "schema_mismatch"
         raise DialogueParseError(reason, f"no valid {task} turn: {detail}")
-    if len(turns) < min_turns:
-        detail = "; ".join(message for _, message in failures[:3])
-        raise DialogueParseError(
-            "too_few_turns", f"{len(turns)} valid {task} turn(s), need at least {min_turns}; {detail}"
-        )
-    return turns[:max_turns]
+    return _Candidate(turns, failures, in_schema, part, position)
 
 
 def parse_dialogue(task: str, text: str | None, min_turns: int, max_turns: int) -> list[_Turn]:
     """Validated turns of a `task` reply; more than `max_turns` turns are cut to `max_turns`, fewer valid turns
-    than `min_turns` raise `DialogueParseError`.
+    than `min_turns` raise `DialogueParseError` (too_few_turns).
 
-    Every JSON value of the reply is tried in `json_values`' order and the first that validates wins. When none
-    does, the reason of the one that got furthest is raised (too_few_turns over a wrong MC answer over placeholders
-    over a schema mismatch; the earlier value on a tie)."""
+    The payload is chosen among the reply's JSON values that hold at least one valid turn, before `min_turns` is
+    applied (so `min_turns` never decides which value is the payload), by these keys in order:
+    1. the reply's own text over its reasoning blocks (an example quoted while thinking is not the answer);
+    2. the expected schema, a list of turns or an object holding one, over a lone turn object (what an example of
+       one item in the prose looks like: "Each item looks like this: {"question": ..., "answer": ...}");
+    3. more valid turns;
+    4. the later one (a reply shows its format before it answers).
+    When no value holds a valid turn, the reason of the one that got furthest is raised (a wrong MC answer or
+    unlabelled options over placeholders over a schema mismatch; the earlier value on a tie)."""
     best: DialogueParseError | None = None
-    for value in json_values(text):
+    candidates = []
+    for value, part, position in _json_candidates(text):
         try:
-            return _validate_turns(task, value, min_turns, max_turns)
+            candidates.append(_valid_turns(task, value, part, position))
         except DialogueParseError as error:
             if best is None or _REASON_RANK[error.reason] > _REASON_RANK[best.reason]:
                 best = error
-    raise best
+    if not candidates:
+        raise best
+    payload = max(candidates, key=_Candidate.rank)
+    if len(payload.turns) < min_turns:
+        detail = "; ".join(message for _, message in payload.failures[:3])
+        raise DialogueParseError(
+            "too_few_turns", f"{len(payload.turns)} valid {task} turn(s), need at least {min_turns}; {detail}"
+        )
+    return payload.turns[:max_turns]
 
 
 def _short(error: Exception) -> str:

@@ -76,9 +76,15 @@ def check_embed_width(dataset: Dataset, embed_dim: int, where: str) -> None:
 
 
 # ---- row -> tokens -----------------------------------------------------------------------------------------------
-def _bad_embedding_reason(embeds: list[float], embed_dim: int, row_id: str) -> str | None:
-    if len(embeds) != embed_dim:
-        raise ValueError(f"row {row_id!r}: image_embeds has {len(embeds)} values, expected {embed_dim}.")
+def _bad_embedding_reason(embeds: list[float] | None, embed_dim: int, row_id: str, where: str) -> str | None:
+    """A drop reason for a non-finite embedding; a wrong length raises, naming the dataset, row and field (a local
+    folder's shard file is named when it is loaded: `hub.check_list_widths`)."""
+    if embeds is None or len(embeds) != embed_dim:
+        found = "no value" if embeds is None else f"{len(embeds)} values"
+        raise ValueError(
+            f"{where}: row {row_id!r}: field {IMAGE_EMBEDS!r} has {found}, expected {embed_dim} (the model's "
+            "embed_dim)."
+        )
     if not all(math.isfinite(x) for x in embeds):
         return "non_finite_image_embeds"
     return None
@@ -97,11 +103,12 @@ def tokenize_caption(
     max_length: int | None,
     embed_dim: int,
     bos: list[int],
+    where: str = "dataset",
 ) -> dict:
     """Pretraining ("plain" format): `[bos] <image> caption <eos>`, loss on caption + EOS."""
     row_id = str(row.get("id"))
     out = {"input_ids": [], "loss_mask": [], "drop_reason": "", "truncated": False}
-    if reason := _bad_embedding_reason(row[IMAGE_EMBEDS], embed_dim, row_id):
+    if reason := _bad_embedding_reason(row[IMAGE_EMBEDS], embed_dim, row_id, where):
         return {**out, "drop_reason": reason}
     caption = (row["caption"] or "").strip()
     if not caption:
@@ -167,11 +174,12 @@ def tokenize_dialogue(
     max_length: int | None,
     embed_dim: int,
     chat_template: str | None,
+    where: str = "dataset",
 ) -> dict:
     """SFT: the rendered dialogue, loss on assistant turns only; drop reasons for rows that cannot train."""
     row_id = str(row.get("id"))
     out = {"input_ids": [], "loss_mask": [], "drop_reason": "", "truncated": False}
-    if reason := _bad_embedding_reason(row[IMAGE_EMBEDS], embed_dim, row_id):
+    if reason := _bad_embedding_reason(row[IMAGE_EMBEDS], embed_dim, row_id, where):
         return {**out, "drop_reason": reason}
     messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
     counts = [(m["content"] or "").count(image_token) for m in messages]
@@ -243,6 +251,7 @@ def prepare_dataset(
         "num_image_tokens": num_image_tokens,
         "max_length": max_length,
         "embed_dim": embed_dim,
+        "where": where,
     }
     if stage == "pretrain":
         function, fn_kwargs = tokenize_caption, {**common, "bos": bos_ids(tokenizer)}
