@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from unicorn_hf import concepts
 from unicorn_hf.concepts import GLOSS_FILE, LEMMA_FILE, concept_label, concept_texts, imagenet21k_concepts
@@ -14,6 +15,7 @@ from unicorn_hf.synthesis.config import SeedArguments, SeedSourceConfig
 from unicorn_hf.synthesis.seeds import label_seeds, load_seeds, load_templates
 
 
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 CRANE_BIRD, CRANE_MACHINE = "n02012849", "n03126707"  # read from timm's files: two synsets named "crane"
 CRANE_BIRD_GLOSS = "large long-necked wading bird of marshes and plains in many parts of the world"
 
@@ -182,3 +184,14 @@ def test_memory_export_one_text_per_line(tmp_path, bank):
     assert output.read_text(encoding="utf-8").splitlines() == [row["seed"] for row in seeds]
     with pytest.raises(ValueError, match="need `templates`"):
         list(concept_texts("lemma", templates_per_label=1))
+
+
+def test_the_paper_recipe_documents_a_concept_source_that_parses():
+    text = (RECIPES / "unicorn-8b" / "captions.yaml").read_text()
+    block = re.search(r"^  # - name: imagenet21k\n(?:  #   .*\n)+", text, flags=re.MULTILINE)
+    assert block, "the commented imagenet21k seed source is gone from recipes/unicorn-8b/captions.yaml"
+    source = yaml.safe_load(re.sub(r"^  # ", "", block.group(0), flags=re.MULTILINE))[0]
+    parsed = SeedSourceConfig(**source)
+    assert (parsed.path, parsed.label_format, parsed.templates_per_label) == ("pkg://imagenet21k", "lemma_gloss", 10)
+    active = yaml.safe_load(text)["seed_sources"]
+    assert "pkg://imagenet21k" not in [entry["path"] for entry in active]  # optional: the paper recipe is unchanged
