@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from unicorn_hf.concepts import CONCEPT_BANKS, LABEL_FORMATS
+
 
 def _from_mapping(cls: type, value: Any, where: str):
     """Build dataclass `cls` from a YAML mapping, naming the unknown or missing keys in the error."""
@@ -32,8 +34,11 @@ class SeedSourceConfig:
 
     `kind: captions` reads open-domain captions (one per image when `group_column` names the image id column).
     `kind: labels` reads fine-grained class labels and renders each with `templates_per_label` random templates.
-    `path` is a Hub dataset id, a local dataset folder, a `.jsonl`/`.csv`/`.txt` file, or `pkg://imagenet` for the
-    ImageNet class names shipped with open_clip.
+    `path` is a Hub dataset id, a local dataset folder, a `.jsonl`/`.csv`/`.txt` file, `pkg://imagenet` for the
+    ImageNet class names shipped with open_clip, or `pkg://imagenet21k` for the concept bank of the 21,844 WordNet
+    synsets shipped with timm (`unicorn_hf.concepts`), whose `label_format` says what text a synset gives to a
+    template: `lemma` ("crane") or `lemma_gloss` ("crane, large long-necked wading bird ..."; see that module for
+    why the recipes use it). Its seed ids carry the synset id.
     """
 
     name: str  # short source name, prefix of the seed ids and the value of `seed_source`
@@ -47,12 +52,25 @@ class SeedSourceConfig:
     templates: str | None = None  # labels only: a .txt file of templates with `{label}`, or pkg://clip-openai
     templates_per_label: int | None = None  # labels only (paper: 10)
     template_seed: int | None = None  # labels only: seed of the per-label template draw
+    label_format: str | None = None  # concept banks (pkg://imagenet21k) only: lemma | lemma_gloss
 
     def __post_init__(self):
         if self.kind not in ("captions", "labels"):
             raise ValueError(f"seed source {self.name!r}: kind must be 'captions' or 'labels', got {self.kind!r}")
         if self.kind == "labels" and (self.templates is None or self.templates_per_label is None):
             raise ValueError(f"seed source {self.name!r}: a labels source needs `templates` and `templates_per_label`")
+        if self.path in CONCEPT_BANKS:
+            if self.kind != "labels" or self.label_format not in LABEL_FORMATS:
+                raise ValueError(
+                    f"seed source {self.name!r}: {self.path} is a labels source that needs `kind: labels` and "
+                    f"`label_format` one of {sorted(LABEL_FORMATS)}, got kind {self.kind!r}, "
+                    f"label_format {self.label_format!r}"
+                )
+        elif self.label_format is not None:
+            raise ValueError(
+                f"seed source {self.name!r}: `label_format` is for concept banks {sorted(CONCEPT_BANKS)}, "
+                f"not {self.path!r}"
+            )
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Caption seeds: open-domain captions and fine-grained labels rendered into templates.
 
 A seed row is `{"id", "seed", "seed_source"}`. The id is `<source name>-<sha1 of the normalised text>[:16]`, so it is
-stable across runs, machines and source order, and every later stage keeps it. Duplicates (same normalised text,
-across all sources) are removed and counted in the `DropLog`, as are seeds that fail the quality filter.
+stable across runs, machines and source order, and every later stage keeps it; a concept bank's seed
+(`pkg://imagenet21k`) also names its synset: `<source name>-<synset id>-<sha1>[:16]`. Duplicates (same normalised
+text, across all sources) are removed and counted in the `DropLog`, as are seeds that fail the quality filter.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
+from unicorn_hf.concepts import CONCEPT_BANKS, concept_bank, concept_label
 from unicorn_hf.drops import DropLog
 from unicorn_hf.paths import portable_path
 from unicorn_hf.synthesis.config import SeedArguments, SeedSourceConfig
@@ -37,8 +39,12 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def seed_id(source_name: str, text: str) -> str:
-    return f"{source_name}-{hashlib.sha1(normalize_text(text).encode()).hexdigest()[:16]}"
+def seed_id(source_name: str, text: str, key: str | None = None) -> str:
+    """`<source>-<hash of the text>`, or `<source>-<key>-<hash>` with a stable key such as a synset id, so that a
+    concept's seeds name it whatever the order of the bank or of the sources. The hash stays last (`max_seeds`
+    samples in hash order)."""
+    digest = hashlib.sha1(normalize_text(text).encode()).hexdigest()[:16]
+    return f"{source_name}-{key}-{digest}" if key else f"{source_name}-{digest}"
 
 
 def _read_local_rows(path: Path, column: str | None) -> Iterator[tuple[int, dict]]:
@@ -105,7 +111,9 @@ def _column_values(source: SeedSourceConfig) -> Iterator[tuple[str, object, str 
 
 def load_labels(source: SeedSourceConfig) -> list[str]:
     """Distinct labels of a labels source, in first-seen order."""
-    if source.path in PACKAGED_LABELS:
+    if source.path in CONCEPT_BANKS:
+        labels = [label for _, label in _keyed_labels(source)]
+    elif source.path in PACKAGED_LABELS:
         from unicorn_hf import assets
 
         labels = getattr(assets, PACKAGED_LABELS[source.path])()
@@ -135,17 +143,38 @@ def load_templates(spec: str) -> list[str]:
     return templates
 
 
-def label_seeds(source: SeedSourceConfig) -> Iterator[str]:
-    """`templates_per_label` distinct random templates per label, each rendered with the label.
+def _keyed_labels(source: SeedSourceConfig, drops: DropLog | None = None) -> list[tuple[str | None, str]]:
+    """(stable key, label) pairs of a labels source. A concept bank keys each label by its synset id (homonyms in
+    `lemma` format share a label, not a key) and adds the lines of its files that gave no concept to `drops`;
+    other sources have distinct labels and no key (None)."""
+    if source.path not in CONCEPT_BANKS:
+        return [(None, label) for label in load_labels(source)]
+    concepts, concept_drops = concept_bank(source.path)
+    if drops is not None:  # each such line is a row in and a row dropped, with its `concept_*` reason
+        drops.rows_in += concept_drops.rows_dropped
+        drops.merge(DropLog(stage=drops.stage, dropped=concept_drops.dropped, examples=concept_drops.examples))
+    return [(concept.synset, concept_label(concept, source.label_format)) for concept in concepts]
 
-    The draw is seeded per label (not by position), so adding a label does not change the others' seeds.
+
+def _keyed_label_seeds(source: SeedSourceConfig, drops: DropLog | None = None) -> Iterator[tuple[str | None, str]]:
+    """(label key, seed text) pairs: `templates_per_label` distinct random templates per label, rendered.
+
+    The draw is seeded per label key, else per label text (not by position), so adding a label does not change
+    the others' seeds, and a concept draws the same templates in every `label_format`.
     """
     templates = load_templates(source.templates)
-    per_label = min(source.templates_per_label, len(templates))
-    for label in load_labels(source):
-        rng = random.Random(f"{source.template_seed}:{label}")
+    per_label = min(source.templates_per_label, len(templates))  # the paper: 10 templates per label
+    for key, label in _keyed_labels(source, drops):
+        rng = random.Random(f"{source.template_seed}:{key or label}")
         for template in rng.sample(templates, per_label):
-            yield template.replace("{label}", label)
+            yield key, template.replace("{label}", label)
+
+
+def label_seeds(source: SeedSourceConfig) -> Iterator[str]:
+    """`templates_per_label` distinct random templates per label, each rendered with the label (see
+    `_keyed_label_seeds` for the draw)."""
+    for _, text in _keyed_label_seeds(source):
+        yield text
 
 
 def _latin_ratio(text: str) -> float:
@@ -188,16 +217,16 @@ def load_seeds(args: SeedArguments) -> tuple[list[dict], DropLog]:
     seen: dict[str, str] = {}  # normalised text -> id of its first occurrence
     for source in args.seed_sources:
         if source.kind == "labels":
-            texts: Iterator[str] = _counted(label_seeds(source), drops)
+            texts: Iterator[tuple[str | None, str]] = _counted(_keyed_label_seeds(source, drops), drops)
         else:
-            texts = _caption_seeds(source, args, drops)
+            texts = ((None, text) for text in _caption_seeds(source, args, drops))
         candidates = []
-        for text in texts:
+        for label_key, text in texts:
             key = normalize_text(text)
             if key in seen:
                 drops.drop("seed_duplicate", seen[key])
                 continue
-            seen[key] = seed_id(source.name, text)
+            seen[key] = seed_id(source.name, text, label_key)
             candidates.append({"id": seen[key], "seed": text, "seed_source": source.name})
         if source.max_seeds is not None and len(candidates) > source.max_seeds:
             # A hash-ordered subsample: stable across runs and spread over all labels, unlike "the first N".
@@ -213,7 +242,7 @@ def load_seeds(args: SeedArguments) -> tuple[list[dict], DropLog]:
     return rows, drops
 
 
-def _counted(texts: Iterator[str], drops: DropLog) -> Iterator[str]:
+def _counted(texts: Iterator[tuple[str | None, str]], drops: DropLog) -> Iterator[tuple[str | None, str]]:
     for text in texts:
         drops.rows_in += 1
         yield text
