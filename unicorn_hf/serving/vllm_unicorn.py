@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_TOKEN = "<image>"  # UnicornProcessor's placeholder; the chat template renders an image part as this
 LANGUAGE_MODEL_PREFIX = "language_model."  # on disk: language_model.model.* (backbone), language_model.lm_head.*
+IN_MEMORY_PREFIX = "model."  # transformers' UnicornForConditionalGeneration.model: the UnicornModel
 DEFAULT_IMAGE_SIZE = 224
 
 
@@ -321,7 +322,11 @@ class UnicornForConditionalGeneration(nn.Module, SupportsMultiModal, SupportsPP)
             for name, tensor in weights:
                 if name.startswith(LANGUAGE_MODEL_PREFIX):
                     yield name[len(LANGUAGE_MODEL_PREFIX) :], tensor
-                elif name in expected:
+                    continue
+                # A carried tower may also be stored under transformers' in-memory name (`model.vision_tower.*`,
+                # the target of CHECKPOINT_RENAMINGS): the quickstart's SFT folder holds it so.
+                name = name.removeprefix(IN_MEMORY_PREFIX)
+                if name in expected:
                     target = image_side[name]
                     if tuple(target.shape) != tuple(tensor.shape):
                         raise ValueError(
