@@ -127,7 +127,8 @@ def main() -> None:
     lines = [
         f"# Serving throughput: vLLM vs transformers generate ({cli.device}, {cli.dtype})",
         "",
-        f"`python bench/bench_serving.py --model {cli.model} --device {cli.device} --dtype {cli.dtype}`; "
+        f"`python bench/bench_serving.py --model {cli.model} --device {cli.device} --dtype {cli.dtype} "
+        f"--max_new_tokens {cli.max_new_tokens} --num_prompts {cli.num_prompts}`; "
         f"{len(requests)} (image, question) requests per batch size, {cli.max_new_tokens} generated tokens each, "
         f"greedy. Environment: {json.dumps(env)}",
         "",
