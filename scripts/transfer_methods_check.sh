@@ -13,9 +13,10 @@ methods=("$@")
 for method in "${methods[@]}"; do
   case "$method" in
     mean_shift) extra=(--renormalize true); tower_mean=image ;;
-    capdec) extra=(--renormalize null --noise_std 0.126); tower_mean=none ;;
-    c3) extra=(--renormalize null --noise_std 0.126); tower_mean=image ;;
-    *) extra=(--renormalize null); tower_mean=none ;;
+    none) extra=(--renormalize false); tower_mean=none ;;  # the methods' own fixed re-normalisation (a CLI has no null)
+    capdec) extra=(--renormalize true --noise_std 0.126); tower_mean=none ;;
+    c3) extra=(--renormalize true --noise_std 0.126); tower_mean=image ;;
+    *) extra=(--renormalize true); tower_mean=none ;;
   esac
   dir="$OUT/$method"
   echo "== $method"
