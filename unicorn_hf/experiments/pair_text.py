@@ -9,6 +9,7 @@ text is used: the images stay unseen, so held-out pairs can test whether the mod
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +23,10 @@ from unicorn_hf.synthesis.seeds import seed_id
 
 
 CAPTION_COLUMNS = ("id", "seed", "seed_source", "caption", "model_name")
+logger = logging.getLogger(__name__)
+
 SEED_SOURCE = "pair_caption"
+PAIR_SCOPES = ("encoder_train", "all_but_held_out")
 PAIR_IDS_FILE = "pair_ids.json"  # row id -> pair id, for arms that need the pair's image (the oracle)
 
 
@@ -33,10 +37,13 @@ def pair_text_rows(
     dialogues_per_pair: int,
     seed: int,
     image_token: str,
+    caption_form: str = "caption",
 ) -> tuple[list[dict], list[dict], dict[str, str]]:
     """(caption rows, dialogue rows, row id -> pair id) for `pairs`; each dialogue keeps its caption's id.
 
-    Raises `ValueError` when a pair has no title (nothing to ask about).
+    `caption_form` says what a caption row holds: the pair's `caption`, or its bare `title` (title-length targets:
+    cheap pretraining steps, and the text that candidate-likelihood probes rank). Raises `ValueError` when a pair has
+    no title (nothing to ask about).
     """
     rng = random.Random(seed)
     by_source = group_by_source(pairs)
@@ -44,17 +51,17 @@ def pair_text_rows(
     for pair in pairs:
         if not pair.title:
             raise ValueError(f"pair {pair.id} has no title: a templated question needs to name what is shown")
+        text = getattr(pair, caption_form)
         row_id = seed_id(SEED_SOURCE, pair.caption)
         pair_of_row[row_id] = pair.id
         captions.append(
-            {"id": row_id, "seed": pair.caption, "seed_source": SEED_SOURCE, "caption": pair.caption,
-             "model_name": "seed"}
-        )  # fmt: skip
+            {"id": row_id, "seed": pair.caption, "seed_source": SEED_SOURCE, "caption": text, "model_name": "seed"}
+        )
     for _ in range(dialogues_per_pair):
         for pair, caption in zip(pairs, captions, strict=True):
             messages = training_dialogue(pair, by_source, num_options, templates, image_token, rng)
             dialogues.append(
-                {"id": caption["id"], "task": "mc", "caption": pair.caption, "messages": messages,
+                {"id": caption["id"], "task": "mc", "caption": caption["caption"], "messages": messages,
                  "model_name": "template"}
             )  # fmt: skip
     return captions, dialogues, pair_of_row
@@ -80,7 +87,7 @@ class PairTextArguments:
     instructions_path: str | None = field(metadata={"help": "Stage-2 folder to carry over; null: none."})
     encoder_config: str = field(metadata={"help": "The encoder's recipe YAML: which pairs it collected."})
     encoder_dir: str = field(metadata={"help": "The trained encoder: its held-out pairs are never used here."})
-    num_pairs: int = field(metadata={"help": "Training pairs of the encoder whose text is added."})
+    num_pairs: int | None = field(metadata={"help": "Pairs whose text is added (null: every one in `pair_scope`)."})
     num_options: int = field(metadata={"help": "Options per multiple-choice question."})
     mc_question: str = field(metadata={"help": "Multiple-choice question, before the options."})
     mc_suffix: str = field(metadata={"help": "Instruction after the options (LLaVA-1.5's MC prompt)."})
@@ -90,6 +97,34 @@ class PairTextArguments:
     image_token: str = field(metadata={"help": "The image placeholder of the first user turn."})
     seed: int = field(metadata={"help": "Seed of the pair sample and the questions."})
     output_dir: str = field(metadata={"help": "Hub-ready folder with configs `captions` and `instructions`."})
+    pair_scope: str = field(
+        default="encoder_train",
+        metadata={
+            "help": "`encoder_train`: the encoder's training pairs; `all_but_held_out`: every pair of the encoder's "
+            "sources (no per-source cap) except its held-out ones: concept-scale text, whose images stay unused."
+        },
+    )
+    caption_form: str = field(
+        default="caption",
+        metadata={"help": "The `caption` column: the pair's `caption` ('an emoji of X') or its bare `title` ('X')."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.pair_scope not in PAIR_SCOPES:
+            raise ValueError(f"`pair_scope` must be one of {PAIR_SCOPES}, got {self.pair_scope!r}")
+        if self.caption_form not in ("caption", "title"):
+            raise ValueError(f"`caption_form` must be 'caption' or 'title', got {self.caption_form!r}")
+
+
+def every_pair_of(encoder_config: str) -> list[Pair]:
+    """Every pair of the encoder recipe's sources, de-duplicated, without its per-source cap (same ids)."""
+    from unicorn_hf.encoder.pairs import collect_pairs
+    from unicorn_hf.encoder.recipe import parse_config
+
+    model_args, data_args, training_args = parse_config(encoder_config)
+    pairs, drops = collect_pairs(data_args.sources, None, training_args.seed, model_args.image_size)
+    logger.info("every pair of %s: %s", data_args.sources, drops.summary())
+    return pairs
 
 
 def run_pair_text(args: PairTextArguments) -> Path:
@@ -99,15 +134,25 @@ def run_pair_text(args: PairTextArguments) -> Path:
     from unicorn_hf.hub import load_dataset_folder
 
     pairs, held_out_ids = trained_encoder_pairs(args.encoder_config, args.encoder_dir)
+    if args.pair_scope == "all_but_held_out":
+        pairs = every_pair_of(args.encoder_config)
+    by_id = {pair.id: pair for pair in pairs}
     held_out = set(held_out_ids)
-    candidates = [pair for pair in pairs if pair.id not in held_out and pair.title]
+    # A held-out pair's title in the training text would make its concept a trained one (rung b of the ladder asks
+    # about concepts never trained on): such pairs are left out and counted.
+    held_out_titles = {by_id[pair_id].title.casefold() for pair_id in held_out_ids if pair_id in by_id}
+    titled = [pair for pair in pairs if pair.id not in held_out and pair.title]
+    candidates = [pair for pair in titled if pair.title.casefold() not in held_out_titles]
+    dropped = {"title_of_a_held_out_pair": len(titled) - len(candidates)}
+    logger.info("pair text: %d candidate pairs (%s left out)", len(candidates), dropped)
     candidates.sort(key=lambda pair: hash_rank(args.seed, pair.id))
-    if len(candidates) < args.num_pairs:
-        raise ValueError(f"{len(candidates)} titled training pairs in {args.encoder_dir}, {args.num_pairs} asked for")
-    chosen = candidates[: args.num_pairs]
+    num_pairs = len(candidates) if args.num_pairs is None else args.num_pairs
+    if len(candidates) < num_pairs:
+        raise ValueError(f"{len(candidates)} titled training pairs in {args.encoder_dir}, {num_pairs} asked for")
+    chosen = candidates[:num_pairs]
     templates = QuestionTemplates(args.mc_question, args.mc_suffix, args.yes_no_question, args.yes_no_suffix)
     captions, dialogues, pair_of_row = pair_text_rows(
-        chosen, templates, args.num_options, args.dialogues_per_pair, args.seed, args.image_token
+        chosen, templates, args.num_options, args.dialogues_per_pair, args.seed, args.image_token, args.caption_form
     )
     carried = {"captions": 0, "instructions": 0}
     if args.captions_path is not None:
@@ -119,11 +164,14 @@ def run_pair_text(args: PairTextArguments) -> Path:
         dialogues, carried["instructions"] = rows + dialogues, len(rows)
     body = (
         f"# Training text\n\n{carried['captions']} stage-1 captions and {carried['instructions']} stage-2 dialogues, "
-        f"followed by the captions of {len(chosen)} real image-text pairs (the encoder's training pairs; their "
+        f"followed by the {args.caption_form}s of {len(chosen)} real image-text pairs ({args.pair_scope}; their "
         f"images are not used) and {len(chosen) * args.dialogues_per_pair} templated dialogues about them (a "
         f"{args.num_options}-way 'what is shown' question, then a yes/no presence question)."
     )
     folder = write_text_folder(args.output_dir, captions, dialogues, pair_of_row, body)
-    record = {"templates": asdict(templates), "num_options": args.num_options, "pairs": len(chosen), **carried}
+    record = {
+        "templates": asdict(templates), "num_options": args.num_options, "pairs": len(chosen),
+        "pair_scope": args.pair_scope, "caption_form": args.caption_form, "dropped": dropped, **carried,
+    }  # fmt: skip
     (folder / "pair_text.json").write_text(json.dumps(record, indent=1) + "\n")
     return folder

@@ -1,0 +1,161 @@
+"""The probe ladder (unicorn_hf/experiments/ladder.py) and concept-scale title text (pair_text's new scopes)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from unicorn_hf.encoder.pairs import Pair
+from unicorn_hf.experiments.ladder import (
+    ImageRule,
+    LadderItem,
+    apply_image_rule,
+    caption_log_likelihoods,
+    candidate_scores,
+    encoder_rung,
+    ladder_items,
+    null_candidate_scores,
+    ranked_correct,
+    rung_inputs,
+)
+
+
+EMBED_DIM = 8
+
+
+def _pairs(titles: list[str], source: str = "emoji") -> list[Pair]:
+    return [Pair(f"{source}/{i}", source, f"an emoji of {title}", lambda: None, title) for i, title in enumerate(titles)]
+
+
+@pytest.fixture(scope="module")
+def tiny_unicorn(tiny_lm_path):
+    """A random-init Unicorn with mean-shift statistics and a 6-row text memory."""
+    from unicorn_hf.modeling.builder import build_from_text_model
+
+    torch.manual_seed(0)
+    settings = {"method": "mean_shift", "renormalize": True, "memory_size": 6, "memory_temperature": 0.01}
+    model, processor = build_from_text_model(
+        tiny_lm_path, embed_dim=EMBED_DIM, projector_type="mlp2x_gelu", num_image_tokens=2,
+        modality_transfer=settings,
+    )  # fmt: skip
+    memory = torch.nn.functional.normalize(torch.randn(6, EMBED_DIM), dim=-1)
+    model.set_modality_transfer(torch.randn(EMBED_DIM) * 0.3, torch.randn(EMBED_DIM) * 0.3, memory=memory)
+    return model.eval(), processor
+
+
+def test_candidate_likelihood_is_the_pretraining_loss_of_the_title_whatever_the_batch(tiny_unicorn):
+    """log p(title + EOS | image) equals -(the model's own training loss x scored tokens) of that row alone, and
+    padding titles of other lengths into the same batch changes nothing."""
+    from unicorn_hf.training.collator import UnicornDataCollator
+    from unicorn_hf.training.data import IMAGE_EMBEDS, bos_ids, tokenize_caption
+
+    model, processor = tiny_unicorn
+    titles = ["cat", "a soft blue couch with three cushions", "grinning face"]
+    embeds = torch.nn.functional.normalize(torch.randn(3, EMBED_DIM), dim=-1)
+    batched = caption_log_likelihoods(model, processor, titles, embeds, batch_size=3)
+    one_by_one = caption_log_likelihoods(model, processor, titles, embeds, batch_size=1)
+    torch.testing.assert_close(batched, one_by_one, atol=1e-4, rtol=0)
+    tokenizer = processor.tokenizer
+    collate = UnicornDataCollator(tokenizer.pad_token_id, processor.image_token_id, model.config.num_image_tokens)
+    for title, embed, score in zip(titles, embeds, batched, strict=True):
+        row = tokenize_caption({"id": "0", "caption": title, IMAGE_EMBEDS: embed.tolist()}, tokenizer,
+                               processor.image_token_id, 1, None, EMBED_DIM, bos_ids(tokenizer))  # fmt: skip
+        batch = collate([row | {IMAGE_EMBEDS: embed.tolist()}])
+        with torch.no_grad():
+            loss = model(**batch).loss
+        scored = int((batch["labels"][:, 1:] != -100).sum())
+        assert scored == len(tokenizer(title, add_special_tokens=False)["input_ids"]) + 1  # title + EOS
+        assert float(score) == pytest.approx(-float(loss) * scored, abs=1e-3)
+
+
+def test_null_scores_equal_per_item_scores_of_the_same_vector(tiny_unicorn):
+    model, processor = tiny_unicorn
+    items = [LadderItem("a", "emoji", "cat", ("cat", "dog", "bus"), 0),
+             LadderItem("b", "emoji", "dog", ("bus", "dog", "owl"), 1)]  # fmt: skip
+    null = torch.nn.functional.normalize(torch.randn(EMBED_DIM), dim=0)
+    expected = candidate_scores(model, processor, null.expand(2, -1), items, batch_size=4)
+    torch.testing.assert_close(null_candidate_scores(model, processor, null, items, 4), expected, atol=1e-4, rtol=0)
+
+
+def test_ranked_correct_gives_full_credit_to_a_winner_and_chance_to_a_constant():
+    scores = torch.tensor([[0.0, 2.0, 1.0, -1.0], [3.0, 3.0, 0.0, 0.0], [5.0, 5.0, 5.0, 5.0], [1.0, 0.0, 0.0, 0.0]])
+    credit = ranked_correct(scores, [1, 0, 2, 3])
+    np.testing.assert_allclose(credit, [1.0, 0.5, 0.25, 0.0])
+
+
+def test_ladder_items_hold_the_right_title_among_same_source_distractors():
+    pairs = _pairs(["cat", "dog", "owl", "bus", "tree"]) + _pairs(["sun", "moon", "star", "cloud"], "openclipart")
+    items = ladder_items(pairs, num_candidates=4, text_form="title", seed=3)
+    assert items == ladder_items(pairs, num_candidates=4, text_form="title", seed=3)  # seeded
+    for pair, item in zip(pairs, items, strict=True):
+        assert item.candidates[item.answer_index] == pair.title == item.text
+        assert len(set(item.candidates)) == 4
+        assert set(item.candidates) <= {p.title for p in pairs if p.source == pair.source}
+    assert ladder_items(pairs, 4, "caption", 3)[0].text == "an emoji of cat"
+    with pytest.raises(ValueError, match="text_form"):
+        ladder_items(pairs, 4, "name", 3)
+
+
+def test_image_rules_follow_the_checkpoint_and_leave_its_settings_unchanged(tiny_unicorn):
+    from unicorn_hf.modeling.modality_transfer import project_onto_memory
+
+    model, _ = tiny_unicorn
+    before = dict(model.config.modality_transfer)
+    raw = torch.nn.functional.normalize(torch.randn(5, EMBED_DIM), dim=-1)
+    stats = model.model.modality_statistics
+    eval_mean = apply_image_rule(model, raw, ImageRule("eval", image_mean="eval"))
+    torch.testing.assert_close(eval_mean, torch.nn.functional.normalize(raw - raw.mean(0), dim=-1))
+    stored = apply_image_rule(model, raw, ImageRule("stored", image_mean="image"))
+    torch.testing.assert_close(stored, torch.nn.functional.normalize(raw - stats.image_mean, dim=-1))
+    projected = apply_image_rule(model, raw, ImageRule("memory", project_onto_memory=True))
+    expected = model.transfer_texts(project_onto_memory(raw, stats.memory, 0.01))
+    torch.testing.assert_close(projected, expected)
+    assert model.config.modality_transfer == before
+    inputs = rung_inputs(model, raw, raw, [ImageRule("stored"), ImageRule("eval", image_mean="eval")], seed=0)
+    assert set(inputs) == {"text", "image/stored", "image/eval", "blind/shuffled", "blind/zero", "blind/null"}
+    assert sorted(inputs["blind/shuffled"].tolist()) == sorted(inputs["image/stored"].tolist())
+    assert not inputs["blind/zero"].any()
+    torch.testing.assert_close(inputs["blind/null"][3], inputs["image/stored"].mean(0))
+
+
+def test_encoder_rung_ranks_by_cosine_with_the_captioned_candidates():
+    """A text encoder that maps each prompt to a fixed direction: an image on the right title's direction is read."""
+    vocabulary = ["an emoji of cat", "an emoji of dog", "an emoji of owl", "an emoji of bus"]
+    basis = torch.eye(4)
+
+    def encode_text(texts):
+        return torch.stack([basis[vocabulary.index(text)] for text in texts])
+
+    items = [LadderItem("a", "emoji", "cat", ("dog", "cat", "owl", "bus"), 1),
+             LadderItem("b", "emoji", "owl", ("owl", "cat", "dog", "bus"), 0)]  # fmt: skip
+    images = torch.stack([basis[0], basis[1]])  # the first shows a cat, the second a dog: wrong for item b
+    credit = encoder_rung(images, items, encode_text, {"emoji": "an emoji of {title}"})
+    assert credit == [1.0, 0.0]
+
+
+def test_title_text_leaves_out_held_out_titles_and_counts_them(tmp_path, monkeypatch):
+    from unicorn_hf.encoder import recipe
+    from unicorn_hf.experiments import pair_text
+    from unicorn_hf.hub import load_dataset_folder
+
+    pairs = _pairs(["cat", "dog", "owl", "bus", "tree", "Cat", "sun"])
+    held_out = ["emoji/0", "emoji/1"]  # cat and dog; "Cat" (another pair) shares a held-out title
+    monkeypatch.setattr(recipe, "trained_encoder_pairs", lambda config, folder: (pairs, held_out))
+    args = pair_text.PairTextArguments(
+        captions_path=None, instructions_path=None, encoder_config="unused.yaml", encoder_dir="unused",
+        num_pairs=None, num_options=3, mc_question="What is shown?", mc_suffix="Letter.",
+        yes_no_question="Is there {title}?", yes_no_suffix="One word.", dialogues_per_pair=1, image_token="<image>",
+        seed=0, output_dir=str(tmp_path / "text"), caption_form="title",
+    )  # fmt: skip
+    folder = pair_text.run_pair_text(args)
+    captions = sorted(load_dataset_folder(folder, "captions")["caption"])
+    assert captions == ["bus", "owl", "sun", "tree"]
+    record = json.loads((folder / "pair_text.json").read_text())
+    assert record["dropped"] == {"title_of_a_held_out_pair": 1} and record["caption_form"] == "title"
+    dialogues = load_dataset_folder(folder, "instructions")
+    assert sorted(dialogues["caption"]) == captions  # the SFT rows are embedded from the same text
+    with pytest.raises(ValueError, match="pair_scope"):
+        pair_text.PairTextArguments(**{**vars(args), "pair_scope": "everything"})
