@@ -13,8 +13,8 @@ from unicorn_hf.experiments.ladder import (
     ImageRule,
     LadderItem,
     apply_image_rule,
-    caption_log_likelihoods,
     candidate_scores,
+    caption_log_likelihoods,
     encoder_rung,
     ladder_items,
     null_candidate_scores,
@@ -27,7 +27,7 @@ EMBED_DIM = 8
 
 
 def _pairs(titles: list[str], source: str = "emoji") -> list[Pair]:
-    return [Pair(f"{source}/{i}", source, f"an emoji of {title}", lambda: None, title) for i, title in enumerate(titles)]
+    return [Pair(f"{source}/{i}", source, f"an emoji of {t}", lambda: None, t) for i, t in enumerate(titles)]
 
 
 @pytest.fixture(scope="module")
