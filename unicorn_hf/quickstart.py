@@ -42,6 +42,7 @@ STAGE_SCRIPTS: dict[str, str] = {
     "pretrain": "pretrain.py",
     "sft": "sft.py",
     "sees": "sees.py",
+    "ladder": "ladder.py",
     "evaluate": "evaluate_vlm.py",
 }
 DONE_MARKER = ".stage_done.json"
@@ -93,7 +94,7 @@ def stage_output_dir(args: QuickstartArguments, stage: str) -> Path:
 def collect_summary(output_dir: Path) -> dict:
     """What a stage left for the summary: drops, stage summary, training record, eval results, encoder metrics."""
     summary: dict = {}
-    for name in ("summary.json", "drops.json", "unicorn_training.json", "results.json", "metrics.json"):
+    for name in ("summary.json", "drops.json", "unicorn_training.json", "results.json", "metrics.json", "ladder.json"):
         path = output_dir / name
         if path.is_file():
             summary[name.removesuffix(".json")] = json.loads(path.read_text())

@@ -34,6 +34,7 @@ PUSH_HINTS = {
     "sft": "hf upload <user>/<model-repo> {dir}",
     "pair_text": "hf upload <user>/<text-repo> {dir} --repo-type dataset",
     "sees": "(results.json goes into the card through evaluate.yaml's sees_results)",
+    "ladder": "(ladder.json / ladder.md: the probe ladder of the checkpoint)",
     "evaluate": "python recipes/evaluate_vlm.py --config <yaml> --update_model_card --push_to_hub",
 }
 
@@ -77,6 +78,16 @@ def _numbers(summary: dict) -> str:
             f"{100 * headline['blind accuracy']:.1f}%, difference {100 * headline['sighted - blind']:+.1f} "
             f"[{100 * headline['sighted - blind low']:+.1f}, {100 * headline['sighted - blind high']:+.1f}] points"
         )
+    ladder = (summary.get("ladder") or {}).get("summary") or {}
+    for rung, entry in ladder.items():  # recipes/ladder.py: rungs b and c, calibrated, against the shuffled control
+        calibrated = entry.get("calibrated") or {}
+        if rung == "text" or rung.startswith("image/"):
+            accuracy, gap = calibrated["accuracy"], calibrated.get("minus_blind/shuffled")
+            part = f"{rung} {100 * accuracy['accuracy']:.1f}%"
+            if gap is not None:
+                interval = f"[{100 * gap['low']:+.1f}, {100 * gap['high']:+.1f}]"
+                part += f" ({100 * gap['difference']:+.1f} {interval} vs shuffled)"
+            parts.append(part)
     # the paper's protocol shifts by the evaluated images' own mean; the other modes are in results.json
     parts += [f"{key.split('[')[0]} {value:.3g}" for key, value in headline.items() if key.endswith("[mean=eval]")]
     held_out = (((summary.get("metrics") or {}).get("results") or {}).get("held_out") or {}).get("before_shift", {})
