@@ -48,6 +48,14 @@ class SeesArguments:
     confidence: float = field(metadata={"help": "Two-sided confidence of the intervals."})
     seed: int = field(metadata={"help": "Seed of the questions and the shuffled control."})
     output_dir: str = field(metadata={"help": "results.json is written here."})
+    training_dialogues_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "The stage-3 folder the model was fine-tuned on: its first `training_probe_rows` dialogues are "
+            "answered with their own, a shuffled and a zero embedding (can the training text be answered blind?)."
+        },
+    )
+    training_probe_rows: int = field(default=0, metadata={"help": "Training dialogues probed (0: none)."})
 
 
 def held_out_pairs(encoder_config: str, encoder_dir: str, num_images: int):
@@ -60,6 +68,29 @@ def held_out_pairs(encoder_config: str, encoder_dir: str, num_images: int):
     if len(titled) < num_images:
         raise ValueError(f"{encoder_dir}: {len(titled)} titled held-out pairs, {num_images} asked for")
     return titled[:num_images]
+
+
+def training_dialogue_probe(args: SeesArguments, num_options: int) -> dict | None:
+    """First-turn (multiple-choice) accuracy on the first `training_probe_rows` training dialogues with their own,
+    a shuffled and a zero embedding, next to chance (`unicorn_hf.experiments.probes.training_mc_accuracy`); None
+    when not asked for. A zero-embedding accuracy far above chance means the training text answers itself."""
+    if not args.training_dialogues_path or args.training_probe_rows <= 0:
+        return None
+    import numpy as np
+
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.experiments.probes import training_mc_accuracy
+    from unicorn_hf.hub import load_dataset_folder
+    from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+
+    rows = load_dataset_folder(args.training_dialogues_path, "instructions")
+    rows = rows.select(range(min(args.training_probe_rows, len(rows))))
+    model = UnicornForConditionalGeneration.from_pretrained(args.model_name_or_path, dtype=torch.float32).eval()
+    qa = UnicornImageQA(model, UnicornProcessor.from_pretrained(args.model_name_or_path), encoder=None)
+    embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
+    accuracy = training_mc_accuracy(qa, rows.to_list(), embeds, args.batch_size, args.seed)
+    logger.info("training dialogues (first turn): %s, chance %.3f", accuracy, 1 / num_options)
+    return {**accuracy, "chance": 1 / num_options, "rows": len(rows)}
 
 
 def run_sees(args: SeesArguments) -> dict:
@@ -109,6 +140,7 @@ def run_sees(args: SeesArguments) -> dict:
             "sighted - blind high": gap["high"],
         },
         "replies_sample": {name: scores[name]["replies_sample"] for name in scores},
+        "training_dialogues": training_dialogue_probe(args, record["num_options"]),
         "seconds": round(time.perf_counter() - start, 1),
         "versions": package_versions(),
     }
