@@ -143,7 +143,13 @@ def _transfer_args(**overrides) -> TransferArguments:
         ({"method": "c3", "renormalize": None, "noise_std": 0.126}, "method 'c3' .* needs `image_mean_source`"),
         ({"method": "decap"}, "`method`='decap' is unknown"),
         ({"memory_size": 16}, "memory_size and memory_source go together"),
-        ({"memory_size": 16, "memory_source": "captions"}, "needs a `seed`"),
+        ({"memory_size": 16, "memory_source": "captions"}, "`seed` is not"),
+        (
+            {"memory_size": 0, "memory_source": "captions", "seed": 0},
+            "must be positive, got 0; for no memory",
+        ),
+        ({"memory_size": 16, "memory_source": "no/such/titles.txt", "seed": 0}, "'no/such/titles.txt' is neither"),
+        ({"method": "none"}, "leave it unset .* or pass `--renormalize false`"),
     ],
 )
 def test_the_transfer_stage_refuses_bad_settings_before_any_heavy_work(overrides, message):

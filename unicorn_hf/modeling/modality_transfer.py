@@ -88,7 +88,8 @@ class TransferSettings:
         elif self.renormalize != FIXED_RENORMALIZE[method]:
             raise ValueError(
                 f"modality transfer `renormalize`={self.renormalize} but method {method!r} fixes it to "
-                f"{FIXED_RENORMALIZE[method]} (its source); leave it unset (null)."
+                f"{FIXED_RENORMALIZE[method]} (its source); leave it unset (null in a YAML) or pass "
+                f"`--renormalize {str(FIXED_RENORMALIZE[method]).lower()}` on a recipe's command line."
             )
         if self.add_image_mean and method != "mean_shift":
             raise ValueError(f"modality transfer `add_image_mean` is a 'mean_shift' option, not one of {method!r}.")

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from unicorn_hf.modeling.modality_transfer import NEEDS_IMAGE_MEAN, TransferSettings
+
+
+CAPTIONS_MEMORY = "captions"  # `memory_source` naming this stage's own captions
 
 
 @dataclass
@@ -119,9 +123,18 @@ class TransferArguments:
             raise ValueError("image_mean_column is set but image_mean_source is not")
         if (self.memory_size is None) != (self.memory_source is None):
             raise ValueError("memory_size and memory_source go together: set both (a memory) or neither")
-        if self.memory_size is not None and (self.memory_size <= 0 or self.seed is None):
+        if self.memory_size is not None and self.memory_size <= 0:
             raise ValueError(
-                f"memory_size must be positive and needs a `seed`, got {self.memory_size}, seed={self.seed}"
+                f"memory_size must be positive, got {self.memory_size}; for no memory leave memory_size and "
+                "memory_source unset (null in the YAML) and use a method that needs none"
+            )
+        if self.memory_size is not None and self.seed is None:
+            raise ValueError("memory_size is set but `seed` is not: the memory is a seeded subsample of its texts")
+        if self.memory_source not in (None, CAPTIONS_MEMORY) and not Path(self.memory_source).is_file():
+            # checked here, before any text is encoded (method_statistics reads the file later)
+            raise ValueError(
+                f"memory_source {self.memory_source!r} is neither {CAPTIONS_MEMORY!r} nor an existing text file "
+                "(one text per line)"
             )
         settings = self.settings(self.memory_size or 0)  # raises, naming the field, before any heavy work
         if (settings.method in NEEDS_IMAGE_MEAN or self.add_image_mean) and self.image_mean_source is None:

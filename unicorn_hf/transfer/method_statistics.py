@@ -18,12 +18,11 @@ import torch
 from safetensors.torch import load_file
 
 from unicorn_hf.modeling.modality_transfer import realign_first_step, realign_scale
+from unicorn_hf.transfer.config import CAPTIONS_MEMORY
 from unicorn_hf.transfer.encoders import PairedEncoder
 
 
 logger = logging.getLogger(__name__)
-
-CAPTIONS_MEMORY = "captions"  # `memory_source` naming this stage's own captions
 
 
 def kept_caption_embeddings(work: Path) -> Iterator[torch.Tensor]:
