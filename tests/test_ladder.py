@@ -159,3 +159,27 @@ def test_title_text_leaves_out_held_out_titles_and_counts_them(tmp_path, monkeyp
     assert sorted(dialogues["caption"]) == captions  # the SFT rows are embedded from the same text
     with pytest.raises(ValueError, match="pair_scope"):
         pair_text.PairTextArguments(**{**vars(args), "pair_scope": "everything"})
+
+
+def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_quickstart_prints_it():
+    from unicorn_hf.experiments.ladder_run import ladder_table, summarize
+    from unicorn_hf.quickstart_report import _numbers
+
+    n = 40
+    credit = {
+        "encoder": {"raw": [1.0] * n},
+        "text": {"raw": [1.0] * n, "calibrated": [1.0] * n},
+        "image/eval_mean": {"raw": [0.0] * (n // 2) + [1.0] * (n // 2), "calibrated": [1.0, 0.0] * (n // 2)},
+        "blind/shuffled": {"raw": [0.25] * n, "calibrated": [0.25] * n},
+        "blind/zero": {"raw": [0.0] * n, "calibrated": [0.25] * n},
+    }
+    summary = summarize(credit, resamples=200, confidence=0.95, seed=0)
+    image = summary["image/eval_mean"]["calibrated"]
+    assert image["accuracy"]["accuracy"] == 0.5
+    assert image["minus_blind/shuffled"]["difference"] == pytest.approx(0.25)
+    assert image["minus_text"]["difference"] == pytest.approx(-0.5)
+    assert "minus_text" not in summary["text"]["calibrated"] and "calibrated" not in summary["encoder"]
+    table = ladder_table(summary, chance=0.25)
+    assert "| image/eval_mean | 50.0 [" in table and "| +25.0 [" in table and "Chance: 25.0%" in table
+    numbers = _numbers({"ladder": {"summary": summary}})
+    assert "text 100.0%" in numbers and "image/eval_mean 50.0% (+25.0 [" in numbers
