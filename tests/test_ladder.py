@@ -183,3 +183,33 @@ def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_qui
     assert "| image/eval_mean | 50.0 [" in table and "| +25.0 [" in table and "Chance: 25.0%" in table
     numbers = _numbers({"ladder": {"summary": summary}})
     assert "text 100.0%" in numbers and "image/eval_mean 50.0% (+25.0 [" in numbers
+
+
+def test_concept_bank_labels_join_the_captions_but_never_a_held_out_title(tmp_path, monkeypatch):
+    from unicorn_hf import concepts
+    from unicorn_hf.drops import DropLog
+    from unicorn_hf.encoder import recipe
+    from unicorn_hf.experiments import pair_text
+    from unicorn_hf.hub import load_dataset_folder
+
+    pairs = _pairs(["cat", "dog", "owl", "bus", "tree"])
+    bank = [concepts.Concept(f"n0{i}", (name,), "a gloss") for i, name in enumerate(["Dog", "crane", "owl", "crane"])]
+    monkeypatch.setattr(recipe, "trained_encoder_pairs", lambda config, folder: (pairs, ["emoji/1"]))
+    monkeypatch.setattr(concepts, "concept_bank", lambda path: (bank, DropLog(stage="concepts")))
+    args = pair_text.PairTextArguments(
+        captions_path=None, instructions_path=None, encoder_config="unused.yaml", encoder_dir="unused",
+        num_pairs=None, num_options=3, mc_question="What is shown?", mc_suffix="Letter.",
+        yes_no_question="Is there {title}?", yes_no_suffix="One word.", dialogues_per_pair=1, image_token="<image>",
+        seed=0, output_dir=str(tmp_path / "text"), caption_form="title", concept_bank="pkg://imagenet21k",
+        concept_label_format="lemma",
+    )  # fmt: skip
+    folder = pair_text.run_pair_text(args)
+    captions = load_dataset_folder(folder, "captions")
+    assert sorted(captions["caption"]) == ["bus", "cat", "crane", "owl", "tree"]
+    assert len(load_dataset_folder(folder, "instructions")) == 4  # concepts have no image: no dialogue
+    record = json.loads((folder / "pair_text.json").read_text())
+    assert record["concepts"] == 1
+    assert record["dropped"] == {"title_of_a_held_out_pair": 0, "concept_is_a_held_out_title": 1,
+                                 "concept_label_repeated": 2}  # fmt: skip
+    with pytest.raises(ValueError, match="go together"):
+        pair_text.PairTextArguments(**{**vars(args), "concept_label_format": None})

@@ -26,6 +26,7 @@ CAPTION_COLUMNS = ("id", "seed", "seed_source", "caption", "model_name")
 logger = logging.getLogger(__name__)
 
 SEED_SOURCE = "pair_caption"
+CONCEPT_SOURCE = "concept_bank"
 PAIR_SCOPES = ("encoder_train", "all_but_held_out")
 PAIR_IDS_FILE = "pair_ids.json"  # row id -> pair id, for arms that need the pair's image (the oracle)
 
@@ -108,12 +109,57 @@ class PairTextArguments:
         default="caption",
         metadata={"help": "The `caption` column: the pair's `caption` ('an emoji of X') or its bare `title` ('X')."},
     )
+    concept_bank: str | None = field(
+        default=None,
+        metadata={
+            "help": "Also a caption row per concept of this bank (`pkg://imagenet21k`, unicorn_hf/concepts.py) in "
+            "`concept_label_format`: text-only concepts with no image and no dialogue. A held-out title or a pair's "
+            "title is not repeated (counted)."
+        },
+    )
+    concept_label_format: str | None = field(
+        default=None, metadata={"help": "`lemma` ('crane') or `lemma_gloss`; required with `concept_bank`."}
+    )
+    max_concepts: int | None = field(
+        default=None, metadata={"help": "A seeded subsample of the bank's concepts (null: every one)."}
+    )
 
     def __post_init__(self) -> None:
         if self.pair_scope not in PAIR_SCOPES:
             raise ValueError(f"`pair_scope` must be one of {PAIR_SCOPES}, got {self.pair_scope!r}")
         if self.caption_form not in ("caption", "title"):
             raise ValueError(f"`caption_form` must be 'caption' or 'title', got {self.caption_form!r}")
+        if (self.concept_bank is None) != (self.concept_label_format is None):
+            raise ValueError("`concept_bank` and `concept_label_format` go together: set both or neither")
+
+
+def concept_caption_rows(
+    args: PairTextArguments, held_out_titles: set[str], pair_titles: set[str], dropped: dict[str, int]
+) -> list[dict]:
+    """One caption row per concept of `args.concept_bank` (seeded subsample of `max_concepts`), leaving out labels
+    that are a held-out title (casefolded: the ladder's rung b must stay untrained), a training pair's title or an
+    earlier concept's; counts what it leaves out in `dropped`."""
+    from unicorn_hf.concepts import concept_bank, concept_label
+    from unicorn_hf.experiments.splits import hash_rank
+
+    concepts, drops = concept_bank(args.concept_bank)
+    logger.info("concept bank %s: %s", args.concept_bank, drops.summary())
+    concepts = sorted(concepts, key=lambda concept: hash_rank(args.seed, concept.synset))
+    rows, seen = [], set(pair_titles)
+    for concept in concepts:
+        if args.max_concepts is not None and len(rows) == args.max_concepts:
+            break
+        label = concept_label(concept, args.concept_label_format)
+        key = label.casefold()
+        if key in held_out_titles or key in seen:
+            reason = "concept_is_a_held_out_title" if key in held_out_titles else "concept_label_repeated"
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        seen.add(key)
+        rows.append({"id": seed_id(CONCEPT_SOURCE, concept.synset), "seed": label, "seed_source": CONCEPT_SOURCE,
+                     "caption": label, "model_name": "seed"})  # fmt: skip
+    logger.info("concept bank: %d caption rows", len(rows))
+    return rows
 
 
 def every_pair_of(encoder_config: str) -> list[Pair]:
@@ -154,6 +200,11 @@ def run_pair_text(args: PairTextArguments) -> Path:
     captions, dialogues, pair_of_row = pair_text_rows(
         chosen, templates, args.num_options, args.dialogues_per_pair, args.seed, args.image_token, args.caption_form
     )
+    concept_rows = []
+    if args.concept_bank is not None:
+        pair_titles = {pair.title.casefold() for pair in chosen}
+        concept_rows = concept_caption_rows(args, held_out_titles, pair_titles, dropped)
+        captions += concept_rows
     carried = {"captions": 0, "instructions": 0}
     if args.captions_path is not None:
         rows = load_dataset_folder(args.captions_path, "captions").select_columns(list(CAPTION_COLUMNS)).to_list()
@@ -168,8 +219,11 @@ def run_pair_text(args: PairTextArguments) -> Path:
         f"images are not used) and {len(chosen) * args.dialogues_per_pair} templated dialogues about them (a "
         f"{args.num_options}-way 'what is shown' question, then a yes/no presence question)."
     )
+    if concept_rows:
+        body += f" Then {len(concept_rows)} concept labels of {args.concept_bank} (captions only)."
     folder = write_text_folder(args.output_dir, captions, dialogues, pair_of_row, body)
     record = {
+        "concepts": len(concept_rows),
         "templates": asdict(templates), "num_options": args.num_options, "pairs": len(chosen),
         "pair_scope": args.pair_scope, "caption_form": args.caption_form, "dropped": dropped, **carried,
     }  # fmt: skip
