@@ -213,3 +213,39 @@ def test_concept_bank_labels_join_the_captions_but_never_a_held_out_title(tmp_pa
                                  "concept_label_repeated": 2}  # fmt: skip
     with pytest.raises(ValueError, match="go together"):
         pair_text.PairTextArguments(**{**vars(args), "concept_label_format": None})
+
+
+def test_an_inference_only_arm_switches_the_checkpoints_rule_for_scoring_only(tiny_unicorn, tmp_path, monkeypatch):
+    """`score_checkpoint(transfer_overrides=...)`: memory projection on a mean-shift checkpoint is what the model is
+    given (the ladder's rule, recorded by a spy around the real generate), a bad override names its field, and the
+    folder on disk is untouched."""
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.experiments.config import EvaluationMode
+    from unicorn_hf.experiments.questions import Question
+    from unicorn_hf.experiments.scoring import score_checkpoint
+
+    model, processor = tiny_unicorn
+    model.save_pretrained(tmp_path / "ckpt")
+    processor.save_pretrained(tmp_path / "ckpt")
+    given = []
+    real_generate = UnicornImageQA.generate_with_first_logits
+
+    def spy(self, embeds, *args, **kwargs):
+        given.append(embeds.clone())
+        return real_generate(self, embeds, *args, **kwargs)
+
+    monkeypatch.setattr(UnicornImageQA, "generate_with_first_logits", spy)
+    questions = [Question(f"p{i}", "yes_no", "Is there a cat?\nOne word.", "yes", subject="cat") for i in range(3)]
+    raw = torch.nn.functional.normalize(torch.randn(3, EMBED_DIM), dim=-1)
+    modes = [EvaluationMode("sighted", mean="image")]
+    score_checkpoint(str(tmp_path / "ckpt"), questions, raw, modes, 3, 1, seed=0)
+    score_checkpoint(str(tmp_path / "ckpt"), questions, raw, modes, 3, 1, seed=0,
+                     transfer_overrides={"project_images_onto_memory": True})  # fmt: skip
+    torch.testing.assert_close(given[0], apply_image_rule(model, raw, ImageRule("stored", image_mean="image")))
+    torch.testing.assert_close(given[1], apply_image_rule(model, raw, ImageRule("memory", project_onto_memory=True)))
+    assert not torch.allclose(given[0], given[1])
+    with pytest.raises(ValueError, match="unknown keys"):
+        score_checkpoint(str(tmp_path / "ckpt"), questions, raw, modes, 3, 1, seed=0,
+                         transfer_overrides={"project_onto_memory": True})  # fmt: skip
+    saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())["modality_transfer"]
+    assert saved["project_images_onto_memory"] is False

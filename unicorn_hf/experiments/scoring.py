@@ -117,14 +117,20 @@ def score_checkpoint(
     max_new_tokens: int,
     seed: int,
     device: str = "cpu",
+    transfer_overrides: dict | None = None,
 ) -> dict:
     """Per mode (objects with `name`, `mean`, `inputs`): per-question 0/1 correctness by likelihood and by
     generation, the unparsed count and a few replies. raw: [Q, D] raw image embeddings (the paired encoder's, already
-    computed), one per question; the model runs in float32 on `device`."""
+    computed), one per question; the model runs in float32 on `device`. `transfer_overrides` changes the checkpoint's
+    modality-transfer settings for this scoring only (an inference-only arm, e.g. `project_images_onto_memory`)."""
     from unicorn_hf.evaluation.inference import UnicornImageQA
     from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+    from unicorn_hf.modeling.modality_transfer import TransferSettings
 
     model = UnicornForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+    if transfer_overrides:
+        merged = {**model.config.modality_transfer, **transfer_overrides}
+        model.config.modality_transfer = TransferSettings.from_dict(merged).to_dict()  # raises naming a bad field
     processor = UnicornProcessor.from_pretrained(model_dir)
     qa = UnicornImageQA(model, processor, encoder=None)  # the images are already embeddings
     scores = {}

@@ -56,6 +56,13 @@ class SeesArguments:
         },
     )
     training_probe_rows: int = field(default=0, metadata={"help": "Training dialogues probed (0: none)."})
+    project_images_onto_memory: bool = field(
+        default=False,
+        metadata={
+            "help": "Project the held-out images onto the checkpoint's text memory first (DeCap; an inference-only "
+            "arm of the same checkpoint: it must carry a memory)."
+        },
+    )
 
 
 def held_out_pairs(encoder_config: str, encoder_dir: str, num_images: int):
@@ -109,9 +116,11 @@ def run_sees(args: SeesArguments) -> dict:
     encoder = load_encoder(f"local-dir:{args.encoder_dir}", device="cpu", dtype="float32", batch_size=args.batch_size)
     raw_by_id = dict(zip([p.id for p in pairs], encoder.encode_image([p.load() for p in pairs]), strict=True))
     raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
+    overrides = {"project_images_onto_memory": True} if args.project_images_onto_memory else None
     scores = score_checkpoint(
-        args.model_name_or_path, questions, raw, MODES, args.batch_size, args.max_new_tokens, args.seed
-    )
+        args.model_name_or_path, questions, raw, MODES, args.batch_size, args.max_new_tokens, args.seed,
+        transfer_overrides=overrides,
+    )  # fmt: skip
     summary = {}
     for mode in MODES:
         correct = scores[mode.name]["likelihood"]
