@@ -5,12 +5,15 @@
 #   800:  800 pair titles                                   (the does-it-see experiment's scale)
 #   8k:   every pair title outside the held-out pairs       (recipes/concept_titles as shipped)
 #   30k:  those + the ImageNet-21k concept bank's lemmas    (pkg://imagenet21k, unicorn_hf/concepts.py)
-# Usage: bash scripts/concept_sweep.sh [800] [8k] [30k]      (default: all three; finished stages are skipped)
+# Usage: [SEED=0] bash scripts/concept_sweep.sh [800] [8k] [30k]   (default: all three; finished stages are skipped)
+# SEED seeds the pretraining and the ladder's candidates; text and transfer are shared by every seed, and a seed
+# other than 0 writes its pretrain/ and ladder/ under <point>/seed-<SEED>/.
 # Needs outputs/tiny/encoder (make quickstart). Writes outputs/concept_titles/sweep/<point>/{text,transfer,pretrain,
 # ladder} (8k: outputs/concept_titles/, the recipe's own folders).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
+SEED=${SEED:-0}
 points=("$@"); [ ${#points[@]} -eq 0 ] && points=(800 8k 30k)
 recipe=recipes/concept_titles
 for point in "${points[@]}"; do
@@ -22,14 +25,16 @@ for point in "${points[@]}"; do
   esac
   out=outputs/concept_titles/sweep/$point
   [ "$point" = 8k ] && out=outputs/concept_titles   # the recipe as shipped (its quickstart.yaml writes the same)
+  run=$out; [ "$SEED" = 0 ] || run=$out/seed-$SEED
   start=$SECONDS
   [ -f "$out/text/pair_text.json" ] || $PY recipes/pair_text.py --config $recipe/pair_text.yaml --output_dir "$out/text" "${extra[@]}"
   [ -f "$out/transfer/transfer_stats.json" ] || $PY recipes/transfer.py --config $recipe/transfer.yaml \
     --captions_path "$out/text" --instructions_path "$out/text" --output_dir "$out/transfer"
-  [ -f "$out/pretrain/model.safetensors" ] || $PY -m accelerate.commands.launch --config_file accelerate_configs/cpu.yaml \
-    recipes/pretrain.py --config $recipe/pretrain.yaml --dataset_name "$out/transfer" --output_dir "$out/pretrain"
-  [ -f "$out/ladder/ladder.json" ] || $PY recipes/ladder.py --config $recipe/ladder.yaml \
-    --model_name_or_path "$out/pretrain" --output_dir "$out/ladder"
-  echo "sweep point $point: $((SECONDS - start)) s -> $out/ladder/ladder.md"
-  cat "$out/ladder/ladder.md"
+  [ -f "$run/pretrain/model.safetensors" ] || $PY -m accelerate.commands.launch --config_file accelerate_configs/cpu.yaml \
+    recipes/pretrain.py --config $recipe/pretrain.yaml --dataset_name "$out/transfer" --output_dir "$run/pretrain" \
+    --seed "$SEED"
+  [ -f "$run/ladder/ladder.json" ] || $PY recipes/ladder.py --config $recipe/ladder.yaml \
+    --model_name_or_path "$run/pretrain" --output_dir "$run/ladder" --seed "$SEED"
+  echo "sweep point $point, seed $SEED: $((SECONDS - start)) s -> $run/ladder/ladder.md"
+  cat "$run/ladder/ladder.md"
 done
