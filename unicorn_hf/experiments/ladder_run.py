@@ -1,6 +1,6 @@
 """`recipes/ladder.py`: the probe ladder (`unicorn_hf.experiments.ladder`) of one pretraining checkpoint on the
-paired encoder's held-out pairs, with bootstrap intervals and paired differences; writes `ladder.json` and
-`ladder.md`.
+paired encoder's held-out pairs, with bootstrap intervals and paired differences; writes `ladder.json`,
+`ladder.md` and `ladder.png`.
 
 Arms that differ only at inference (the mean variants of the mean shift, memory projection on any checkpoint that
 carries a memory) share the checkpoint: they are the `image_rules` of one run.
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 LADDER_FILE = "ladder.json"
 LADDER_TABLE = "ladder.md"
+LADDER_PLOT = "ladder.png"
 BLIND_REFERENCES = ("blind/shuffled", "blind/zero")
 
 
@@ -104,8 +105,33 @@ def ladder_table(summary: dict, chance: float) -> str:
     return "\n".join(lines) + f"\n\nChance: {chance * 100:.1f}%.\n"
 
 
+def plot_ladder(summary: dict, chance: float, path: Path) -> None:
+    """Horizontal bars per rung: calibrated accuracy (raw where a rung has no calibration) with its interval, and
+    the chance line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary)
+    stats = [summary[name].get("calibrated", summary[name]["raw"])["accuracy"] for name in names]
+    values = [100 * stat["accuracy"] for stat in stats]
+    lows = [value - 100 * stat["low"] for value, stat in zip(values, stats, strict=True)]
+    highs = [100 * stat["high"] - value for value, stat in zip(values, stats, strict=True)]
+    colors = ["tab:gray" if n == "encoder" else "tab:red" if n.startswith("blind/") else "tab:blue" for n in names]
+    figure, axis = plt.subplots(figsize=(7, 0.4 * len(names) + 1.2))
+    axis.barh(names, values, xerr=[lows, highs], color=colors, alpha=0.8)
+    axis.axvline(100 * chance, color="black", linestyle="--", linewidth=1, label="chance")
+    axis.set_xlabel("held-out items ranked right, %\n(candidate likelihood, calibrated; encoder: cosine)")
+    axis.invert_yaxis()
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def run_ladder(args: LadderArguments) -> dict:
-    """Score every rung; write and return `ladder.json` (also `ladder.md`)."""
+    """Score every rung; write and return `ladder.json` (also `ladder.md` and `ladder.png`)."""
     from unicorn_hf.experiments.sees import held_out_pairs
     from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
     from unicorn_hf.training.metadata import package_versions
@@ -147,6 +173,7 @@ def run_ladder(args: LadderArguments) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / LADDER_FILE).write_text(json.dumps(results, indent=1) + "\n")
     (output_dir / LADDER_TABLE).write_text(ladder_table(summary, chance))
+    plot_ladder(summary, chance, output_dir / LADDER_PLOT)
     for rung, entry in summary.items():
         best = entry.get("calibrated", entry["raw"])["accuracy"]
         logger.info("%-24s %.3f [%.3f, %.3f]", rung, best["accuracy"], best["low"], best["high"])
