@@ -161,8 +161,10 @@ def test_title_text_leaves_out_held_out_titles_and_counts_them(tmp_path, monkeyp
         pair_text.PairTextArguments(**{**vars(args), "pair_scope": "everything"})
 
 
-def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_quickstart_prints_it():
-    from unicorn_hf.experiments.ladder_run import ladder_table, summarize
+def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_quickstart_prints_it(tmp_path):
+    from PIL import Image
+
+    from unicorn_hf.experiments.ladder_run import ladder_table, plot_ladder, summarize
     from unicorn_hf.quickstart_report import _numbers
 
     n = 40
@@ -183,6 +185,8 @@ def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_qui
     assert "| image/eval_mean | 50.0 [" in table and "| +25.0 [" in table and "Chance: 25.0%" in table
     numbers = _numbers({"ladder": {"summary": summary}})
     assert "text 100.0%" in numbers and "image/eval_mean 50.0% (+25.0 [" in numbers
+    plot_ladder(summary, 0.25, tmp_path / "ladder.png")
+    assert Image.open(tmp_path / "ladder.png").format == "PNG"
 
 
 def test_concept_bank_labels_join_the_captions_but_never_a_held_out_title(tmp_path, monkeypatch):
