@@ -30,31 +30,15 @@ def caption_nll(model, processor, captions: list[str], embeds: torch.Tensor, see
     """Mean per-token caption NLL (nats) in exactly the pretraining rows' format and loss mask
     (`unicorn_hf.training.data.tokenize_caption`: `[bos] <image> caption <eos>`, loss on caption + EOS) under own /
     shuffled / zero embeddings [N, D], and how many rows score better with their own embedding than a shuffled one."""
-    from unicorn_hf.training.collator import UnicornDataCollator
-    from unicorn_hf.training.data import IMAGE_EMBEDS, bos_ids, tokenize_caption
+    from unicorn_hf.experiments.ladder import caption_log_likelihoods
 
     tokenizer = processor.tokenizer
-    rows = [
-        tokenize_caption(
-            {"id": str(i), "caption": caption, IMAGE_EMBEDS: embed.tolist()}, tokenizer, processor.image_token_id,
-            1, None, embeds.shape[-1], bos_ids(tokenizer),
-        ) | {IMAGE_EMBEDS: embed.tolist()}
-        for i, (caption, embed) in enumerate(zip(captions, embeds, strict=True))
-    ]  # fmt: skip
-    collate = UnicornDataCollator(tokenizer.pad_token_id, processor.image_token_id, model.config.num_image_tokens)
-    batch = collate(rows)  # the training batch: <image> expanded, right padding, labels only where loss_mask is 1
-    labels = batch["labels"]  # [N, T]
-    scored = (labels[:, 1:] != -100).sum(1).clamp(min=1)  # [N]
-    per_row = {}
-    for name, control in _controls(embeds, seed).items():
-        inputs = {
-            "input_ids": batch["input_ids"].to(model.device),
-            "attention_mask": batch["attention_mask"].to(model.device),
-        }
-        logits = model(**inputs, image_embeds=control.to(model.device, model.dtype)).logits  # [N, T, V]
-        shifted = logits[:, :-1].transpose(1, 2).float().cpu()  # [N, V, T-1]
-        nll = torch.nn.functional.cross_entropy(shifted, labels[:, 1:], reduction="none")  # [N, T-1]
-        per_row[name] = nll.sum(1) / scored  # [N]
+    # scored tokens per row: the caption's and EOS (no max_length, so nothing is cut)
+    scored = torch.tensor([len(tokenizer(c, add_special_tokens=False)["input_ids"]) + 1 for c in captions])  # [N]
+    per_row = {
+        name: -caption_log_likelihoods(model, processor, captions, control, batch_size=len(captions)) / scored
+        for name, control in _controls(embeds, seed).items()
+    }  # [N] each
     result = {f"nll_{name}": float(values.mean()) for name, values in per_row.items()}
     result["own_better_than_shuffled"] = float((per_row["own"] < per_row["shuffled"]).float().mean())
     return result
