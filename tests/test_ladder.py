@@ -253,3 +253,87 @@ def test_an_inference_only_arm_switches_the_checkpoints_rule_for_scoring_only(ti
                          transfer_overrides={"project_onto_memory": True})  # fmt: skip
     saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())["modality_transfer"]
     assert saved["project_images_onto_memory"] is False
+
+
+def test_sft_rungs_ask_every_question_with_its_pairs_input_and_split_credit_by_kind(tiny_unicorn, monkeypatch):
+    """`question_rungs`: each question gets the row of its own pair from each rung's inputs (a spy around the real
+    generate records them), credit comes back per kind in question order, and a question about a pair with no
+    input row is refused by name."""
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.experiments.ladder import question_rungs
+    from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
+
+    model, processor = tiny_unicorn
+    qa = UnicornImageQA(model, processor, encoder=None)
+    given = []
+    real_generate = UnicornImageQA.generate_with_first_logits
+
+    def spy(self, embeds, *args, **kwargs):
+        given.append(embeds.clone())
+        return real_generate(self, embeds, *args, **kwargs)
+
+    monkeypatch.setattr(UnicornImageQA, "generate_with_first_logits", spy)
+    pairs = _pairs(["cat", "dog", "owl", "bus", "tree", "car"])
+    templates = QuestionTemplates("What is shown?", "Letter.", "Is there {title}?", "One word.")
+    questions = evaluation_questions(pairs, 4, templates, seed=0)
+    pair_ids = [pair.id for pair in pairs]
+    inputs = {"text": torch.randn(6, EMBED_DIM), "blind/zero": torch.zeros(6, EMBED_DIM)}
+    credit = question_rungs(qa, inputs, pair_ids, questions, batch_size=4, max_new_tokens=2)
+    assert set(credit) == set(inputs)
+    for values in credit.values():
+        assert {kind: len(v) for kind, v in values.items()} == {
+            "mc": 6, "mc_generation": 6, "yes_no": 6, "yes_no_generation": 6,
+        }  # fmt: skip
+        assert all(value in (0.0, 1.0) for v in values.values() for value in v)
+    rows = [pair_ids.index(q.pair_id) for q in questions]
+    torch.testing.assert_close(given[0], inputs["text"][rows])
+    assert sum(q.answer == "yes" for q in questions if q.kind == "yes_no") == 3  # balanced
+    with pytest.raises(KeyError, match="no input row"):
+        question_rungs(qa, {"text": inputs["text"][:5]}, pair_ids[:5], questions, batch_size=4, max_new_tokens=1)
+
+
+def test_the_sft_ladder_table_and_plot_show_both_question_kinds_against_their_own_chance(tmp_path):
+    from PIL import Image
+
+    from unicorn_hf.experiments.ladder_run import ladder_table, plot_ladder, summarize
+
+    n = 20
+    half = [1.0, 0.0] * (n // 2)
+    credit = {
+        "encoder": {"mc": [1.0] * n, "yes_no": half},
+        "text": {"mc": half, "mc_generation": half, "yes_no": [1.0] * n, "yes_no_generation": [1.0] * n},
+        "blind/shuffled": {"mc": [0.0] * n, "mc_generation": [0.0] * n, "yes_no": half, "yes_no_generation": half},
+    }
+    summary = summarize(credit, resamples=200, confidence=0.95, seed=0)
+    assert summary["text"]["mc"]["minus_blind/shuffled"]["difference"] == pytest.approx(0.5)
+    assert summary["encoder"]["mc"]["minus_blind/shuffled"]["difference"] == pytest.approx(1.0)
+    assert "mc_generation" not in summary["encoder"]  # the encoder answers by cosine only
+    table = ladder_table(summary, {"mc": 0.25, "yes_no": 0.5})
+    header = table.splitlines()[0]
+    assert header.startswith("| rung | mc | mc - shuffled |") and "| yes/no generated |" in header
+    text_row = next(line for line in table.splitlines() if line.startswith("| text |"))
+    assert text_row.split(" | ")[1].startswith("50.0 [") and "| +50.0 [" in text_row
+    assert "Chance: mc 25.0%, yes_no 50.0%." in table
+    from unicorn_hf.quickstart_report import _numbers
+
+    numbers = _numbers({"ladder": {"summary": summary}})
+    assert "text mc 50.0% (+50.0 [" in numbers and "text yes_no 100.0%" in numbers
+    plot_ladder(summary, {"mc": 0.25, "yes_no": 0.5}, tmp_path / "ladder.png")
+    assert Image.open(tmp_path / "ladder.png").size[0] > Image.open(tmp_path / "ladder.png").size[1]  # 2 panels
+
+
+def test_an_sft_ladder_needs_the_generation_length_and_the_training_probe_needs_an_sft_ladder():
+    from unicorn_hf.experiments.ladder_run import LadderArguments
+
+    base = {
+        "model_name_or_path": "m", "encoder_config": "e.yaml", "encoder_dir": "e", "num_images": 4,
+        "num_candidates": 4, "text_form": "title", "image_rules": [{"name": "stored_mean"}], "zero_shot_prompts": {},
+        "batch_size": 2, "bootstrap_resamples": 10, "confidence": 0.95, "seed": 0, "output_dir": "o",
+    }  # fmt: skip
+    assert LadderArguments(**base).scorings == ("raw", "calibrated")
+    sft = LadderArguments(**base, questions_path="t", max_new_tokens=4)
+    assert sft.scorings == ("mc", "mc_generation", "yes_no", "yes_no_generation")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        LadderArguments(**base, questions_path="t")
+    with pytest.raises(ValueError, match="questions_path"):
+        LadderArguments(**base, training_probe_rows=5)

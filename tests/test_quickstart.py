@@ -221,6 +221,48 @@ def test_sees_stage_scores_sighted_and_blind_and_fills_the_card(quickstart_run):
     assert "## Does it see?" in card and "| sighted |" in card and "Not measured yet" not in card
 
 
+def test_the_ladder_probes_the_pretrained_and_the_fine_tuned_checkpoint(quickstart_run, tmp_path):
+    """recipes/ladder.py end to end on the trimmed run's checkpoints, with the concept-title recipe's rules: the
+    pretraining form ranks candidates (raw, calibrated), the SFT form asks the mc and yes/no questions and probes
+    its training dialogues blind; every rung sits on the same held-out pairs."""
+    config, _ = quickstart_run
+    outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
+    shipped = yaml.safe_load((REPO / "recipes" / "concept_titles" / "ladder.yaml").read_text())
+    shipped.update(encoder_config=str(config.parent / "encoder.yaml"), encoder_dir=str(outputs / "encoder"),
+                   num_images=6, batch_size=8, bootstrap_resamples=100)  # fmt: skip
+    forms = {
+        "pretrain": {},
+        "sft": {"questions_path": str(outputs / "text"), "max_new_tokens": 2,
+                "training_dialogues_path": str(outputs / "transfer"), "training_probe_rows": 4},
+    }  # fmt: skip
+    rungs = {"encoder", "text", "blind/shuffled", "blind/zero", "blind/null"}
+    rungs |= {f"image/{rule['name']}" for rule in shipped["image_rules"]}
+    for form, extra in forms.items():
+        ladder_config = tmp_path / f"{form}.yaml"
+        output_dir = tmp_path / form
+        ladder_config.write_text(yaml.safe_dump(
+            {**shipped, "model_name_or_path": str(outputs / form), "output_dir": str(output_dir), **extra}
+        ))  # fmt: skip
+        result = subprocess.run([sys.executable, str(REPO / "recipes" / "ladder.py"), "--config", str(ladder_config)],
+                                cwd=REPO, capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        ladder = json.loads((output_dir / "ladder.json").read_text())
+        assert set(ladder["summary"]) == rungs and ladder["num_items"] == 6
+        for rung, credit in ladder["per_item"]["credit"].items():
+            assert all(len(values) == 6 for values in credit.values()), rung
+        assert (output_dir / "ladder.png").is_file() and "| image/memory_projection |" in (
+            output_dir / "ladder.md"
+        ).read_text()
+    pretrain = json.loads((tmp_path / "pretrain" / "ladder.json").read_text())
+    assert set(pretrain["summary"]["image/eval_mean"]) == {"raw", "calibrated"} and pretrain["chance"] == 0.25
+    sft = json.loads((tmp_path / "sft" / "ladder.json").read_text())
+    assert set(sft["summary"]["text"]) == {"mc", "mc_generation", "yes_no", "yes_no_generation"}
+    assert set(sft["summary"]["encoder"]) == {"mc", "yes_no"} and sft["chance"] == {"mc": 0.25, "yes_no": 0.5}
+    probe = sft["training_dialogues"]
+    assert probe["rows"] == 4 and probe["chance"] == 0.25
+    assert {"accuracy_own", "accuracy_shuffled", "accuracy_zero"} <= set(probe)
+
+
 def test_rerun_skips_finished_stages(quickstart_run):
     config, _ = quickstart_run
     again = run_quickstart(config, cwd=REPO)

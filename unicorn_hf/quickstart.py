@@ -43,6 +43,7 @@ STAGE_SCRIPTS: dict[str, str] = {
     "sft": "sft.py",
     "sees": "sees.py",
     "ladder": "ladder.py",
+    "sft_ladder": "ladder.py",  # the same script on the SFT checkpoint (questions instead of candidates)
     "evaluate": "evaluate_vlm.py",
 }
 DONE_MARKER = ".stage_done.json"

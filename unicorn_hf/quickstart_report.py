@@ -79,11 +79,14 @@ def _numbers(summary: dict) -> str:
             f"[{100 * headline['sighted - blind low']:+.1f}, {100 * headline['sighted - blind high']:+.1f}] points"
         )
     ladder = (summary.get("ladder") or {}).get("summary") or {}
-    for rung, entry in ladder.items():  # recipes/ladder.py: rungs b and c, calibrated, against the shuffled control
-        calibrated = entry.get("calibrated") or {}
-        if rung == "text" or rung.startswith("image/"):
-            accuracy, gap = calibrated["accuracy"], calibrated.get("minus_blind/shuffled")
-            part = f"{rung} {100 * accuracy['accuracy']:.1f}%"
+    for rung, entry in ladder.items():  # recipes/ladder.py: rungs b and c against the shuffled control
+        if rung != "text" and not rung.startswith("image/"):
+            continue
+        # the headline scoring: calibrated candidate likelihood (pretraining), or the mc and yes/no answers (SFT)
+        for scoring in [name for name in ("calibrated", "mc", "yes_no") if name in entry]:
+            accuracy, gap = entry[scoring]["accuracy"], entry[scoring].get("minus_blind/shuffled")
+            label = rung if scoring == "calibrated" else f"{rung} {scoring}"
+            part = f"{label} {100 * accuracy['accuracy']:.1f}%"
             if gap is not None:
                 interval = f"[{100 * gap['low']:+.1f}, {100 * gap['high']:+.1f}]"
                 part += f" ({100 * gap['difference']:+.1f} {interval} vs shuffled)"

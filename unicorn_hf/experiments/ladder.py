@@ -12,13 +12,17 @@ Every rung ranks the same K candidate titles per held-out pair (the right one an
 - d blind controls: `blind/zero` (no image), `blind/shuffled` (another item's image, rung c's first rule) and
   `blind/null` (every item gets the same null vector).
 
-After pretraining a model is scored by candidate likelihood: each candidate is the caption of a pretraining row
-(`[bos] <image> title <eos>`, exactly `unicorn_hf.training.data.tokenize_caption` and the training collator), and its
-score is log p(title + EOS | image) in nats. Raw likelihood inherits the LM's prior over titles (IG-Captioner, arXiv
-2311.17072, Sec. 3; VLMClassifier, arXiv 2406.18926), so each rung is also scored *calibrated*: minus the same score
-under the rung's null vector, the centroid of the rung's own inputs (a content-free input, as in contextual
-calibration, Zhao et al. 2021, arXiv 2102.09690). The null vector uses no label, only the evaluated inputs, like the
-paper's evaluation-set image mean.
+After pretraining a model is scored by candidate likelihood (`score_rungs`): each candidate is the caption of a
+pretraining row (`[bos] <image> title <eos>`, exactly `unicorn_hf.training.data.tokenize_caption` and the
+training collator), and its score is log p(title + EOS | image) in nats. Raw likelihood inherits the LM's prior over
+titles (IG-Captioner, arXiv 2311.17072, Sec. 3; VLMClassifier, arXiv 2406.18926), so each rung is also scored
+*calibrated*: minus the same score under the rung's null vector, the centroid of the rung's own inputs (a
+content-free input, as in contextual calibration, Zhao et al. 2021, arXiv 2102.09690). The null vector uses no label,
+only the evaluated inputs, like the paper's evaluation-set image mean.
+
+After SFT the same rung inputs are asked the held-out pairs' questions (`question_rungs`): the 4-way "what is
+shown" and the balanced yes/no presence question of `unicorn_hf.experiments.questions.evaluation_questions`, scored
+by the first answer token over the closed answer set and by the greedy reply (`unicorn_hf.experiments.scoring`).
 
 Reading the ladder: b at chance means the model does not generalise (more concepts, more steps); b high and c low
 means the modality gap (transfer method); c high and the SFT answers at chance means SFT.
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 
 from unicorn_hf.encoder.pairs import Pair
-from unicorn_hf.experiments.questions import QuestionTemplates, group_by_source, mc_question
+from unicorn_hf.experiments.questions import Question, QuestionTemplates, group_by_source, mc_question
 
 
 @dataclass(frozen=True)
@@ -226,3 +230,58 @@ def encoder_rung(
     candidates = encode_text(texts).view(len(items), len(items[0].candidates), -1)  # [N, K, D]
     similarity = torch.einsum("nkd,nd->nk", candidates.float(), raw_images.float())  # [N, K]
     return ranked_correct(similarity, [item.answer_index for item in items]).tolist()
+
+
+QUESTION_KINDS = ("mc", "yes_no")
+
+
+def question_rungs(
+    qa, inputs: dict[str, torch.Tensor], pair_ids: Sequence[str], questions: Sequence[Question], batch_size: int,
+    max_new_tokens: int, progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+    """The SFT ladder: per rung, every question asked with its pair's input (inputs: rung -> [N, D] in `pair_ids`
+    order, training space). Per rung and question kind: `<kind>` = 0/1 by the first answer token (likelihood) and
+    `<kind>_generation` = 0/1 by the greedy reply, in the questions' order within the kind.
+
+    Raises `KeyError` naming a question whose pair has no input row.
+    """
+    from unicorn_hf.experiments.scoring import score_questions
+
+    row_of = {pair_id: row for row, pair_id in enumerate(pair_ids)}
+    missing = sorted({q.pair_id for q in questions} - set(row_of))
+    if missing:
+        raise KeyError(f"questions about pairs with no input row: {missing[:5]}")
+    rows = torch.tensor([row_of[q.pair_id] for q in questions])  # [Q]
+    results = {}
+    for name, embeds in inputs.items():
+        if progress is not None:
+            progress(name)
+        scored = score_questions(qa, questions, embeds[rows], batch_size, max_new_tokens)
+        results[name] = _by_kind(scored, questions)
+    return results
+
+
+def _by_kind(scored: dict[str, list[float]], questions: Sequence[Question]) -> dict[str, list[float]]:
+    """{"likelihood": [Q], "generation": [Q]} -> {"mc": [...], "mc_generation": [...], "yes_no": ..., ...}."""
+    split = {}
+    for kind in QUESTION_KINDS:
+        positions = [i for i, question in enumerate(questions) if question.kind == kind]
+        if positions:
+            split[kind] = [scored["likelihood"][i] for i in positions]
+            split[f"{kind}_generation"] = [scored["generation"][i] for i in positions]
+    return split
+
+
+def encoder_question_rung(
+    raw_images: torch.Tensor, pair_ids: Sequence[str], questions: Sequence[Question], encode_text: Callable,
+    prompt_for_title: Callable[[str, str], str],
+) -> dict[str, list[float]]:  # fmt: skip
+    """Rung a of the SFT ladder: the encoder's own answers to the questions (`scoring.zero_shot_answers`: cosine
+    with each option's caption), split by kind like `question_rungs`. raw_images: [N, D] in `pair_ids` order."""
+    from unicorn_hf.experiments.scoring import correctness, zero_shot_answers
+
+    row_of = {pair_id: row for row, pair_id in enumerate(pair_ids)}
+    embeds = raw_images[torch.tensor([row_of[q.pair_id] for q in questions])]  # [Q, D]
+    correct = correctness(zero_shot_answers(embeds, questions, encode_text, prompt_for_title), questions).tolist()
+    split = _by_kind({"likelihood": correct, "generation": correct}, questions)
+    return {kind: values for kind, values in split.items() if not kind.endswith("_generation")}

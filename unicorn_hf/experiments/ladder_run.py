@@ -1,6 +1,9 @@
-"""`recipes/ladder.py`: the probe ladder (`unicorn_hf.experiments.ladder`) of one pretraining checkpoint on the
-paired encoder's held-out pairs, with bootstrap intervals and paired differences; writes `ladder.json`,
-`ladder.md` and `ladder.png`.
+"""`recipes/ladder.py`: the probe ladder (`unicorn_hf.experiments.ladder`) of one checkpoint on the paired encoder's
+held-out pairs, with bootstrap intervals and paired differences; writes `ladder.json`, `ladder.md` and `ladder.png`.
+
+A pretraining checkpoint is scored by candidate likelihood (`raw`, `calibrated`); an SFT checkpoint (`questions_path`
+set) is asked the multiple-choice and yes/no questions (`mc`, `yes_no` by the first answer token, `*_generation` by
+the greedy reply), and its training dialogues can be probed blind (`training_dialogues_path`).
 
 Arms that differ only at inference (the mean variants of the mean shift, memory projection on any checkpoint that
 carries a memory) share the checkpoint: they are the `image_rules` of one run.
@@ -14,10 +17,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_difference
-from unicorn_hf.experiments.ladder import ImageRule, encoder_rung, ladder_items, rung_inputs, score_rungs
+from unicorn_hf.experiments.ladder import (
+    QUESTION_KINDS,
+    ImageRule,
+    encoder_question_rung,
+    encoder_rung,
+    ladder_items,
+    question_rungs,
+    rung_inputs,
+    score_rungs,
+)
+from unicorn_hf.experiments.probes import training_dialogue_probe
 from unicorn_hf.paths import portable_record
 
 
@@ -27,6 +38,27 @@ LADDER_FILE = "ladder.json"
 LADDER_TABLE = "ladder.md"
 LADDER_PLOT = "ladder.png"
 BLIND_REFERENCES = ("blind/shuffled", "blind/zero")
+CANDIDATE_SCORINGS = ("raw", "calibrated")
+# The table's columns per ladder form: (header, scoring, statistic); the first scoring named is the one plotted.
+CANDIDATE_COLUMNS = (
+    ("raw", "raw", "accuracy"),
+    ("calibrated", "calibrated", "accuracy"),
+    ("calibrated - shuffled", "calibrated", "minus_blind/shuffled"),
+    ("calibrated - zero", "calibrated", "minus_blind/zero"),
+    ("calibrated - text (b)", "calibrated", "minus_text"),
+)
+QUESTION_COLUMNS = (
+    ("mc", "mc", "accuracy"),
+    ("mc - shuffled", "mc", "minus_blind/shuffled"),
+    ("mc - zero", "mc", "minus_blind/zero"),
+    ("mc - text (b)", "mc", "minus_text"),
+    ("yes/no", "yes_no", "accuracy"),
+    ("yes/no - shuffled", "yes_no", "minus_blind/shuffled"),
+    ("yes/no - zero", "yes_no", "minus_blind/zero"),
+    ("yes/no - text (b)", "yes_no", "minus_text"),
+    ("mc generated", "mc_generation", "accuracy"),
+    ("yes/no generated", "yes_no_generation", "accuracy"),
+)
 
 
 @dataclass
@@ -46,6 +78,20 @@ class LadderArguments:
     confidence: float = field(metadata={"help": "Two-sided confidence of the intervals, e.g. 0.95."})
     seed: int = field(metadata={"help": "Seed of the candidates, the shuffled control and the bootstrap."})
     output_dir: str = field(metadata={"help": "ladder.json and ladder.md are written here."})
+    questions_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "For an SFT checkpoint: the pair_text output it trained on (pair_text.json: the question "
+            "templates). The rungs are then asked the held-out pairs' mc and yes/no questions instead of ranked by "
+            "candidate likelihood."
+        },
+    )
+    max_new_tokens: int | None = field(default=None, metadata={"help": "Generated tokens per answer (SFT ladder)."})
+    training_dialogues_path: str | None = field(
+        default=None,
+        metadata={"help": "SFT ladder: the stage-3 folder it was fine-tuned on, probed blind (vs chance)."},
+    )
+    training_probe_rows: int = field(default=0, metadata={"help": "Training dialogues probed (0: none)."})
 
     def __post_init__(self) -> None:
         from unicorn_hf.synthesis.config import _from_mapping
@@ -57,18 +103,26 @@ class LadderArguments:
         ]
         if self.text_form not in ("title", "caption"):
             raise ValueError(f"`text_form` must be 'title' or 'caption', got {self.text_form!r}")
+        if self.questions_path is not None and not self.max_new_tokens:
+            raise ValueError("`questions_path` is set (an SFT ladder): `max_new_tokens` must be a positive integer")
+        if self.training_probe_rows and self.questions_path is None:
+            raise ValueError("`training_probe_rows` probes SFT dialogues: set `questions_path` too (an SFT ladder)")
+
+    @property
+    def scorings(self) -> tuple[str, ...]:
+        """The per-item credits of each rung: candidate likelihood, or the SFT questions by kind."""
+        if self.questions_path is None:
+            return CANDIDATE_SCORINGS
+        return tuple(name for kind in QUESTION_KINDS for name in (kind, f"{kind}_generation"))
 
 
 def summarize(credit: dict[str, dict[str, list[float]]], resamples: int, confidence: float, seed: int) -> dict:
-    """Per rung and scoring (`raw`, `calibrated`): accuracy with its interval, and paired differences against the
-    blind controls and against rung b (`text`)."""
+    """Per rung and scoring (e.g. `raw`, `calibrated`; `mc`, `yes_no`): accuracy with its interval, and paired
+    differences against the blind controls and against rung b (`text`) where those have the same scoring."""
     summary = {}
     for rung, scored in credit.items():
         entry = {}
-        for scoring in ("raw", "calibrated"):
-            if scoring not in scored:
-                continue
-            values = scored[scoring]
+        for scoring, values in scored.items():
             row = {"accuracy": accuracy_interval(values, resamples, confidence, seed)}
             for reference in (*BLIND_REFERENCES, "text"):
                 if reference != rung and reference in credit and scoring in credit[reference]:
@@ -88,43 +142,56 @@ def _cell(stat: dict | None, key: str = "accuracy") -> str:
     return f"{value * 100:{sign}.1f} [{stat['low'] * 100:{sign}.1f}, {stat['high'] * 100:{sign}.1f}]"
 
 
-def ladder_table(summary: dict, chance: float) -> str:
-    """The ladder as a markdown table: % with 95% intervals; differences in points."""
-    lines = [
-        "| rung | raw | calibrated | calibrated - shuffled | calibrated - zero | calibrated - text (b) |",
-        "|---|---|---|---|---|---|",
-    ]
+def _chance_line(chance: float | dict[str, float]) -> str:
+    if isinstance(chance, dict):
+        return "Chance: " + ", ".join(f"{name} {value * 100:.1f}%" for name, value in chance.items()) + "."
+    return f"Chance: {chance * 100:.1f}%."
+
+
+def ladder_table(summary: dict, chance: float | dict[str, float]) -> str:
+    """The ladder as a markdown table: % with 95% intervals; differences in points. The columns follow the scorings
+    present: candidate likelihood (pretraining) or the SFT questions. chance: one value, or one per scoring."""
+    columns = QUESTION_COLUMNS if any("mc" in entry for entry in summary.values()) else CANDIDATE_COLUMNS
+    lines = ["| rung | " + " | ".join(header for header, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for rung, entry in summary.items():
-        raw, calibrated = entry.get("raw", {}), entry.get("calibrated", {})
-        lines.append(
-            f"| {rung} | {_cell(raw.get('accuracy'))} | {_cell(calibrated.get('accuracy'))} | "
-            f"{_cell(calibrated.get('minus_blind/shuffled'), 'difference')} | "
-            f"{_cell(calibrated.get('minus_blind/zero'), 'difference')} | "
-            f"{_cell(calibrated.get('minus_text'), 'difference')} |"
-        )
-    return "\n".join(lines) + f"\n\nChance: {chance * 100:.1f}%.\n"
+        cells = []
+        for _, scoring, statistic in columns:
+            stat = entry.get(scoring, {}).get(statistic)
+            cells.append(_cell(stat, "accuracy" if statistic == "accuracy" else "difference"))
+        lines.append(f"| {rung} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\n{_chance_line(chance)}\n"
 
 
-def plot_ladder(summary: dict, chance: float, path: Path) -> None:
-    """Horizontal bars per rung: calibrated accuracy (raw where a rung has no calibration) with its interval, and
-    the chance line."""
+PLOT_PANELS = {
+    "calibrated": "held-out items ranked right, %\n(candidate likelihood, calibrated; encoder: cosine)",
+    "mc": "4-way multiple choice right, %\n(first answer token; encoder: cosine)",
+    "yes_no": "yes/no right, %\n(first answer token; encoder: cosine)",
+}
+
+
+def plot_ladder(summary: dict, chance: float | dict[str, float], path: Path) -> None:
+    """Horizontal bars per rung with their intervals and the chance line; one panel per headline scoring present
+    (`calibrated` after pretraining, `mc` and `yes_no` after SFT; a rung without it, the encoder, shows `raw`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(summary)
-    stats = [summary[name].get("calibrated", summary[name]["raw"])["accuracy"] for name in names]
-    values = [100 * stat["accuracy"] for stat in stats]
-    lows = [value - 100 * stat["low"] for value, stat in zip(values, stats, strict=True)]
-    highs = [100 * stat["high"] - value for value, stat in zip(values, stats, strict=True)]
+    panels = [scoring for scoring in PLOT_PANELS if any(scoring in entry for entry in summary.values())]
+    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 0.4 * len(names) + 1.2), squeeze=False)
     colors = ["tab:gray" if n == "encoder" else "tab:red" if n.startswith("blind/") else "tab:blue" for n in names]
-    figure, axis = plt.subplots(figsize=(7, 0.4 * len(names) + 1.2))
-    axis.barh(names, values, xerr=[lows, highs], color=colors, alpha=0.8)
-    axis.axvline(100 * chance, color="black", linestyle="--", linewidth=1, label="chance")
-    axis.set_xlabel("held-out items ranked right, %\n(candidate likelihood, calibrated; encoder: cosine)")
-    axis.invert_yaxis()
-    axis.legend(loc="lower right")
+    for axis, scoring in zip(axes[0], panels, strict=True):
+        stats = [(summary[name].get(scoring) or summary[name]["raw"])["accuracy"] for name in names]
+        values = [100 * stat["accuracy"] for stat in stats]
+        lows = [value - 100 * stat["low"] for value, stat in zip(values, stats, strict=True)]
+        highs = [100 * stat["high"] - value for value, stat in zip(values, stats, strict=True)]
+        axis.barh(names, values, xerr=[lows, highs], color=colors, alpha=0.8)
+        level = chance[scoring] if isinstance(chance, dict) else chance
+        axis.axvline(100 * level, color="black", linestyle="--", linewidth=1, label="chance")
+        axis.set_xlabel(PLOT_PANELS[scoring])
+        axis.invert_yaxis()
+        axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -132,8 +199,8 @@ def plot_ladder(summary: dict, chance: float, path: Path) -> None:
 
 def run_ladder(args: LadderArguments) -> dict:
     """Score every rung; write and return `ladder.json` (also `ladder.md` and `ladder.png`)."""
+    from unicorn_hf.experiments.scoring import load_image_qa
     from unicorn_hf.experiments.sees import held_out_pairs
-    from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
     from unicorn_hf.training.metadata import package_versions
     from unicorn_hf.transfer.encoders import load_encoder
 
@@ -146,25 +213,43 @@ def run_ladder(args: LadderArguments) -> dict:
     unknown = sorted({item.source for item in items} - set(args.zero_shot_prompts))
     if unknown:
         raise ValueError(f"`zero_shot_prompts` has no prompt for source(s) {unknown}")
-    credit = {"encoder": {"raw": encoder_rung(raw_images, items, encoder.encode_text, args.zero_shot_prompts)}}
 
-    model = UnicornForConditionalGeneration.from_pretrained(args.model_name_or_path, dtype=torch.float32).eval()
-    processor = UnicornProcessor.from_pretrained(args.model_name_or_path)
-    inputs = rung_inputs(model, raw_text, raw_images, args.image_rules, args.seed)
-    scored = score_rungs(
-        model, processor, inputs, items, args.batch_size, progress=lambda name: logger.info("ladder rung %s", name)
-    )
-    for name, values in scored.items():
-        credit[name] = {"raw": values["raw"], "calibrated": values["calibrated"]}
+    qa = load_image_qa(args.model_name_or_path)
+    inputs = rung_inputs(qa.model, raw_text, raw_images, args.image_rules, args.seed)
+    progress = lambda name: logger.info("ladder rung %s", name)  # noqa: E731
+    extra: dict = {}
+    if args.questions_path is None:  # pretraining: candidate likelihood
+        credit = {"encoder": {"raw": encoder_rung(raw_images, items, encoder.encode_text, args.zero_shot_prompts)}}
+        scored = score_rungs(qa.model, qa.processor, inputs, items, args.batch_size, progress=progress)
+        credit |= {
+            name: {scoring: values[scoring] for scoring in CANDIDATE_SCORINGS} for name, values in scored.items()
+        }
+        chance: float | dict[str, float] = 1 / args.num_candidates
+    else:  # SFT: the held-out pairs' questions
+        questions, num_options = _held_out_questions(args, pairs)
+        pair_ids = [pair.id for pair in pairs]
+        source_of = {pair.id: pair.source for pair in pairs}
+
+        def prompt_for_title(pair_id: str, title: str) -> str:
+            return args.zero_shot_prompts[source_of[pair_id]].format(title=title)
+
+        credit = {"encoder": encoder_question_rung(raw_images, pair_ids, questions, encoder.encode_text,
+                                                   prompt_for_title)}  # fmt: skip
+        credit |= question_rungs(qa, inputs, pair_ids, questions, args.batch_size, args.max_new_tokens, progress)
+        chance = {"mc": 1 / num_options, "yes_no": 0.5}
+        extra["training_dialogues"] = training_dialogue_probe(
+            qa, args.training_dialogues_path, args.training_probe_rows, args.batch_size, args.seed, num_options
+        )
     summary = summarize(credit, args.bootstrap_resamples, args.confidence, args.seed)
-    chance = 1 / args.num_candidates
     results = {
         "question": "Where is the image lost? The same held-out items, rung by rung (unicorn_hf.experiments.ladder).",
         "arguments": portable_record(asdict(args), args.output_dir),
-        "modality_transfer": model.config.modality_transfer,
+        "modality_transfer": qa.model.config.modality_transfer,
         "num_items": len(items),
+        "scorings": list(args.scorings),
         "chance": chance,
         "summary": summary,
+        **extra,
         "per_item": {"pair_ids": [item.pair_id for item in items], "credit": credit},
         "seconds": round(time.perf_counter() - start, 1),
         "versions": package_versions(),
@@ -174,7 +259,28 @@ def run_ladder(args: LadderArguments) -> dict:
     (output_dir / LADDER_FILE).write_text(json.dumps(results, indent=1) + "\n")
     (output_dir / LADDER_TABLE).write_text(ladder_table(summary, chance))
     plot_ladder(summary, chance, output_dir / LADDER_PLOT)
+    headline = next(scoring for scoring in (*PLOT_PANELS, "raw") if scoring in args.scorings or scoring == "raw")
     for rung, entry in summary.items():
-        best = entry.get("calibrated", entry["raw"])["accuracy"]
-        logger.info("%-24s %.3f [%.3f, %.3f]", rung, best["accuracy"], best["low"], best["high"])
+        best = (entry.get(headline) or entry["raw"])["accuracy"]
+        logger.info("%-24s %s %.3f [%.3f, %.3f]", rung, headline, best["accuracy"], best["low"], best["high"])
     return results
+
+
+def _held_out_questions(args: LadderArguments, pairs: list) -> tuple[list, int]:
+    """The SFT ladder's questions: `evaluation_questions` on the held-out pairs in the wording the checkpoint trained
+    on (`questions_path`/pair_text.json). Raises `FileNotFoundError` naming the missing record and `ValueError`
+    when its option count differs from `num_candidates`."""
+    from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
+    from unicorn_hf.experiments.sees import TEXT_RECORD
+
+    record_path = Path(args.questions_path) / TEXT_RECORD
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{record_path} is missing: run recipes/pair_text.py (it records the templates)")
+    record = json.loads(record_path.read_text())
+    if record["num_options"] != args.num_candidates:
+        raise ValueError(
+            f"{record_path}: the model trained on {record['num_options']}-way questions, `num_candidates` is "
+            f"{args.num_candidates}; make them equal"
+        )
+    templates = QuestionTemplates(**record["templates"])
+    return evaluation_questions(pairs, record["num_options"], templates, args.seed), record["num_options"]

@@ -13,11 +13,16 @@ apart on the training rows themselves, where no gap exists:
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from unicorn_hf.experiments.questions import Question
 from unicorn_hf.experiments.scoring import correctness, likelihood_answers
+
+
+logger = logging.getLogger(__name__)
 
 
 def _controls(embeds: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
@@ -60,3 +65,21 @@ def training_mc_accuracy(qa, rows: list[dict], embeds: torch.Tensor, batch_size:
         answers = likelihood_answers(first_logits, questions, qa.processor.tokenizer)
         result[f"accuracy_{name}"] = float(np.mean(correctness(answers, questions)))
     return result
+
+
+def training_dialogue_probe(
+    qa, dialogues_path: str | None, num_rows: int, batch_size: int, seed: int, num_options: int
+) -> dict | None:
+    """`training_mc_accuracy` on the first `num_rows` dialogues of the stage-3 folder `dialogues_path` (the SFT
+    rows, with their own embeddings), next to chance 1/`num_options`; None when not asked for (no path, or 0 rows).
+    A zero-embedding accuracy far above chance means the training text answers itself."""
+    if not dialogues_path or num_rows <= 0:
+        return None
+    from unicorn_hf.hub import load_dataset_folder
+
+    rows = load_dataset_folder(dialogues_path, "instructions")
+    rows = rows.select(range(min(num_rows, len(rows))))
+    embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
+    accuracy = training_mc_accuracy(qa, rows.to_list(), embeds, batch_size, seed)
+    logger.info("training dialogues (first turn): %s, chance %.3f", accuracy, 1 / num_options)
+    return {**accuracy, "chance": 1 / num_options, "rows": len(rows)}

@@ -108,6 +108,57 @@ def evaluation_embeds(qa, mean: str, inputs: str, raw: torch.Tensor, seed: int) 
     return shifted
 
 
+def load_image_qa(model_dir: str, device: str = "cpu", transfer_overrides: dict | None = None):
+    """A `UnicornImageQA` of the checkpoint in float32 on `device`, fed precomputed embeddings (no encoder).
+    `transfer_overrides` changes the checkpoint's modality-transfer settings in memory only (an inference-only arm,
+    e.g. `project_images_onto_memory`); raises `ValueError` naming an unknown or bad field."""
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+    from unicorn_hf.modeling.modality_transfer import TransferSettings
+
+    model = UnicornForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+    if transfer_overrides:
+        merged = {**model.config.modality_transfer, **transfer_overrides}
+        model.config.modality_transfer = TransferSettings.from_dict(merged).to_dict()  # raises naming a bad field
+    return UnicornImageQA(model, UnicornProcessor.from_pretrained(model_dir), encoder=None)
+
+
+def score_questions(
+    qa, questions: Sequence[Question], embeds: torch.Tensor, batch_size: int, max_new_tokens: int
+) -> dict:
+    """Ask every question with its input embeds [Q, D] (already in the model's training space: no transfer here).
+
+    Returns per-question 0/1 correctness by `likelihood` (first answer token over the closed set) and by
+    `generation` (greedy reply, extracted), the `unparsed` count and a few `replies_sample`.
+    """
+    replies, first_logits = qa.generate_with_first_logits(
+        embeds, [q.text for q in questions], batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=False
+    )
+    extracted = generation_answers(replies, questions)
+    return {
+        "likelihood": correctness(
+            likelihood_answers(first_logits, questions, qa.processor.tokenizer), questions
+        ).tolist(),
+        "generation": correctness(extracted, questions).tolist(),
+        "unparsed": sum(answer is None for answer in extracted),
+        "replies_sample": list(replies[:4]),
+    }
+
+
+def score_modes(
+    qa, questions: Sequence[Question], raw: torch.Tensor, modes: Sequence, batch_size: int, max_new_tokens: int,
+    seed: int,
+) -> dict:  # fmt: skip
+    """Per mode (objects with `name`, `mean`, `inputs`): `score_questions` on the inputs `evaluation_embeds` makes
+    of raw [Q, D] raw image embeddings (the paired encoder's, one per question)."""
+    return {
+        mode.name: score_questions(
+            qa, questions, evaluation_embeds(qa, mode.mean, mode.inputs, raw, seed), batch_size, max_new_tokens
+        )
+        for mode in modes
+    }
+
+
 def score_checkpoint(
     model_dir: str,
     questions: Sequence[Question],
@@ -119,33 +170,7 @@ def score_checkpoint(
     device: str = "cpu",
     transfer_overrides: dict | None = None,
 ) -> dict:
-    """Per mode (objects with `name`, `mean`, `inputs`): per-question 0/1 correctness by likelihood and by
-    generation, the unparsed count and a few replies. raw: [Q, D] raw image embeddings (the paired encoder's, already
-    computed), one per question; the model runs in float32 on `device`. `transfer_overrides` changes the checkpoint's
-    modality-transfer settings for this scoring only (an inference-only arm, e.g. `project_images_onto_memory`)."""
-    from unicorn_hf.evaluation.inference import UnicornImageQA
-    from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
-    from unicorn_hf.modeling.modality_transfer import TransferSettings
-
-    model = UnicornForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
-    if transfer_overrides:
-        merged = {**model.config.modality_transfer, **transfer_overrides}
-        model.config.modality_transfer = TransferSettings.from_dict(merged).to_dict()  # raises naming a bad field
-    processor = UnicornProcessor.from_pretrained(model_dir)
-    qa = UnicornImageQA(model, processor, encoder=None)  # the images are already embeddings
-    scores = {}
-    for mode in modes:
-        embeds = evaluation_embeds(qa, mode.mean, mode.inputs, raw, seed)
-        replies, first_logits = qa.generate_with_first_logits(
-            embeds, [q.text for q in questions], batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=False
-        )
-        extracted = generation_answers(replies, questions)
-        scores[mode.name] = {
-            "likelihood": correctness(
-                likelihood_answers(first_logits, questions, processor.tokenizer), questions
-            ).tolist(),
-            "generation": correctness(extracted, questions).tolist(),
-            "unparsed": sum(answer is None for answer in extracted),
-            "replies_sample": list(replies[:4]),
-        }
-    return scores
+    """`score_modes` on the checkpoint in `model_dir` (`load_image_qa`: float32 on `device`, with
+    `transfer_overrides` applied for this scoring only)."""
+    qa = load_image_qa(model_dir, device, transfer_overrides)
+    return score_modes(qa, questions, raw, modes, batch_size, max_new_tokens, seed)

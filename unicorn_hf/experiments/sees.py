@@ -19,8 +19,9 @@ import torch
 
 from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_difference
 from unicorn_hf.experiments.config import EvaluationMode
+from unicorn_hf.experiments.probes import training_dialogue_probe
 from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
-from unicorn_hf.experiments.scoring import score_checkpoint
+from unicorn_hf.experiments.scoring import load_image_qa, score_modes
 from unicorn_hf.paths import portable_record
 
 
@@ -77,29 +78,6 @@ def held_out_pairs(encoder_config: str, encoder_dir: str, num_images: int):
     return titled[:num_images]
 
 
-def training_dialogue_probe(args: SeesArguments, num_options: int) -> dict | None:
-    """First-turn (multiple-choice) accuracy on the first `training_probe_rows` training dialogues with their own,
-    a shuffled and a zero embedding, next to chance (`unicorn_hf.experiments.probes.training_mc_accuracy`); None
-    when not asked for. A zero-embedding accuracy far above chance means the training text answers itself."""
-    if not args.training_dialogues_path or args.training_probe_rows <= 0:
-        return None
-    import numpy as np
-
-    from unicorn_hf.evaluation.inference import UnicornImageQA
-    from unicorn_hf.experiments.probes import training_mc_accuracy
-    from unicorn_hf.hub import load_dataset_folder
-    from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
-
-    rows = load_dataset_folder(args.training_dialogues_path, "instructions")
-    rows = rows.select(range(min(args.training_probe_rows, len(rows))))
-    model = UnicornForConditionalGeneration.from_pretrained(args.model_name_or_path, dtype=torch.float32).eval()
-    qa = UnicornImageQA(model, UnicornProcessor.from_pretrained(args.model_name_or_path), encoder=None)
-    embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
-    accuracy = training_mc_accuracy(qa, rows.to_list(), embeds, args.batch_size, args.seed)
-    logger.info("training dialogues (first turn): %s, chance %.3f", accuracy, 1 / num_options)
-    return {**accuracy, "chance": 1 / num_options, "rows": len(rows)}
-
-
 def run_sees(args: SeesArguments) -> dict:
     """Score the checkpoint sighted and blind; write and return `results.json` (also its `headline`)."""
     from unicorn_hf.training.metadata import package_versions
@@ -117,10 +95,8 @@ def run_sees(args: SeesArguments) -> dict:
     raw_by_id = dict(zip([p.id for p in pairs], encoder.encode_image([p.load() for p in pairs]), strict=True))
     raw = torch.stack([raw_by_id[question.pair_id] for question in questions])  # [Q, D]
     overrides = {"project_images_onto_memory": True} if args.project_images_onto_memory else None
-    scores = score_checkpoint(
-        args.model_name_or_path, questions, raw, MODES, args.batch_size, args.max_new_tokens, args.seed,
-        transfer_overrides=overrides,
-    )  # fmt: skip
+    qa = load_image_qa(args.model_name_or_path, transfer_overrides=overrides)
+    scores = score_modes(qa, questions, raw, MODES, args.batch_size, args.max_new_tokens, args.seed)
     summary = {}
     for mode in MODES:
         correct = scores[mode.name]["likelihood"]
@@ -149,7 +125,14 @@ def run_sees(args: SeesArguments) -> dict:
             "sighted - blind high": gap["high"],
         },
         "replies_sample": {name: scores[name]["replies_sample"] for name in scores},
-        "training_dialogues": training_dialogue_probe(args, record["num_options"]),
+        "training_dialogues": training_dialogue_probe(
+            qa,
+            args.training_dialogues_path,
+            args.training_probe_rows,
+            args.batch_size,
+            args.seed,
+            record["num_options"],
+        ),
         "seconds": round(time.perf_counter() - start, 1),
         "versions": package_versions(),
     }
