@@ -173,11 +173,12 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
     check_reference(model_args.model_name_or_path, field="model_name_or_path", kind="model")
     check_unicorn_config(model_args.model_name_or_path)
     check_encoder_spec(model_args.encoder)
-    if args.sees_results and not Path(args.sees_results).is_file():
-        raise FileNotFoundError(
-            f"sees_results={args.sees_results!r}: no such file; run recipes/sees.py first (the quickstart does) or "
-            "set sees_results: null"
-        )
+    for name, script in (("sees_results", "sees.py"), ("ladder_results", "ladder.py")):
+        path = getattr(args, name)
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(
+                f"{name}={path!r}: no such file; run recipes/{script} first (the quickstart does) or set {name}: null"
+            )
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -227,8 +228,10 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
 
         card_path = output_dir / MODEL_CARD_DIR / "README.md"
         sees = json.loads(Path(args.sees_results).read_text()) if args.sees_results else None
+        ladder = json.loads(Path(args.ladder_results).read_text()) if args.ladder_results else None
         update_model_card(checkpoint, summary, push=args.push_to_hub, repo_id=args.hub_model_id,
-                          template_path=args.model_card_template, card_path=card_path, sees=sees)  # fmt: skip
+                          template_path=args.model_card_template, card_path=card_path, sees=sees,
+                          ladder=ladder)  # fmt: skip
         if args.update_model_card:
             logger.info("--update_model_card: writing the card outside output_dir, to %s", checkpoint / "README.md")
             shutil.copyfile(card_path, checkpoint / "README.md")

@@ -128,3 +128,23 @@ def test_eval_results_skip_unscored_entries():
     assert [r.metric_type for r in eval_results(summary("eval", 0.5))] == [
         "accuracy", "f1", "yes_ratio", "perception", "cognition",
     ]  # fmt: skip
+
+
+def test_the_ladder_fills_its_section_in_either_form(checkpoint):
+    """A ladder.json (recipes/ladder.py) renders as its table under "Does it see?", candidate or question form; the
+    card without one has no ladder section."""
+    from unicorn_hf.experiments.ladder_run import summarize
+
+    n = 10
+    credit = {"text": {"mc": [1.0] * n, "yes_no": [1.0, 0.0] * 5}, "blind/shuffled": {"mc": [0.0] * n}}
+    ladder = {"num_items": n, "scorings": ["mc", "mc_generation", "yes_no", "yes_no_generation"],
+              "chance": {"mc": 0.25, "yes_no": 0.5}, "arguments": {"confidence": 0.95},
+              "summary": summarize(credit, 50, 0.95, 0)}  # fmt: skip
+    text = update_model_card(checkpoint, summary("eval", 0.5), ladder=ladder).text
+    assert "### Where the image is lost: the probe ladder" in text and "The same 10 held-out pairs" in text
+    assert "| text | 100.0 [100.0, 100.0] | +100.0 [+100.0, +100.0] |" in text and "yes/no question" in text
+    ranked = summarize({"text": {"raw": [1.0] * n, "calibrated": [0.5] * n}}, 50, 0.95, 0)
+    candidates = {**ladder, "scorings": ["raw", "calibrated"], "chance": 0.25, "summary": ranked}
+    text = update_model_card(checkpoint, summary("eval", 0.5), ladder=candidates).text
+    assert "| rung | raw | calibrated |" in text and "calibrated by the score under the rung's mean input" in text
+    assert "probe ladder" not in update_model_card(checkpoint, summary("eval", 0.5)).text

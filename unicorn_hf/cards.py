@@ -157,9 +157,12 @@ def render_model_card(
     repo_id: str | None = None,
     template_path: str | Path | None = None,
     sees: dict | None = None,
+    ladder: dict | None = None,
 ) -> ModelCard:
     """The full card of a checkpoint with `results` in its `model-index`; `sees` (results.json of recipes/sees.py)
-    fills the "Does it see?" section."""
+    and `ladder` (ladder.json of recipes/ladder.py: its table is rendered here) fill the "Does it see?" section."""
+    from unicorn_hf.experiments.ladder_run import ladder_table
+
     checkpoint_dir = Path(checkpoint_dir)
     template_path = Path(template_path) if template_path else default_template()
     if not template_path.is_file():
@@ -194,6 +197,8 @@ def render_model_card(
         results_table=_results_table(results),
         evaluation=evaluation or {},
         sees=sees or {},
+        ladder=ladder or {},
+        ladder_table=ladder_table(ladder["summary"], ladder["chance"]) if ladder else "",
     )
 
 
@@ -217,11 +222,13 @@ def update_model_card(
     template_path: str | Path | None = None,
     card_path: str | Path | None = None,
     sees: dict | None = None,
+    ladder: dict | None = None,
 ) -> ModelCard:
     """Render the checkpoint's card with `results` (an evaluation summary: `results.json` of recipes/evaluate_vlm.py)
     in its `model-index`, keeping earlier results that these do not replace (from the checkpoint's README.md and from
     `card_path`), and save it to `card_path` (default: the checkpoint's README.md); push it to `repo_id` when `push`.
-    `sees` (results.json of recipes/sees.py) fills the "Does it see?" section.
+    `sees` (results.json of recipes/sees.py) and `ladder` (ladder.json of recipes/ladder.py) fill the "Does it see?"
+    section.
     """
     checkpoint_dir = Path(checkpoint_dir)
     card_path = Path(card_path) if card_path is not None else checkpoint_dir / "README.md"
@@ -231,7 +238,13 @@ def update_model_card(
             previous = merge_eval_results(previous, ModelCard.load(readme).data.eval_results or [])
     merged = merge_eval_results(previous, eval_results(results))
     card = render_model_card(
-        checkpoint_dir, merged, evaluation=results, repo_id=repo_id, template_path=template_path, sees=sees
+        checkpoint_dir,
+        merged,
+        evaluation=results,
+        repo_id=repo_id,
+        template_path=template_path,
+        sees=sees,
+        ladder=ladder,
     )
     card_path.parent.mkdir(parents=True, exist_ok=True)
     card.save(card_path)

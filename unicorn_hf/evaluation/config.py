@@ -81,5 +81,9 @@ class EvalArguments:
         default=None,
         metadata={"help": "results.json of recipes/sees.py (sighted vs blind): added to the card's 'Does it see?'."},
     )
+    ladder_results: str | None = field(
+        default=None,
+        metadata={"help": "ladder.json of recipes/ladder.py (the probe ladder): added to the card's 'Does it see?'."},
+    )
     push_to_hub: bool = field(default=False, metadata={"help": "Push the card with the results to hub_model_id."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Repo the card is pushed to / named after."})
