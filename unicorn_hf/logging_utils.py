@@ -8,11 +8,17 @@ import sys
 
 
 def setup_logging(level: int | str = logging.INFO) -> None:
+    """Log `unicorn_hf` and the HF libraries at `level` to stdout, one format. `datasets` is optional: the vLLM
+    serving venv (`scripts/serve_check.sh`) installs only what serving needs."""
     # `import distilabel` installs rich tracebacks with every frame's local variables, so an error of any stage would
     # print an API key or token held in a local (`api_key = '...'`). The standard hook prints no locals.
     sys.excepthook = sys.__excepthook__
-    import datasets
     import transformers
+
+    try:
+        import datasets
+    except ImportError:
+        datasets = None
 
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -22,7 +28,8 @@ def setup_logging(level: int | str = logging.INFO) -> None:
         force=True,
     )
     numeric = logging.getLevelName(level) if isinstance(level, str) else level
-    datasets.utils.logging.set_verbosity(numeric)
+    if datasets is not None:
+        datasets.utils.logging.set_verbosity(numeric)
     transformers.utils.logging.set_verbosity(numeric)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
