@@ -46,6 +46,23 @@ def tiny_unicorn(tiny_lm_path):
     return model.eval(), processor
 
 
+@pytest.fixture
+def given_embeds(monkeypatch) -> list[torch.Tensor]:
+    """What the model is given: a spy around the real `UnicornImageQA.generate_with_first_logits` records the
+    embeddings [N, D] of every call, in order."""
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+
+    given = []
+    real_generate = UnicornImageQA.generate_with_first_logits
+
+    def spy(self, embeds, *args, **kwargs):
+        given.append(embeds.clone())
+        return real_generate(self, embeds, *args, **kwargs)
+
+    monkeypatch.setattr(UnicornImageQA, "generate_with_first_logits", spy)
+    return given
+
+
 def test_candidate_likelihood_is_the_pretraining_loss_of_the_title_whatever_the_batch(tiny_unicorn):
     """log p(title + EOS | image) equals -(the model's own training loss x scored tokens) of that row alone, and
     padding titles of other lengths into the same batch changes nothing."""
@@ -219,11 +236,10 @@ def test_concept_bank_labels_join_the_captions_but_never_a_held_out_title(tmp_pa
         pair_text.PairTextArguments(**{**vars(args), "concept_label_format": None})
 
 
-def test_an_inference_only_arm_switches_the_checkpoints_rule_for_scoring_only(tiny_unicorn, tmp_path, monkeypatch):
+def test_an_inference_only_arm_switches_the_checkpoints_rule_for_scoring_only(tiny_unicorn, tmp_path, given_embeds):
     """`score_checkpoint(transfer_overrides=...)`: memory projection on a mean-shift checkpoint is what the model is
     given (the ladder's rule, recorded by a spy around the real generate), a bad override names its field, and the
     folder on disk is untouched."""
-    from unicorn_hf.evaluation.inference import UnicornImageQA
     from unicorn_hf.experiments.config import EvaluationMode
     from unicorn_hf.experiments.questions import Question
     from unicorn_hf.experiments.scoring import score_checkpoint
@@ -231,23 +247,16 @@ def test_an_inference_only_arm_switches_the_checkpoints_rule_for_scoring_only(ti
     model, processor = tiny_unicorn
     model.save_pretrained(tmp_path / "ckpt")
     processor.save_pretrained(tmp_path / "ckpt")
-    given = []
-    real_generate = UnicornImageQA.generate_with_first_logits
-
-    def spy(self, embeds, *args, **kwargs):
-        given.append(embeds.clone())
-        return real_generate(self, embeds, *args, **kwargs)
-
-    monkeypatch.setattr(UnicornImageQA, "generate_with_first_logits", spy)
     questions = [Question(f"p{i}", "yes_no", "Is there a cat?\nOne word.", "yes", subject="cat") for i in range(3)]
     raw = torch.nn.functional.normalize(torch.randn(3, EMBED_DIM), dim=-1)
     modes = [EvaluationMode("sighted", mean="image")]
     score_checkpoint(str(tmp_path / "ckpt"), questions, raw, modes, 3, 1, seed=0)
     score_checkpoint(str(tmp_path / "ckpt"), questions, raw, modes, 3, 1, seed=0,
                      transfer_overrides={"project_images_onto_memory": True})  # fmt: skip
-    torch.testing.assert_close(given[0], apply_image_rule(model, raw, ImageRule("stored", image_mean="image")))
-    torch.testing.assert_close(given[1], apply_image_rule(model, raw, ImageRule("memory", project_onto_memory=True)))
-    assert not torch.allclose(given[0], given[1])
+    stored, memory = ImageRule("stored", image_mean="image"), ImageRule("memory", project_onto_memory=True)
+    torch.testing.assert_close(given_embeds[0], apply_image_rule(model, raw, stored))
+    torch.testing.assert_close(given_embeds[1], apply_image_rule(model, raw, memory))
+    assert not torch.allclose(given_embeds[0], given_embeds[1])
     with pytest.raises(ValueError, match="unknown keys"):
         score_checkpoint(str(tmp_path / "ckpt"), questions, raw, modes, 3, 1, seed=0,
                          transfer_overrides={"project_onto_memory": True})  # fmt: skip
@@ -255,7 +264,7 @@ def test_an_inference_only_arm_switches_the_checkpoints_rule_for_scoring_only(ti
     assert saved["project_images_onto_memory"] is False
 
 
-def test_sft_rungs_ask_every_question_with_its_pairs_input_and_split_credit_by_kind(tiny_unicorn, monkeypatch):
+def test_sft_rungs_ask_every_question_with_its_pairs_input_and_split_credit_by_kind(tiny_unicorn, given_embeds):
     """`question_rungs`: each question gets the row of its own pair from each rung's inputs (a spy around the real
     generate records them), credit comes back per kind in question order, and a question about a pair with no
     input row is refused by name."""
@@ -265,14 +274,6 @@ def test_sft_rungs_ask_every_question_with_its_pairs_input_and_split_credit_by_k
 
     model, processor = tiny_unicorn
     qa = UnicornImageQA(model, processor, encoder=None)
-    given = []
-    real_generate = UnicornImageQA.generate_with_first_logits
-
-    def spy(self, embeds, *args, **kwargs):
-        given.append(embeds.clone())
-        return real_generate(self, embeds, *args, **kwargs)
-
-    monkeypatch.setattr(UnicornImageQA, "generate_with_first_logits", spy)
     pairs = _pairs(["cat", "dog", "owl", "bus", "tree", "car"])
     templates = QuestionTemplates("What is shown?", "Letter.", "Is there {title}?", "One word.")
     questions = evaluation_questions(pairs, 4, templates, seed=0)
@@ -286,7 +287,7 @@ def test_sft_rungs_ask_every_question_with_its_pairs_input_and_split_credit_by_k
         }  # fmt: skip
         assert all(value in (0.0, 1.0) for v in values.values() for value in v)
     rows = [pair_ids.index(q.pair_id) for q in questions]
-    torch.testing.assert_close(given[0], inputs["text"][rows])
+    torch.testing.assert_close(given_embeds[0], inputs["text"][rows])
     assert sum(q.answer == "yes" for q in questions if q.kind == "yes_no") == 3  # balanced
     with pytest.raises(KeyError, match="no input row"):
         question_rungs(qa, {"text": inputs["text"][:5]}, pair_ids[:5], questions, batch_size=4, max_new_tokens=1)
