@@ -139,12 +139,16 @@ def test_the_ladder_fills_its_section_in_either_form(checkpoint):
     credit = {"text": {"mc": [1.0] * n, "yes_no": [1.0, 0.0] * 5}, "blind/shuffled": {"mc": [0.0] * n}}
     ladder = {"num_items": n, "scorings": ["mc", "mc_generation", "yes_no", "yes_no_generation"],
               "chance": {"mc": 0.25, "yes_no": 0.5}, "arguments": {"confidence": 0.95},
-              "summary": summarize(credit, 50, 0.95, 0)}  # fmt: skip
+              "summary": summarize(credit, 50, 0.95, 0),
+              "training_dialogues": {"accuracy_own": 0.3, "accuracy_shuffled": 0.2, "accuracy_zero": 0.25,
+                                     "chance": 0.25, "rows": 8}}  # fmt: skip
     text = update_model_card(checkpoint, summary("eval", 0.5), ladder=ladder).text
     assert "### Where the image is lost: the probe ladder" in text and "The same 10 held-out pairs" in text
     assert "| text | 100.0 [100.0, 100.0] | +100.0 [+100.0, +100.0] |" in text and "yes/no question" in text
+    assert "Training dialogues (first turn, 8 rows)" in text and "an SFT checkpoint: `questions_path` set" in text
     ranked = summarize({"text": {"raw": [1.0] * n, "calibrated": [0.5] * n}}, 50, 0.95, 0)
     candidates = {**ladder, "scorings": ["raw", "calibrated"], "chance": 0.25, "summary": ranked}
     text = update_model_card(checkpoint, summary("eval", 0.5), ladder=candidates).text
     assert "| rung | raw | calibrated |" in text and "calibrated by the score under the rung's mean input" in text
+    assert "(a pretraining checkpoint)" in text
     assert "probe ladder" not in update_model_card(checkpoint, summary("eval", 0.5)).text

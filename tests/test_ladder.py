@@ -309,12 +309,14 @@ def test_the_sft_ladder_table_and_plot_show_both_question_kinds_against_their_ow
     assert summary["text"]["mc"]["minus_blind/shuffled"]["difference"] == pytest.approx(0.5)
     assert summary["encoder"]["mc"]["minus_blind/shuffled"]["difference"] == pytest.approx(1.0)
     assert "mc_generation" not in summary["encoder"]  # the encoder answers by cosine only
-    table = ladder_table(summary, {"mc": 0.25, "yes_no": 0.5})
+    probe = {"accuracy_own": 0.23, "accuracy_shuffled": 0.22, "accuracy_zero": 0.225, "chance": 0.25, "rows": 200}
+    table = ladder_table(summary, {"mc": 0.25, "yes_no": 0.5}, training_dialogues=probe)
     header = table.splitlines()[0]
     assert header.startswith("| rung | mc | mc - shuffled |") and "| yes/no generated |" in header
     text_row = next(line for line in table.splitlines() if line.startswith("| text |"))
     assert text_row.split(" | ")[1].startswith("50.0 [") and "| +50.0 [" in text_row
-    assert "Chance: mc 25.0%, yes_no 50.0%." in table
+    assert "Chance: mc 25.0%, yes/no 50.0%." in table and "The encoder row answers by cosine" in table
+    assert "Training dialogues (first turn, 200 rows)" in table and "23.0% / 22.0% / 22.5%; chance 25.0%." in table
     from unicorn_hf.quickstart_report import _numbers
 
     numbers = _numbers({"ladder": {"summary": summary}})
@@ -338,3 +340,36 @@ def test_an_sft_ladder_needs_the_generation_length_and_the_training_probe_needs_
         LadderArguments(**base, questions_path="t")
     with pytest.raises(ValueError, match="questions_path"):
         LadderArguments(**base, training_probe_rows=5)
+    sft_base = {**base, "questions_path": "t", "max_new_tokens": 4}
+    for half_set in ({"training_probe_rows": 5}, {"training_dialogues_path": "d"}):
+        with pytest.raises(ValueError, match="go together"):
+            LadderArguments(**sft_base, **half_set)
+
+
+def test_the_ladders_inputs_are_checked_before_any_model_loads(tmp_path, monkeypatch):
+    """A missing question record, a wrong option count or a missing training-dialogue folder is refused by name
+    before the held-out pairs, the encoder or the checkpoint are read (the helper's trial waited 2-8 min for these)."""
+    from unicorn_hf.experiments import ladder_run, sees
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("reached model work before the inputs were checked")
+
+    monkeypatch.setattr(sees, "held_out_pairs", no_work)
+    base = {
+        "model_name_or_path": "m", "encoder_config": "e.yaml", "encoder_dir": "e", "num_images": 4,
+        "num_candidates": 4, "text_form": "title", "image_rules": [{"name": "stored_mean"}], "zero_shot_prompts": {},
+        "batch_size": 2, "bootstrap_resamples": 10, "confidence": 0.95, "seed": 0, "output_dir": str(tmp_path),
+        "questions_path": str(tmp_path / "text"), "max_new_tokens": 4,
+    }  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"questions_path: .*pair_text.json is missing"):
+        ladder_run.run_ladder(ladder_run.LadderArguments(**base))
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "pair_text.json").write_text(json.dumps({"num_options": 3, "templates": {}}))
+    with pytest.raises(ValueError, match="3-way questions, `num_candidates` is 4"):
+        ladder_run.run_ladder(ladder_run.LadderArguments(**base))
+    (tmp_path / "text" / "pair_text.json").write_text(json.dumps({"num_options": 4, "templates": {}}))
+    missing = {"training_dialogues_path": str(tmp_path / "nowhere"), "training_probe_rows": 5}
+    with pytest.raises(FileNotFoundError, match=r"training_dialogues_path=.*no such folder"):
+        ladder_run.run_ladder(ladder_run.LadderArguments(**base, **missing))
+    with pytest.raises(AssertionError, match="reached model work"):  # all inputs good: the run goes on to the pairs
+        ladder_run.run_ladder(ladder_run.LadderArguments(**base))

@@ -29,6 +29,7 @@ from unicorn_hf.experiments.ladder import (
     score_rungs,
 )
 from unicorn_hf.experiments.probes import training_dialogue_probe
+from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
 from unicorn_hf.paths import portable_record
 
 
@@ -63,7 +64,9 @@ QUESTION_COLUMNS = (
 
 @dataclass
 class LadderArguments:
-    model_name_or_path: str = field(metadata={"help": "The checkpoint to probe (a pretraining output)."})
+    model_name_or_path: str = field(
+        metadata={"help": "The checkpoint to probe: a pretraining output, or an SFT one with `questions_path`."}
+    )
     encoder_config: str = field(metadata={"help": "The encoder's recipe YAML: which pairs it collected."})
     encoder_dir: str = field(metadata={"help": "The trained encoder folder (holds held_out_ids.json)."})
     num_images: int = field(metadata={"help": "Held-out pairs probed (the first ones of the encoder's order)."})
@@ -107,6 +110,11 @@ class LadderArguments:
             raise ValueError("`questions_path` is set (an SFT ladder): `max_new_tokens` must be a positive integer")
         if self.training_probe_rows and self.questions_path is None:
             raise ValueError("`training_probe_rows` probes SFT dialogues: set `questions_path` too (an SFT ladder)")
+        if bool(self.training_dialogues_path) != (self.training_probe_rows > 0):
+            raise ValueError(
+                "`training_dialogues_path` and `training_probe_rows` go together: set both (a folder and a positive "
+                f"count) or neither; got {self.training_dialogues_path!r} and {self.training_probe_rows}"
+            )
 
     @property
     def scorings(self) -> tuple[str, ...]:
@@ -144,13 +152,15 @@ def _cell(stat: dict | None, key: str = "accuracy") -> str:
 
 def _chance_line(chance: float | dict[str, float]) -> str:
     if isinstance(chance, dict):
-        return "Chance: " + ", ".join(f"{name} {value * 100:.1f}%" for name, value in chance.items()) + "."
+        levels = ", ".join(f"{name.replace('_', '/')} {value * 100:.1f}%" for name, value in chance.items())
+        return f"Chance: {levels}."
     return f"Chance: {chance * 100:.1f}%."
 
 
-def ladder_table(summary: dict, chance: float | dict[str, float]) -> str:
+def ladder_table(summary: dict, chance: float | dict[str, float], training_dialogues: dict | None = None) -> str:
     """The ladder as a markdown table: % with 95% intervals; differences in points. The columns follow the scorings
-    present: candidate likelihood (pretraining) or the SFT questions. chance: one value, or one per scoring."""
+    present: candidate likelihood (pretraining) or the SFT questions. chance: one value, or one per scoring;
+    `training_dialogues` (`probes.training_dialogue_probe`'s result) adds its line under the table."""
     columns = QUESTION_COLUMNS if any("mc" in entry for entry in summary.values()) else CANDIDATE_COLUMNS
     lines = ["| rung | " + " | ".join(header for header, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for rung, entry in summary.items():
@@ -159,7 +169,18 @@ def ladder_table(summary: dict, chance: float | dict[str, float]) -> str:
             stat = entry.get(scoring, {}).get(statistic)
             cells.append(_cell(stat, "accuracy" if statistic == "accuracy" else "difference"))
         lines.append(f"| {rung} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n{_chance_line(chance)}\n"
+    notes = [_chance_line(chance)]
+    if "encoder" in summary:
+        notes.append("The encoder row answers by cosine similarity between the image and each candidate's caption.")
+    if training_dialogues:
+        own, shuffled, zero, chance_level = (
+            100 * training_dialogues[key] for key in ("accuracy_own", "accuracy_shuffled", "accuracy_zero", "chance")
+        )
+        notes.append(
+            f"Training dialogues (first turn, {training_dialogues['rows']} rows), with their own / a shuffled / a "
+            f"zero embedding: {own:.1f}% / {shuffled:.1f}% / {zero:.1f}%; chance {chance_level:.1f}%."
+        )
+    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
 PLOT_PANELS = {
@@ -191,7 +212,7 @@ def plot_ladder(summary: dict, chance: float | dict[str, float], path: Path) -> 
         axis.axvline(100 * level, color="black", linestyle="--", linewidth=1, label="chance")
         axis.set_xlabel(PLOT_PANELS[scoring])
         axis.invert_yaxis()
-        axis.legend(loc="lower right")
+        axis.legend(loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -205,6 +226,13 @@ def run_ladder(args: LadderArguments) -> dict:
     from unicorn_hf.transfer.encoders import load_encoder
 
     start = time.perf_counter()
+    # Every input is checked before the encoder and the model load.
+    record = _question_record(args) if args.questions_path is not None else None
+    if args.training_dialogues_path and not Path(args.training_dialogues_path).is_dir():
+        raise FileNotFoundError(
+            f"training_dialogues_path={args.training_dialogues_path!r}: no such folder; give the stage-3 (transfer) "
+            "folder the model was fine-tuned on"
+        )
     pairs = held_out_pairs(args.encoder_config, args.encoder_dir, args.num_images)
     items = ladder_items(pairs, args.num_candidates, args.text_form, args.seed)
     encoder = load_encoder(f"local-dir:{args.encoder_dir}", device="cpu", dtype="float32", batch_size=64)
@@ -226,7 +254,8 @@ def run_ladder(args: LadderArguments) -> dict:
         }
         chance: float | dict[str, float] = 1 / args.num_candidates
     else:  # SFT: the held-out pairs' questions
-        questions, num_options = _held_out_questions(args, pairs)
+        templates, num_options = QuestionTemplates(**record["templates"]), record["num_options"]
+        questions = evaluation_questions(pairs, num_options, templates, args.seed)
         pair_ids = [pair.id for pair in pairs]
         source_of = {pair.id: pair.source for pair in pairs}
 
@@ -257,7 +286,9 @@ def run_ladder(args: LadderArguments) -> dict:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / LADDER_FILE).write_text(json.dumps(results, indent=1) + "\n")
-    (output_dir / LADDER_TABLE).write_text(ladder_table(summary, chance))
+    heading = f"# Probe ladder of {args.model_name_or_path}\n\n{len(items)} held-out pairs.\n\n"
+    table = ladder_table(summary, chance, extra.get("training_dialogues"))
+    (output_dir / LADDER_TABLE).write_text(heading + table)
     plot_ladder(summary, chance, output_dir / LADDER_PLOT)
     headline = next(scoring for scoring in (*PLOT_PANELS, "raw") if scoring in args.scorings or scoring == "raw")
     for rung, entry in summary.items():
@@ -266,21 +297,22 @@ def run_ladder(args: LadderArguments) -> dict:
     return results
 
 
-def _held_out_questions(args: LadderArguments, pairs: list) -> tuple[list, int]:
-    """The SFT ladder's questions: `evaluation_questions` on the held-out pairs in the wording the checkpoint trained
-    on (`questions_path`/pair_text.json). Raises `FileNotFoundError` naming the missing record and `ValueError`
-    when its option count differs from `num_candidates`."""
-    from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
+def _question_record(args: LadderArguments) -> dict:
+    """The SFT ladder's question wording: `questions_path`/pair_text.json, the record of the text the checkpoint
+    trained on. Raises `FileNotFoundError` naming the missing record and `ValueError` when its option count differs
+    from `num_candidates`."""
     from unicorn_hf.experiments.sees import TEXT_RECORD
 
     record_path = Path(args.questions_path) / TEXT_RECORD
     if not record_path.is_file():
-        raise FileNotFoundError(f"{record_path} is missing: run recipes/pair_text.py (it records the templates)")
+        raise FileNotFoundError(
+            f"questions_path: {record_path} is missing; give the pair_text output the checkpoint trained on "
+            "(recipes/pair_text.py writes it)"
+        )
     record = json.loads(record_path.read_text())
     if record["num_options"] != args.num_candidates:
         raise ValueError(
             f"{record_path}: the model trained on {record['num_options']}-way questions, `num_candidates` is "
             f"{args.num_candidates}; make them equal"
         )
-    templates = QuestionTemplates(**record["templates"])
-    return evaluation_questions(pairs, record["num_options"], templates, args.seed), record["num_options"]
+    return record
