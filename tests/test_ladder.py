@@ -373,3 +373,43 @@ def test_the_ladders_inputs_are_checked_before_any_model_loads(tmp_path, monkeyp
         ladder_run.run_ladder(ladder_run.LadderArguments(**base, **missing))
     with pytest.raises(AssertionError, match="reached model work"):  # all inputs good: the run goes on to the pairs
         ladder_run.run_ladder(ladder_run.LadderArguments(**base))
+
+
+def test_the_training_dialogue_probe_takes_lettered_mc_first_turns_and_counts_the_others(tiny_unicorn, tmp_path):
+    """A stage-3 folder mixes templated mc dialogues with stage-2 QA (the tiny recipe's): the probe passes over the
+    QA rows and counts them (the trimmed quickstart's SFT ladder crashed on them with "num_options ... got 0"), and a
+    folder with no lettered mc row is refused by name."""
+    from datasets import Dataset
+
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.experiments.probes import lettered_mc_question, training_dialogue_probe
+
+    model, processor = tiny_unicorn
+    qa = UnicornImageQA(model, processor, encoder=None)
+    mc = "<image>\nWhat is shown?\nA. cat\nB. dog\nC. owl\nD. bus\nLetter."
+    rows = [
+        {"id": "qa-0", "messages": [{"role": "user", "content": "<image>\nWhat colour is it?"},
+                                    {"role": "assistant", "content": "Red."}]},
+        {"id": "mc-1", "messages": [{"role": "user", "content": mc}, {"role": "assistant", "content": "C"}]},
+        {"id": "mc-2", "messages": [{"role": "user", "content": mc}, {"role": "assistant", "content": "A"}]},
+        {"id": "mc-3", "messages": [{"role": "user", "content": mc}, {"role": "assistant", "content": "B"}]},
+    ]  # fmt: skip
+    question = lettered_mc_question(rows[1], "<image>", 4)
+    assert question.options == ("cat", "dog", "owl", "bus") and question.answer == "C"
+    assert question.text.startswith("What is shown?")
+    assert lettered_mc_question(rows[0], "<image>", 4) is None and lettered_mc_question(rows[1], "<image>", 3) is None
+
+    def write(folder, chosen):
+        (folder / "instructions").mkdir(parents=True)
+        (folder / "README.md").write_text("# rows\n")
+        embeds = [[0.1 * i] * EMBED_DIM for i in range(len(chosen))]
+        Dataset.from_list([{**row, "image_embeds": e} for row, e in zip(chosen, embeds, strict=True)]).to_parquet(
+            str(folder / "instructions" / "train-00000.parquet")
+        )
+        return str(folder)
+
+    probe = training_dialogue_probe(qa, write(tmp_path / "mixed", rows), 2, 4, 0, 4)
+    assert probe["rows"] == 2 and probe["rows_not_lettered_mc"] == 1 and probe["chance"] == 0.25
+    assert all(0.0 <= probe[f"accuracy_{name}"] <= 1.0 for name in ("own", "shuffled", "zero"))
+    with pytest.raises(ValueError, match="no training dialogue opens with a lettered 4-way question"):
+        training_dialogue_probe(qa, write(tmp_path / "qa_only", rows[:1]), 2, 4, 0, 4)

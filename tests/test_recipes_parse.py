@@ -25,6 +25,7 @@ SCRIPT_FOR = {
     "evaluate": "evaluate_vlm",  # not evaluate.py: that name shadowed the evaluate library
     "scale": "../bench/paper_scale",  # recipes/unicorn-8b/scale.yaml: the paper-scale estimate's inputs
     "experiment": "experiments/does_it_see/run",
+    "sft_ladder": "ladder",  # recipes/concept_titles/sft_ladder.yaml: the ladder of the SFT checkpoint
 }
 # YAMLs that no argument parser reads: the experiment's arms (Plan.load, tests/test_experiment.py parses them).
 NOT_SCRIPT_CONFIGS = {"plan.yaml"}

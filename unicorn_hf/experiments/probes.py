@@ -14,15 +14,19 @@ apart on the training rows themselves, where no gap exists:
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import torch
 
+from unicorn_hf.evaluation.answers import option_letters
 from unicorn_hf.experiments.questions import Question
 from unicorn_hf.experiments.scoring import correctness, likelihood_answers
 
 
 logger = logging.getLogger(__name__)
+
+OPTION_LINE = re.compile(r"^[A-Z]\. ")  # "A. cat": an option line as `questions.mc_question` writes it
 
 
 def _controls(embeds: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
@@ -49,14 +53,38 @@ def caption_nll(model, processor, captions: list[str], embeds: torch.Tensor, see
     return result
 
 
-def training_mc_accuracy(qa, rows: list[dict], embeds: torch.Tensor, batch_size: int, seed: int) -> dict[str, float]:
+def lettered_mc_question(row: dict, image_token: str, num_options: int) -> Question | None:
+    """The first turn of a training dialogue as a `Question` when it is a lettered multiple-choice question: a user
+    turn with option lines "A. ..", "B. .." (exactly `num_options`, as `questions.mc_question` writes them) and a bare
+    letter as the answer; None for any other first turn (stage-2 QA, reasoning, free-form mc)."""
+    messages = row["messages"]
+    if len(messages) < 2 or messages[0]["role"] != "user" or messages[1]["role"] != "assistant":
+        return None
+    user, answer = messages[0]["content"], messages[1]["content"].strip()
+    letters = option_letters(num_options)
+    lettered = [line for line in user.splitlines() if OPTION_LINE.match(line)]
+    if [line[0] for line in lettered] != list(letters) or answer not in letters:
+        return None  # not exactly the options A.. in order
+    options = tuple(line[3:] for line in lettered)
+    return Question(str(row.get("id", "train")), "mc", user.replace(image_token, "").strip(), answer, options)
+
+
+def training_mc_accuracy(
+    qa, rows: list[dict], embeds: torch.Tensor, batch_size: int, seed: int, num_options: int
+) -> dict[str, float]:
     """First-answer-token accuracy on the first (multiple-choice) turn of training dialogues `rows` under own /
-    shuffled / zero embeddings [N, D]; `qa` is a `UnicornImageQA` of the checkpoint."""
+    shuffled / zero embeddings [N, D]; `qa` is a `UnicornImageQA` of the checkpoint.
+
+    Raises `ValueError` naming a row whose first turn is not a lettered `num_options`-way question
+    (`lettered_mc_question`)."""
     questions = []
     for row in rows:
-        user, answer = row["messages"][0]["content"], row["messages"][1]["content"]
-        options = tuple(line[3:] for line in user.splitlines() if line[:3] in ("A. ", "B. ", "C. ", "D. "))
-        questions.append(Question("train", "mc", user.replace(qa.processor.image_token, "").strip(), answer, options))
+        question = lettered_mc_question(row, qa.processor.image_token, num_options)
+        if question is None:
+            raise ValueError(
+                f"training row {row.get('id')!r}: the first turn is not a lettered {num_options}-way question"
+            )
+        questions.append(question)
     result = {}
     for name, control in _controls(embeds, seed).items():
         _, first_logits = qa.generate_with_first_logits(
@@ -71,15 +99,30 @@ def training_dialogue_probe(
     qa, dialogues_path: str | None, num_rows: int, batch_size: int, seed: int, num_options: int
 ) -> dict | None:
     """`training_mc_accuracy` on the first `num_rows` dialogues of the stage-3 folder `dialogues_path` (the SFT
-    rows, with their own embeddings), next to chance 1/`num_options`; None when not asked for (no path, or 0 rows).
-    A zero-embedding accuracy far above chance means the training text answers itself."""
+    rows, with their own embeddings) whose first turn is a lettered `num_options`-way question, next to chance
+    1/`num_options`; None when not asked for (no path, or 0 rows). Rows with another first turn (stage-2 QA,
+    reasoning) are passed over and counted (`rows_not_lettered_mc`). A zero-embedding accuracy far above chance means
+    the training text answers itself.
+
+    Raises `ValueError` naming the folder when none of its rows is such a question."""
     if not dialogues_path or num_rows <= 0:
         return None
     from unicorn_hf.hub import load_dataset_folder
 
     rows = load_dataset_folder(dialogues_path, "instructions")
-    rows = rows.select(range(min(num_rows, len(rows))))
+    image_token = qa.processor.image_token
+    chosen, passed_over = [], 0
+    for index, row in enumerate(rows.select_columns(["id", "messages"])):
+        if len(chosen) == num_rows:
+            break
+        if lettered_mc_question(row, image_token, num_options) is None:
+            passed_over += 1
+        else:
+            chosen.append(index)
+    if not chosen:
+        raise ValueError(f"{dialogues_path}: no training dialogue opens with a lettered {num_options}-way question")
+    rows = rows.select(chosen)
     embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
-    accuracy = training_mc_accuracy(qa, rows.to_list(), embeds, batch_size, seed)
+    accuracy = training_mc_accuracy(qa, rows.to_list(), embeds, batch_size, seed, num_options)
     logger.info("training dialogues (first turn): %s, chance %.3f", accuracy, 1 / num_options)
-    return {**accuracy, "chance": 1 / num_options, "rows": len(rows)}
+    return {**accuracy, "chance": 1 / num_options, "rows": len(rows), "rows_not_lettered_mc": passed_over}

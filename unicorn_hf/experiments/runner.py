@@ -428,7 +428,7 @@ class Experiment:
             else:
                 qa = UnicornImageQA(model, processor, encoder=None)  # embeddings given: no image to encode
                 probes[stage] = training_mc_accuracy(
-                    qa, rows.to_list(), embeds, self.args.eval_batch_size, self.args.seed
+                    qa, rows.to_list(), embeds, self.args.eval_batch_size, self.args.seed, self.args.num_options
                 )
         logger.info("%s probes: %s", arm.name, probes)
         path.write_text(json.dumps({"key": key, "probes": probes}, indent=1) + "\n")
