@@ -301,18 +301,12 @@ def _question_record(args: LadderArguments) -> dict:
     """The SFT ladder's question wording: `questions_path`/pair_text.json, the record of the text the checkpoint
     trained on. Raises `FileNotFoundError` naming the missing record and `ValueError` when its option count differs
     from `num_candidates`."""
-    from unicorn_hf.experiments.sees import TEXT_RECORD
+    from unicorn_hf.experiments.sees import TEXT_RECORD, load_text_record
 
-    record_path = Path(args.questions_path) / TEXT_RECORD
-    if not record_path.is_file():
-        raise FileNotFoundError(
-            f"questions_path: {record_path} is missing; give the pair_text output the checkpoint trained on "
-            "(recipes/pair_text.py writes it)"
-        )
-    record = json.loads(record_path.read_text())
+    record = load_text_record(args.questions_path, "questions_path")
     if record["num_options"] != args.num_candidates:
         raise ValueError(
-            f"{record_path}: the model trained on {record['num_options']}-way questions, `num_candidates` is "
-            f"{args.num_candidates}; make them equal"
+            f"{Path(args.questions_path) / TEXT_RECORD}: the model trained on {record['num_options']}-way questions, "
+            f"`num_candidates` is {args.num_candidates}; make them equal"
         )
     return record

@@ -78,16 +78,25 @@ def held_out_pairs(encoder_config: str, encoder_dir: str, num_images: int):
     return titled[:num_images]
 
 
+def load_text_record(text_path: str, field_name: str) -> dict:
+    """`<text_path>/pair_text.json`: the question templates and option count of the text a checkpoint trained on.
+    Raises `FileNotFoundError` naming the argument `field_name` and the missing file."""
+    record_path = Path(text_path) / TEXT_RECORD
+    if not record_path.is_file():
+        raise FileNotFoundError(
+            f"{field_name}: {record_path} is missing; give the pair_text output the checkpoint trained on "
+            "(recipes/pair_text.py writes it)"
+        )
+    return json.loads(record_path.read_text())
+
+
 def run_sees(args: SeesArguments) -> dict:
     """Score the checkpoint sighted and blind; write and return `results.json` (also its `headline`)."""
     from unicorn_hf.training.metadata import package_versions
     from unicorn_hf.transfer.encoders import load_encoder
 
     start = time.perf_counter()
-    record_path = Path(args.text_path) / TEXT_RECORD
-    if not record_path.is_file():
-        raise FileNotFoundError(f"{record_path} is missing: run recipes/pair_text.py (it records the templates)")
-    record = json.loads(record_path.read_text())
+    record = load_text_record(args.text_path, "text_path")
     templates = QuestionTemplates(**record["templates"])
     pairs = held_out_pairs(args.encoder_config, args.encoder_dir, args.num_images)
     questions = evaluation_questions(pairs, record["num_options"], templates, args.seed)
