@@ -101,6 +101,9 @@ def test_ranked_correct_gives_full_credit_to_a_winner_and_chance_to_a_constant()
     scores = torch.tensor([[0.0, 2.0, 1.0, -1.0], [3.0, 3.0, 0.0, 0.0], [5.0, 5.0, 5.0, 5.0], [1.0, 0.0, 0.0, 0.0]])
     credit = ranked_correct(scores, [1, 0, 2, 3])
     np.testing.assert_allclose(credit, [1.0, 0.5, 0.25, 0.0])
+    # float32 rounding between batches of other lengths (~1e-5 nats) is a tie, not a win
+    rounding = torch.tensor([[1e-5, 0.0, -2e-5, 3e-6], [0.0, 0.0, 0.0, 0.01]])
+    np.testing.assert_allclose(ranked_correct(rounding, [2, 0]), [0.25, 0.0])
 
 
 def test_ladder_items_hold_the_right_title_among_same_source_distractors():
@@ -413,3 +416,102 @@ def test_the_training_dialogue_probe_takes_lettered_mc_first_turns_and_counts_th
     assert all(0.0 <= probe[f"accuracy_{name}"] <= 1.0 for name in ("own", "shuffled", "zero"))
     with pytest.raises(ValueError, match="no training dialogue opens with a lettered 4-way question"):
         training_dialogue_probe(qa, write(tmp_path / "qa_only", rows[:1]), 2, 4, 0, 4)
+
+
+def test_a_cloze_reply_is_scored_as_the_sft_loss_of_that_reply_whatever_the_batch(tiny_unicorn):
+    """log p(reply + end-of-turn | chat prompt with the image) equals -(the model's own SFT loss x scored tokens) of
+    the one-turn dialogue alone, tokenized as training tokenizes it; padding other replies into the batch changes
+    nothing."""
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.experiments.cloze import reply_log_likelihoods
+    from unicorn_hf.training.collator import UnicornDataCollator
+    from unicorn_hf.training.data import IMAGE_EMBEDS, tokenize_dialogue
+
+    model, processor = tiny_unicorn
+    qa = UnicornImageQA(model, processor, encoder=None)
+    replies = ["cat", "a soft blue couch with three cushions", "grinning face"]
+    embeds = torch.nn.functional.normalize(torch.randn(3, EMBED_DIM), dim=-1)
+    batched = reply_log_likelihoods(qa, ["What is shown?"] * 3, replies, embeds, batch_size=3)
+    one_by_one = reply_log_likelihoods(qa, ["What is shown?"] * 3, replies, embeds, batch_size=1)
+    torch.testing.assert_close(batched, one_by_one, atol=1e-4, rtol=0)
+    collate = UnicornDataCollator(processor.tokenizer.pad_token_id, processor.image_token_id,
+                                  model.config.num_image_tokens)  # fmt: skip
+    for reply, embed, score in zip(replies, embeds, batched, strict=True):
+        messages = [{"role": "user", "content": f"{processor.image_token}\nWhat is shown?"},
+                    {"role": "assistant", "content": reply}]  # fmt: skip
+        row = tokenize_dialogue({"id": "0", "messages": messages, IMAGE_EMBEDS: embed.tolist()}, processor.tokenizer,
+                                processor.image_token, processor.image_token_id, 1, None, EMBED_DIM,
+                                processor.chat_template)  # fmt: skip
+        batch = collate([row | {IMAGE_EMBEDS: embed.tolist()}])
+        with torch.no_grad():
+            loss = model(**batch).loss
+        scored = int((batch["labels"][:, 1:] != -100).sum())
+        assert scored > len(processor.tokenizer(reply, add_special_tokens=False)["input_ids"])  # + end of turn
+        assert float(score) == pytest.approx(-float(loss) * scored, abs=1e-3)
+    with pytest.raises(ValueError, match="makes no SFT row: empty_assistant_turn"):
+        reply_log_likelihoods(qa, ["What is shown?"], [" "], embeds[:1], batch_size=1)
+
+
+def test_cloze_credit_ranks_the_options_as_replies_and_a_constant_input_calibrates_to_chance(tiny_unicorn):
+    """Raw credit follows the highest reply score (checked against `reply_log_likelihoods` directly); calibrated
+    credit of one vector for every question is chance exactly (the input is its own centroid); yes/no is refused."""
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.experiments.cloze import cloze_credit, reply_log_likelihoods
+    from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
+
+    model, processor = tiny_unicorn
+    qa = UnicornImageQA(model, processor, encoder=None)
+    pairs = _pairs(["cat", "dog", "owl", "bus", "tree", "car"])
+    templates = QuestionTemplates("What is shown?", "Letter.", "Is there {title}?", "One word.")
+    questions = evaluation_questions(pairs, 4, templates, seed=0)
+    mc = [q for q in questions if q.kind == "mc"]
+    embeds = torch.nn.functional.normalize(torch.randn(len(mc), EMBED_DIM), dim=-1)
+    credit = cloze_credit(qa, mc, embeds, "What is shown?", batch_size=8)
+    assert set(credit) == {"mc_cloze", "mc_cloze_calibrated"} and len(credit["mc_cloze"]) == len(mc)
+    for question, embed, value in zip(mc, embeds, credit["mc_cloze"], strict=True):
+        scores = reply_log_likelihoods(qa, ["What is shown?"] * 4, list(question.options), embed.expand(4, -1), 4)
+        best = question.options[int(scores.argmax())]
+        assert value == float(best == question.options["ABCD".index(question.answer)])
+    constant = cloze_credit(qa, mc, embeds[:1].expand(len(mc), -1), "What is shown?", batch_size=8)
+    assert constant["mc_cloze_calibrated"] == [0.25] * len(mc)
+    with pytest.raises(ValueError, match="multiple-choice questions only"):
+        cloze_credit(qa, questions, torch.zeros(len(questions), EMBED_DIM), "What is shown?", batch_size=8)
+
+
+def test_sft_rungs_and_the_training_probe_add_the_cloze_formulation_when_asked(tiny_unicorn, tmp_path):
+    from datasets import Dataset
+
+    from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.experiments.ladder import question_rungs
+    from unicorn_hf.experiments.ladder_run import ladder_table, summarize, training_dialogue_line
+    from unicorn_hf.experiments.probes import training_dialogue_probe
+    from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
+
+    model, processor = tiny_unicorn
+    qa = UnicornImageQA(model, processor, encoder=None)
+    pairs = _pairs(["cat", "dog", "owl", "bus", "tree", "car"])
+    templates = QuestionTemplates("What is shown?", "Letter.", "Is there {title}?", "One word.")
+    questions = evaluation_questions(pairs, 4, templates, seed=0)
+    inputs = {"text": torch.randn(6, EMBED_DIM), "blind/zero": torch.zeros(6, EMBED_DIM)}
+    credit = question_rungs(qa, inputs, [p.id for p in pairs], questions, 4, 1, cloze_question="What is shown?")
+    assert {kind: len(v) for kind, v in credit["text"].items()} == {
+        "mc": 6, "mc_generation": 6, "yes_no": 6, "yes_no_generation": 6, "mc_cloze": 6, "mc_cloze_calibrated": 6,
+    }  # fmt: skip
+    assert credit["blind/zero"]["mc_cloze_calibrated"] == [0.25] * 6  # a constant input is its own null
+    table = ladder_table(summarize(credit, 50, 0.95, 0), {"mc": 0.25, "yes_no": 0.5})
+    assert "| mc cloze calibrated - zero |" in table.splitlines()[0]
+    without = ladder_table(summarize({k: {"mc": v["mc"]} for k, v in credit.items()}, 50, 0.95, 0), {"mc": 0.25})
+    assert "cloze" not in without and "yes/no" not in without.splitlines()[0]  # columns no rung has are left out
+
+    mc = "<image>\nWhat is shown?\nA. cat\nB. dog\nC. owl\nD. bus\nLetter."
+    rows = [{"id": f"mc-{i}", "messages": [{"role": "user", "content": mc}, {"role": "assistant", "content": a}],
+             "image_embeds": [0.1 * i] * EMBED_DIM} for i, a in enumerate("CAB")]  # fmt: skip
+    (tmp_path / "instructions").mkdir()
+    (tmp_path / "README.md").write_text("# rows\n")
+    Dataset.from_list(rows).to_parquet(str(tmp_path / "instructions" / "train-00000.parquet"))
+    probe = training_dialogue_probe(qa, str(tmp_path), 3, 4, 0, 4, cloze_question="What is shown?")
+    for scoring in ("", "_cloze", "_cloze_calibrated"):
+        assert all(0.0 <= probe[f"accuracy{scoring}_{name}"] <= 1.0 for name in ("own", "shuffled", "zero"))
+    assert probe["accuracy_cloze_calibrated_zero"] == 0.25
+    line = training_dialogue_line(probe)
+    assert "letter " in line and "; cloze " in line and "; cloze calibrated " in line and "chance 25.0%" in line

@@ -224,7 +224,8 @@ def test_sees_stage_scores_sighted_and_blind_and_fills_the_card(quickstart_run):
 def test_the_ladder_probes_the_pretrained_and_the_fine_tuned_checkpoint(quickstart_run, tmp_path):
     """recipes/ladder.py end to end on the trimmed run's checkpoints, with the concept-title recipe's rules: the
     pretraining form ranks candidates (raw, calibrated), the SFT form asks the mc and yes/no questions and probes
-    its training dialogues blind; every rung sits on the same held-out pairs."""
+    its training dialogues blind, by letter and in the cloze formulation; every rung sits on the same held-out
+    pairs."""
     config, _ = quickstart_run
     outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
     shipped = yaml.safe_load((REPO / "recipes" / "concept_titles" / "ladder.yaml").read_text())
@@ -233,7 +234,7 @@ def test_the_ladder_probes_the_pretrained_and_the_fine_tuned_checkpoint(quicksta
     forms = {
         "pretrain": {},
         "sft": {"questions_path": str(outputs / "text"), "max_new_tokens": 2,
-                "training_dialogues_path": str(outputs / "transfer"), "training_probe_rows": 4},
+                "training_dialogues_path": str(outputs / "transfer"), "training_probe_rows": 4, "mc_cloze": True},
     }  # fmt: skip
     rungs = {"encoder", "text", "blind/shuffled", "blind/zero", "blind/null"}
     rungs |= {f"image/{rule['name']}" for rule in shipped["image_rules"]}
@@ -256,11 +257,14 @@ def test_the_ladder_probes_the_pretrained_and_the_fine_tuned_checkpoint(quicksta
     pretrain = json.loads((tmp_path / "pretrain" / "ladder.json").read_text())
     assert set(pretrain["summary"]["image/eval_mean"]) == {"raw", "calibrated"} and pretrain["chance"] == 0.25
     sft = json.loads((tmp_path / "sft" / "ladder.json").read_text())
-    assert set(sft["summary"]["text"]) == {"mc", "mc_generation", "yes_no", "yes_no_generation"}
+    assert set(sft["summary"]["text"]) == {
+        "mc", "mc_generation", "yes_no", "yes_no_generation", "mc_cloze", "mc_cloze_calibrated",
+    }  # fmt: skip
     assert set(sft["summary"]["encoder"]) == {"mc", "yes_no"} and sft["chance"] == {"mc": 0.25, "yes_no": 0.5}
     probe = sft["training_dialogues"]
     assert probe["rows"] == 4 and probe["chance"] == 0.25
-    assert {"accuracy_own", "accuracy_shuffled", "accuracy_zero"} <= set(probe)
+    scorings, controls = ("", "_cloze", "_cloze_calibrated"), ("own", "shuffled", "zero")
+    assert {f"accuracy{scoring}_{control}" for scoring in scorings for control in controls} <= set(probe)
 
 
 def test_rerun_skips_finished_stages(quickstart_run):

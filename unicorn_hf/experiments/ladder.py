@@ -22,7 +22,9 @@ only the evaluated inputs, like the paper's evaluation-set image mean.
 
 After SFT the same rung inputs are asked the held-out pairs' questions (`question_rungs`): the 4-way "what is
 shown" and the balanced yes/no presence question of `unicorn_hf.experiments.questions.evaluation_questions`, scored
-by the first answer token over the closed answer set and by the greedy reply (`unicorn_hf.experiments.scoring`).
+by the first answer token over the closed answer set and by the greedy reply (`unicorn_hf.experiments.scoring`), and
+optionally the 4-way question in the cloze formulation, each option as the reply to the bare question, raw and
+calibrated (`unicorn_hf.experiments.cloze`: the readout OLMES uses for models too small for lettered answers).
 
 Reading the ladder: b at chance means the model does not generalise (more concepts, more steps); b high and c low
 means the modality gap (transfer method); c high and the SFT answers at chance means SFT.
@@ -73,7 +75,6 @@ def ladder_items(pairs: Sequence[Pair], num_candidates: int, text_form: str, see
     return items
 
 
-@torch.inference_mode()
 def caption_log_likelihoods(model, processor, captions: Sequence[str], embeds: torch.Tensor, batch_size: int):
     """log p(caption + EOS | [bos] <image>) in nats, per row, in the pretraining rows' exact format.
 
@@ -88,37 +89,24 @@ def caption_log_likelihoods(model, processor, captions: Sequence[str], embeds: t
     Raises:
         ValueError: when a caption makes no pretraining row (empty, or holding the image token), naming it.
     """
+    from unicorn_hf.experiments.likelihood import labelled_log_likelihoods
     from unicorn_hf.training.collator import UnicornDataCollator
     from unicorn_hf.training.data import IMAGE_EMBEDS, bos_ids, tokenize_caption
 
     tokenizer = processor.tokenizer
     bos = bos_ids(tokenizer)
     collate = UnicornDataCollator(tokenizer.pad_token_id, processor.image_token_id, model.config.num_image_tokens)
-    scores = []
-    for start in range(0, len(captions), batch_size):
-        rows = []
-        for offset, (caption, embed) in enumerate(zip(captions[start : start + batch_size],
-                                                      embeds[start : start + batch_size], strict=True)):  # fmt: skip
-            # One <image> placeholder per row: the collator expands it to num_image_tokens, as in training.
-            row = tokenize_caption(
-                {"id": str(start + offset), "caption": caption, IMAGE_EMBEDS: embed.tolist()}, tokenizer,
-                processor.image_token_id, 1, None, embeds.shape[-1], bos,
-            )  # fmt: skip
-            if row["drop_reason"]:
-                raise ValueError(f"candidate {caption!r} makes no pretraining row: {row['drop_reason']}")
-            rows.append(row | {IMAGE_EMBEDS: embed.tolist()})
-        batch = collate(rows)
-        labels = batch["labels"][:, 1:]  # [B, T-1]
-        logits = model(
-            input_ids=batch["input_ids"].to(model.device),
-            attention_mask=batch["attention_mask"].to(model.device),
-            image_embeds=batch["image_embeds"].to(model.device, model.dtype),
-        ).logits  # [B, T, V]
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2).float().cpu(), labels, reduction="none"
-        )  # [B, T-1], 0 where labels are -100
-        scores.append(-nll.sum(1))
-    return torch.cat(scores)
+    rows = []
+    for index, (caption, embed) in enumerate(zip(captions, embeds, strict=True)):
+        # One <image> placeholder per row: the collator expands it to num_image_tokens, as in training.
+        row = tokenize_caption(
+            {"id": str(index), "caption": caption, IMAGE_EMBEDS: embed.tolist()}, tokenizer,
+            processor.image_token_id, 1, None, embeds.shape[-1], bos,
+        )  # fmt: skip
+        if row["drop_reason"]:
+            raise ValueError(f"candidate {caption!r} makes no pretraining row: {row['drop_reason']}")
+        rows.append(row | {IMAGE_EMBEDS: embed.tolist()})
+    return labelled_log_likelihoods(model, collate, rows, batch_size)
 
 
 def candidate_scores(model, processor, embeds: torch.Tensor, items: Sequence[LadderItem], batch_size: int):
@@ -139,12 +127,18 @@ def null_candidate_scores(model, processor, null: torch.Tensor, items: Sequence[
     return torch.tensor([[by_title[candidate] for candidate in item.candidates] for item in items])
 
 
+# Scores closer than this (nats) are ties: the same row scored in batches of other lengths differs by float32
+# rounding (~1e-5 nats), which would otherwise break the ties of a constant input (calibrated scores of ~0) at random.
+TIE_TOLERANCE = 1e-3
+
+
 def ranked_correct(scores: torch.Tensor, answer_index: Sequence[int]) -> np.ndarray:
     """[N] credit for ranking the right candidate first: 1, or 1/t when it ties with t-1 others (the expected score
-    of a uniform tie-break, so a constant input scores chance exactly instead of favouring a position)."""
+    of a uniform tie-break, so a constant input scores chance exactly instead of favouring a position). scores:
+    [N, K]; scores within `TIE_TOLERANCE` nats of the best count as tied."""
     scores = scores.float()
     best = scores.max(dim=1, keepdim=True).values  # [N, 1]
-    tied = scores >= best  # [N, K]
+    tied = scores >= best - TIE_TOLERANCE  # [N, K]
     answers = torch.as_tensor(list(answer_index))
     right = tied[torch.arange(len(answers)), answers].float()  # [N]
     return (right / tied.sum(1).float()).numpy()
@@ -237,14 +231,17 @@ QUESTION_KINDS = ("mc", "yes_no")
 
 def question_rungs(
     qa, inputs: dict[str, torch.Tensor], pair_ids: Sequence[str], questions: Sequence[Question], batch_size: int,
-    max_new_tokens: int, progress: Callable[[str], None] | None = None,
+    max_new_tokens: int, progress: Callable[[str], None] | None = None, cloze_question: str | None = None,
 ) -> dict[str, dict[str, list[float]]]:  # fmt: skip
     """The SFT ladder: per rung, every question asked with its pair's input (inputs: rung -> [N, D] in `pair_ids`
     order, training space). Per rung and question kind: `<kind>` = 0/1 by the first answer token (likelihood) and
-    `<kind>_generation` = 0/1 by the greedy reply, in the questions' order within the kind.
+    `<kind>_generation` = 0/1 by the greedy reply, in the questions' order within the kind. With `cloze_question`
+    (the bare "what is shown" question), the mc questions are also scored in the cloze formulation:
+    `mc_cloze` and `mc_cloze_calibrated` (`unicorn_hf.experiments.cloze.cloze_credit`).
 
     Raises `KeyError` naming a question whose pair has no input row.
     """
+    from unicorn_hf.experiments.cloze import cloze_credit
     from unicorn_hf.experiments.scoring import score_questions
 
     row_of = {pair_id: row for row, pair_id in enumerate(pair_ids)}
@@ -258,6 +255,10 @@ def question_rungs(
             progress(name)
         scored = score_questions(qa, questions, embeds[rows], batch_size, max_new_tokens)
         results[name] = _by_kind(scored, questions)
+        mc = [i for i, question in enumerate(questions) if question.kind == "mc"]
+        if cloze_question is not None and mc:
+            mc_questions = [questions[i] for i in mc]
+            results[name] |= cloze_credit(qa, mc_questions, embeds[rows[mc]], cloze_question, batch_size)
     return results
 
 

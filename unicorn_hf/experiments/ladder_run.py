@@ -40,6 +40,7 @@ LADDER_TABLE = "ladder.md"
 LADDER_PLOT = "ladder.png"
 BLIND_REFERENCES = ("blind/shuffled", "blind/zero")
 CANDIDATE_SCORINGS = ("raw", "calibrated")
+CLOZE_SCORINGS = ("mc_cloze", "mc_cloze_calibrated")
 # The table's columns per ladder form: (header, scoring, statistic); the first scoring named is the one plotted.
 CANDIDATE_COLUMNS = (
     ("raw", "raw", "accuracy"),
@@ -53,6 +54,11 @@ QUESTION_COLUMNS = (
     ("mc - shuffled", "mc", "minus_blind/shuffled"),
     ("mc - zero", "mc", "minus_blind/zero"),
     ("mc - text (b)", "mc", "minus_text"),
+    ("mc cloze", "mc_cloze", "accuracy"),
+    ("mc cloze calibrated", "mc_cloze_calibrated", "accuracy"),
+    ("mc cloze calibrated - shuffled", "mc_cloze_calibrated", "minus_blind/shuffled"),
+    ("mc cloze calibrated - zero", "mc_cloze_calibrated", "minus_blind/zero"),
+    ("mc cloze calibrated - text (b)", "mc_cloze_calibrated", "minus_text"),
     ("yes/no", "yes_no", "accuracy"),
     ("yes/no - shuffled", "yes_no", "minus_blind/shuffled"),
     ("yes/no - zero", "yes_no", "minus_blind/zero"),
@@ -95,6 +101,14 @@ class LadderArguments:
         metadata={"help": "SFT ladder: the stage-3 folder it was fine-tuned on, probed blind (vs chance)."},
     )
     training_probe_rows: int = field(default=0, metadata={"help": "Training dialogues probed (0: none)."})
+    mc_cloze: bool = field(
+        default=False,
+        metadata={
+            "help": "SFT ladder: also score the mc questions in the cloze formulation (each option as the reply to "
+            "the bare question, raw and calibrated; unicorn_hf.experiments.cloze), on the held-out items and the "
+            "probed training dialogues."
+        },
+    )
 
     def __post_init__(self) -> None:
         from unicorn_hf.synthesis.config import _from_mapping
@@ -110,6 +124,8 @@ class LadderArguments:
             raise ValueError("`questions_path` is set (an SFT ladder): `max_new_tokens` must be a positive integer")
         if self.training_probe_rows and self.questions_path is None:
             raise ValueError("`training_probe_rows` probes SFT dialogues: set `questions_path` too (an SFT ladder)")
+        if self.mc_cloze and self.questions_path is None:
+            raise ValueError("`mc_cloze` scores SFT questions: set `questions_path` too (an SFT ladder)")
         if bool(self.training_dialogues_path) != (self.training_probe_rows > 0):
             raise ValueError(
                 "`training_dialogues_path` and `training_probe_rows` go together: set both (a folder and a positive "
@@ -121,7 +137,8 @@ class LadderArguments:
         """The per-item credits of each rung: candidate likelihood, or the SFT questions by kind."""
         if self.questions_path is None:
             return CANDIDATE_SCORINGS
-        return tuple(name for kind in QUESTION_KINDS for name in (kind, f"{kind}_generation"))
+        names = tuple(name for kind in QUESTION_KINDS for name in (kind, f"{kind}_generation"))
+        return names + (CLOZE_SCORINGS if self.mc_cloze else ())
 
 
 def summarize(credit: dict[str, dict[str, list[float]]], resamples: int, confidence: float, seed: int) -> dict:
@@ -162,6 +179,8 @@ def ladder_table(summary: dict, chance: float | dict[str, float], training_dialo
     present: candidate likelihood (pretraining) or the SFT questions. chance: one value, or one per scoring;
     `training_dialogues` (`probes.training_dialogue_probe`'s result) adds its line under the table."""
     columns = QUESTION_COLUMNS if any("mc" in entry for entry in summary.values()) else CANDIDATE_COLUMNS
+    # only the columns some rung has (the cloze ones are optional)
+    columns = [c for c in columns if any(c[2] in entry.get(c[1], {}) for entry in summary.values())]
     lines = ["| rung | " + " | ".join(header for header, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for rung, entry in summary.items():
         cells = []
@@ -173,19 +192,28 @@ def ladder_table(summary: dict, chance: float | dict[str, float], training_dialo
     if "encoder" in summary:
         notes.append("The encoder row answers by cosine similarity between the image and each candidate's caption.")
     if training_dialogues:
-        own, shuffled, zero, chance_level = (
-            100 * training_dialogues[key] for key in ("accuracy_own", "accuracy_shuffled", "accuracy_zero", "chance")
-        )
-        notes.append(
-            f"Training dialogues (first turn, {training_dialogues['rows']} rows), with their own / a shuffled / a "
-            f"zero embedding: {own:.1f}% / {shuffled:.1f}% / {zero:.1f}%; chance {chance_level:.1f}%."
-        )
+        notes.append(training_dialogue_line(training_dialogues))
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def training_dialogue_line(probe: dict) -> str:
+    """One sentence of `probes.training_dialogue_probe`'s result: accuracy with the own / a shuffled / a zero
+    embedding per scoring present (first answer token, and the cloze scorings when probed), next to chance."""
+    parts = []
+    for scoring, label in (("", "letter"), ("_cloze", "cloze"), ("_cloze_calibrated", "cloze calibrated")):
+        keys = [f"accuracy{scoring}_{control}" for control in ("own", "shuffled", "zero")]
+        if all(key in probe for key in keys):
+            parts.append(f"{label} " + " / ".join(f"{100 * probe[key]:.1f}%" for key in keys))
+    return (
+        f"Training dialogues (first turn, {probe['rows']} rows), with their own / a shuffled / a zero embedding: "
+        f"{'; '.join(parts)}; chance {100 * probe['chance']:.1f}%."
+    )
 
 
 PLOT_PANELS = {
     "calibrated": "held-out items ranked right, %\n(candidate likelihood, calibrated; encoder: cosine)",
     "mc": "4-way multiple choice right, %\n(first answer token; encoder: cosine)",
+    "mc_cloze_calibrated": "4-way multiple choice right, %\n(cloze formulation, calibrated; encoder: cosine)",
     "yes_no": "yes/no right, %\n(first answer token; encoder: cosine)",
 }
 
@@ -203,12 +231,12 @@ def plot_ladder(summary: dict, chance: float | dict[str, float], path: Path) -> 
     figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 0.4 * len(names) + 1.2), squeeze=False)
     colors = ["tab:gray" if n == "encoder" else "tab:red" if n.startswith("blind/") else "tab:blue" for n in names]
     for axis, scoring in zip(axes[0], panels, strict=True):
-        stats = [(summary[name].get(scoring) or summary[name]["raw"])["accuracy"] for name in names]
+        stats = [_panel_stat(summary[name], scoring)["accuracy"] for name in names]
         values = [100 * stat["accuracy"] for stat in stats]
         lows = [value - 100 * stat["low"] for value, stat in zip(values, stats, strict=True)]
         highs = [100 * stat["high"] - value for value, stat in zip(values, stats, strict=True)]
         axis.barh(names, values, xerr=[lows, highs], color=colors, alpha=0.8)
-        level = chance[scoring] if isinstance(chance, dict) else chance
+        level = chance.get(scoring, chance.get("mc")) if isinstance(chance, dict) else chance
         axis.axvline(100 * level, color="black", linestyle="--", linewidth=1, label="chance")
         axis.set_xlabel(PLOT_PANELS[scoring])
         axis.invert_yaxis()
@@ -216,6 +244,15 @@ def plot_ladder(summary: dict, chance: float | dict[str, float], path: Path) -> 
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _panel_stat(entry: dict, scoring: str) -> dict:
+    """A rung's statistics in a plot panel: the panel's scoring, else the rung's closest one (the encoder answers
+    mc by cosine, whatever the model's mc scoring; after pretraining it has `raw` only)."""
+    for name in (scoring, "mc" if scoring.startswith("mc") else None, "raw"):
+        if name in entry:
+            return entry[name]
+    raise KeyError(f"no {scoring!r} statistics in the rung {sorted(entry)}")
 
 
 def run_ladder(args: LadderArguments) -> dict:
@@ -264,10 +301,19 @@ def run_ladder(args: LadderArguments) -> dict:
 
         credit = {"encoder": encoder_question_rung(raw_images, pair_ids, questions, encoder.encode_text,
                                                    prompt_for_title)}  # fmt: skip
-        credit |= question_rungs(qa, inputs, pair_ids, questions, args.batch_size, args.max_new_tokens, progress)
+        cloze_question = templates.mc_question if args.mc_cloze else None
+        credit |= question_rungs(
+            qa, inputs, pair_ids, questions, args.batch_size, args.max_new_tokens, progress, cloze_question
+        )
         chance = {"mc": 1 / num_options, "yes_no": 0.5}
         extra["training_dialogues"] = training_dialogue_probe(
-            qa, args.training_dialogues_path, args.training_probe_rows, args.batch_size, args.seed, num_options
+            qa,
+            args.training_dialogues_path,
+            args.training_probe_rows,
+            args.batch_size,
+            args.seed,
+            num_options,
+            cloze_question,
         )
     summary = summarize(credit, args.bootstrap_resamples, args.confidence, args.seed)
     results = {

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from unicorn_hf.evaluation.answers import option_letters
+from unicorn_hf.experiments.cloze import cloze_credit
 from unicorn_hf.experiments.questions import Question
 from unicorn_hf.experiments.scoring import correctness, likelihood_answers
 
@@ -70,10 +71,13 @@ def lettered_mc_question(row: dict, image_token: str, num_options: int) -> Quest
 
 
 def training_mc_accuracy(
-    qa, rows: list[dict], embeds: torch.Tensor, batch_size: int, seed: int, num_options: int
-) -> dict[str, float]:
-    """First-answer-token accuracy on the first (multiple-choice) turn of training dialogues `rows` under own /
-    shuffled / zero embeddings [N, D]; `qa` is a `UnicornImageQA` of the checkpoint.
+    qa, rows: list[dict], embeds: torch.Tensor, batch_size: int, seed: int, num_options: int,
+    cloze_question: str | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """First-answer-token accuracy (`accuracy_<control>`) on the first (multiple-choice) turn of training dialogues
+    `rows` under own / shuffled / zero embeddings [N, D]; `qa` is a `UnicornImageQA` of the checkpoint. With
+    `cloze_question` (the bare question), also the cloze formulation's accuracy, raw and calibrated
+    (`accuracy_cloze_<control>`, `accuracy_cloze_calibrated_<control>`: `unicorn_hf.experiments.cloze`).
 
     Raises `ValueError` naming a row whose first turn is not a lettered `num_options`-way question
     (`lettered_mc_question`)."""
@@ -92,15 +96,20 @@ def training_mc_accuracy(
         )
         answers = likelihood_answers(first_logits, questions, qa.processor.tokenizer)
         result[f"accuracy_{name}"] = float(np.mean(correctness(answers, questions)))
+        if cloze_question is not None:
+            for scoring, credit in cloze_credit(qa, questions, control, cloze_question, batch_size).items():
+                result[f"accuracy{scoring[2:]}_{name}"] = float(np.mean(credit))  # mc_cloze -> accuracy_cloze
     return result
 
 
 def training_dialogue_probe(
-    qa, dialogues_path: str | None, num_rows: int, batch_size: int, seed: int, num_options: int
-) -> dict | None:
-    """`training_mc_accuracy` on the first `num_rows` dialogues of the stage-3 folder `dialogues_path` (the SFT
-    rows, with their own embeddings) whose first turn is a lettered `num_options`-way question, next to chance
-    1/`num_options`; None when not asked for (no path, or 0 rows). Rows with another first turn (stage-2 QA,
+    qa, dialogues_path: str | None, num_rows: int, batch_size: int, seed: int, num_options: int,
+    cloze_question: str | None = None,
+) -> dict | None:  # fmt: skip
+    """`training_mc_accuracy` (with the cloze formulation when `cloze_question` is given) on the first `num_rows`
+    dialogues of the stage-3 folder `dialogues_path` (the SFT rows, with their own embeddings) whose first turn is a
+    lettered `num_options`-way question, next to chance 1/`num_options`; None when not asked for (no path, or 0
+    rows). Rows with another first turn (stage-2 QA,
     reasoning) are passed over and counted (`rows_not_lettered_mc`). A zero-embedding accuracy far above chance means
     the training text answers itself.
 
@@ -123,6 +132,6 @@ def training_dialogue_probe(
         raise ValueError(f"{dialogues_path}: no training dialogue opens with a lettered {num_options}-way question")
     rows = rows.select(chosen)
     embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
-    accuracy = training_mc_accuracy(qa, rows.to_list(), embeds, batch_size, seed, num_options)
+    accuracy = training_mc_accuracy(qa, rows.to_list(), embeds, batch_size, seed, num_options, cloze_question)
     logger.info("training dialogues (first turn): %s, chance %.3f", accuracy, 1 / num_options)
     return {**accuracy, "chance": 1 / num_options, "rows": len(rows), "rows_not_lettered_mc": passed_over}
