@@ -82,8 +82,9 @@ def _numbers(summary: dict) -> str:
     for rung, entry in ladder.items():  # recipes/ladder.py: rungs b and c against the shuffled control
         if rung != "text" and not rung.startswith("image/"):
             continue
-        # the headline scoring: calibrated candidate likelihood (pretraining), or the mc and yes/no answers (SFT)
-        for scoring in [name for name in ("calibrated", "mc", "yes_no") if name in entry]:
+        # the headline scoring: calibrated candidate likelihood (pretraining), or the mc (by letter, and in the cloze
+        # formulation when scored) and yes/no answers (SFT)
+        for scoring in [name for name in ("calibrated", "mc", "mc_cloze_calibrated", "yes_no") if name in entry]:
             accuracy, gap = entry[scoring]["accuracy"], entry[scoring].get("minus_blind/shuffled")
             label = rung if scoring == "calibrated" else f"{rung} {scoring}"
             part = f"{label} {100 * accuracy['accuracy']:.1f}%"
