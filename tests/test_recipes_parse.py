@@ -26,6 +26,7 @@ SCRIPT_FOR = {
     "scale": "../bench/paper_scale",  # recipes/unicorn-8b/scale.yaml: the paper-scale estimate's inputs
     "experiment": "experiments/does_it_see/run",
     "sft_ladder": "ladder",  # recipes/concept_titles/sft_ladder.yaml: the ladder of the SFT checkpoint
+    "arms_ladder": "ladder",  # recipes/concept_titles/arms_ladder.yaml: the ladder of one transfer arm
 }
 # YAMLs that no argument parser reads: the experiment's arms (Plan.load, tests/test_experiment.py parses them).
 NOT_SCRIPT_CONFIGS = {"plan.yaml"}
