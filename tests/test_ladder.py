@@ -282,8 +282,12 @@ def test_sft_rungs_ask_every_question_with_its_pairs_input_and_split_credit_by_k
     questions = evaluation_questions(pairs, 4, templates, seed=0)
     pair_ids = [pair.id for pair in pairs]
     inputs = {"text": torch.randn(6, EMBED_DIM), "blind/zero": torch.zeros(6, EMBED_DIM)}
-    credit = question_rungs(qa, inputs, pair_ids, questions, batch_size=4, max_new_tokens=2)
-    assert set(credit) == set(inputs)
+    credit, chosen = question_rungs(qa, inputs, pair_ids, questions, batch_size=4, max_new_tokens=2)
+    assert set(credit) == set(inputs) == set(chosen)
+    for rung, kinds in chosen.items():  # the chosen answers agree with the credit
+        mc = [q for q in questions if q.kind == "mc"]
+        assert [float(a == q.answer) for a, q in zip(kinds["mc"], mc, strict=True)] == credit[rung]["mc"]
+        assert set(kinds["yes_no"]) <= {"yes", "no"} and len(kinds["yes_no"]) == 6
     for values in credit.values():
         assert {kind: len(v) for kind, v in values.items()} == {
             "mc": 6, "mc_generation": 6, "yes_no": 6, "yes_no_generation": 6,
@@ -299,7 +303,7 @@ def test_sft_rungs_ask_every_question_with_its_pairs_input_and_split_credit_by_k
 def test_the_sft_ladder_table_and_plot_show_both_question_kinds_against_their_own_chance(tmp_path):
     from PIL import Image
 
-    from unicorn_hf.experiments.ladder_run import ladder_table, plot_ladder, summarize
+    from unicorn_hf.experiments.ladder_run import answer_concentration, ladder_table, plot_ladder, summarize
 
     n = 20
     half = [1.0, 0.0] * (n // 2)
@@ -313,7 +317,11 @@ def test_the_sft_ladder_table_and_plot_show_both_question_kinds_against_their_ow
     assert summary["encoder"]["mc"]["minus_blind/shuffled"]["difference"] == pytest.approx(1.0)
     assert "mc_generation" not in summary["encoder"]  # the encoder answers by cosine only
     probe = {"accuracy_own": 0.23, "accuracy_shuffled": 0.22, "accuracy_zero": 0.225, "chance": 0.25, "rows": 200}
-    table = ladder_table(summary, {"mc": 0.25, "yes_no": 0.5}, training_dialogues=probe)
+    chosen = {"text": {"mc": ["D"] * 19 + ["A"], "yes_no": ["yes"] * n}}
+    concentration = answer_concentration(chosen)
+    assert concentration["text"] == {"mc": {"answer": "D", "share": 0.95}, "yes_no": {"answer": "yes", "share": 1.0}}
+    table = ladder_table(summary, {"mc": 0.25, "yes_no": 0.5}, training_dialogues=probe, concentration=concentration)
+    assert "Most frequent first-token answer per rung: text mc D 95%, yes_no yes 100%." in table
     header = table.splitlines()[0]
     assert header.startswith("| rung | mc | mc - shuffled |") and "| yes/no generated |" in header
     text_row = next(line for line in table.splitlines() if line.startswith("| text |"))
@@ -493,7 +501,7 @@ def test_sft_rungs_and_the_training_probe_add_the_cloze_formulation_when_asked(t
     templates = QuestionTemplates("What is shown?", "Letter.", "Is there {title}?", "One word.")
     questions = evaluation_questions(pairs, 4, templates, seed=0)
     inputs = {"text": torch.randn(6, EMBED_DIM), "blind/zero": torch.zeros(6, EMBED_DIM)}
-    credit = question_rungs(qa, inputs, [p.id for p in pairs], questions, 4, 1, cloze_question="What is shown?")
+    credit, _ = question_rungs(qa, inputs, [p.id for p in pairs], questions, 4, 1, cloze_question="What is shown?")
     assert {kind: len(v) for kind, v in credit["text"].items()} == {
         "mc": 6, "mc_generation": 6, "yes_no": 6, "yes_no_generation": 6, "mc_cloze": 6, "mc_cloze_calibrated": 6,
     }  # fmt: skip

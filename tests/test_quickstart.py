@@ -261,6 +261,8 @@ def test_the_ladder_probes_the_pretrained_and_the_fine_tuned_checkpoint(quicksta
         "mc", "mc_generation", "yes_no", "yes_no_generation", "mc_cloze", "mc_cloze_calibrated",
     }  # fmt: skip
     assert set(sft["summary"]["encoder"]) == {"mc", "yes_no"} and sft["chance"] == {"mc": 0.25, "yes_no": 0.5}
+    assert set(sft["per_item"]["chosen_by_first_token"]["text"]) == {"mc", "yes_no"}
+    assert 0.25 <= sft["answer_concentration"]["text"]["mc"]["share"] <= 1.0
     probe = sft["training_dialogues"]
     assert probe["rows"] == 4 and probe["chance"] == 0.25
     scorings, controls = ("", "_cloze", "_cloze_calibrated"), ("own", "shuffled", "zero")

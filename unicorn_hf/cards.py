@@ -198,7 +198,9 @@ def render_model_card(
         evaluation=evaluation or {},
         sees=sees or {},
         ladder=ladder or {},
-        ladder_table=ladder_table(ladder["summary"], ladder["chance"], ladder.get("training_dialogues"))
+        ladder_table=ladder_table(
+            ladder["summary"], ladder["chance"], ladder.get("training_dialogues"), ladder.get("answer_concentration")
+        )
         if ladder
         else "",
     )

@@ -232,12 +232,15 @@ QUESTION_KINDS = ("mc", "yes_no")
 def question_rungs(
     qa, inputs: dict[str, torch.Tensor], pair_ids: Sequence[str], questions: Sequence[Question], batch_size: int,
     max_new_tokens: int, progress: Callable[[str], None] | None = None, cloze_question: str | None = None,
-) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, list[str]]]]:  # fmt: skip
     """The SFT ladder: per rung, every question asked with its pair's input (inputs: rung -> [N, D] in `pair_ids`
-    order, training space). Per rung and question kind: `<kind>` = 0/1 by the first answer token (likelihood) and
-    `<kind>_generation` = 0/1 by the greedy reply, in the questions' order within the kind. With `cloze_question`
-    (the bare "what is shown" question), the mc questions are also scored in the cloze formulation:
-    `mc_cloze` and `mc_cloze_calibrated` (`unicorn_hf.experiments.cloze.cloze_credit`).
+    order, training space).
+
+    Returns (credit, chosen). credit, per rung and question kind: `<kind>` = 0/1 by the first answer token
+    (likelihood) and `<kind>_generation` = 0/1 by the greedy reply, in the questions' order within the kind; with
+    `cloze_question` (the bare "what is shown" question) the mc questions are also scored in the cloze formulation,
+    `mc_cloze` and `mc_cloze_calibrated` (`unicorn_hf.experiments.cloze.cloze_credit`). chosen, per rung and kind:
+    the answer the first token chose ("A".., "yes"/"no"), which shows a constant answer directly.
 
     Raises `KeyError` naming a question whose pair has no input row.
     """
@@ -249,17 +252,22 @@ def question_rungs(
     if missing:
         raise KeyError(f"questions about pairs with no input row: {missing[:5]}")
     rows = torch.tensor([row_of[q.pair_id] for q in questions])  # [Q]
-    results = {}
+    mc = [i for i, question in enumerate(questions) if question.kind == "mc"]
+    results, chosen = {}, {}
     for name, embeds in inputs.items():
         if progress is not None:
             progress(name)
         scored = score_questions(qa, questions, embeds[rows], batch_size, max_new_tokens)
         results[name] = _by_kind(scored, questions)
-        mc = [i for i, question in enumerate(questions) if question.kind == "mc"]
+        chosen[name] = {
+            kind: [answer for answer, q in zip(scored["likelihood_answers"], questions, strict=True) if q.kind == kind]
+            for kind in QUESTION_KINDS
+            if any(q.kind == kind for q in questions)
+        }
         if cloze_question is not None and mc:
             mc_questions = [questions[i] for i in mc]
             results[name] |= cloze_credit(qa, mc_questions, embeds[rows[mc]], cloze_question, batch_size)
-    return results
+    return results, chosen
 
 
 def _by_kind(scored: dict[str, list[float]], questions: Sequence[Question]) -> dict[str, list[float]]:

@@ -174,10 +174,14 @@ def _chance_line(chance: float | dict[str, float]) -> str:
     return f"Chance: {chance * 100:.1f}%."
 
 
-def ladder_table(summary: dict, chance: float | dict[str, float], training_dialogues: dict | None = None) -> str:
+def ladder_table(
+    summary: dict, chance: float | dict[str, float], training_dialogues: dict | None = None,
+    concentration: dict | None = None,
+) -> str:  # fmt: skip
     """The ladder as a markdown table: % with 95% intervals; differences in points. The columns follow the scorings
     present: candidate likelihood (pretraining) or the SFT questions. chance: one value, or one per scoring;
-    `training_dialogues` (`probes.training_dialogue_probe`'s result) adds its line under the table."""
+    `training_dialogues` (`probes.training_dialogue_probe`'s result) and `concentration` (`answer_concentration`)
+    add their lines under the table."""
     columns = QUESTION_COLUMNS if any("mc" in entry for entry in summary.values()) else CANDIDATE_COLUMNS
     # only the columns some rung has (the cloze ones are optional)
     columns = [c for c in columns if any(c[2] in entry.get(c[1], {}) for entry in summary.values())]
@@ -193,7 +197,30 @@ def ladder_table(summary: dict, chance: float | dict[str, float], training_dialo
         notes.append("The encoder row answers by cosine similarity between the image and each candidate's caption.")
     if training_dialogues:
         notes.append(training_dialogue_line(training_dialogues))
+    if concentration:
+        notes.append(
+            "Most frequent first-token answer per rung: "
+            + "; ".join(
+                f"{rung} " + ", ".join(f"{kind} {v['answer']} {100 * v['share']:.0f}%" for kind, v in kinds.items())
+                for rung, kinds in concentration.items()
+            )
+            + "."
+        )
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def answer_concentration(chosen: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, dict]]:
+    """Per rung and question kind, the answer the first token chose most often and its share of the questions
+    (`question_rungs`' chosen answers): 1.0 means one constant answer whatever the input."""
+    from collections import Counter
+
+    result = {}
+    for rung, kinds in chosen.items():
+        result[rung] = {}
+        for kind, answers in kinds.items():
+            answer, count = Counter(answers).most_common(1)[0]
+            result[rung][kind] = {"answer": answer, "share": count / len(answers)}
+    return result
 
 
 def training_dialogue_line(probe: dict) -> str:
@@ -283,6 +310,7 @@ def run_ladder(args: LadderArguments) -> dict:
     inputs = rung_inputs(qa.model, raw_text, raw_images, args.image_rules, args.seed)
     progress = lambda name: logger.info("ladder rung %s", name)  # noqa: E731
     extra: dict = {}
+    per_item_extra: dict = {}
     if args.questions_path is None:  # pretraining: candidate likelihood
         credit = {"encoder": {"raw": encoder_rung(raw_images, items, encoder.encode_text, args.zero_shot_prompts)}}
         scored = score_rungs(qa.model, qa.processor, inputs, items, args.batch_size, progress=progress)
@@ -302,9 +330,12 @@ def run_ladder(args: LadderArguments) -> dict:
         credit = {"encoder": encoder_question_rung(raw_images, pair_ids, questions, encoder.encode_text,
                                                    prompt_for_title)}  # fmt: skip
         cloze_question = templates.mc_question if args.mc_cloze else None
-        credit |= question_rungs(
+        rung_credit, chosen = question_rungs(
             qa, inputs, pair_ids, questions, args.batch_size, args.max_new_tokens, progress, cloze_question
         )
+        credit |= rung_credit
+        per_item_extra["chosen_by_first_token"] = chosen
+        extra["answer_concentration"] = answer_concentration(chosen)
         chance = {"mc": 1 / num_options, "yes_no": 0.5}
         extra["training_dialogues"] = training_dialogue_probe(
             qa,
@@ -325,7 +356,7 @@ def run_ladder(args: LadderArguments) -> dict:
         "chance": chance,
         "summary": summary,
         **extra,
-        "per_item": {"pair_ids": [item.pair_id for item in items], "credit": credit},
+        "per_item": {"pair_ids": [item.pair_id for item in items], "credit": credit, **per_item_extra},
         "seconds": round(time.perf_counter() - start, 1),
         "versions": package_versions(),
     }
@@ -333,7 +364,7 @@ def run_ladder(args: LadderArguments) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / LADDER_FILE).write_text(json.dumps(results, indent=1) + "\n")
     heading = f"# Probe ladder of {args.model_name_or_path}\n\n{len(items)} held-out pairs.\n\n"
-    table = ladder_table(summary, chance, extra.get("training_dialogues"))
+    table = ladder_table(summary, chance, extra.get("training_dialogues"), extra.get("answer_concentration"))
     (output_dir / LADDER_TABLE).write_text(heading + table)
     plot_ladder(summary, chance, output_dir / LADDER_PLOT)
     headline = next(scoring for scoring in (*PLOT_PANELS, "raw") if scoring in args.scorings or scoring == "raw")

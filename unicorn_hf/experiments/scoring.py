@@ -129,17 +129,18 @@ def score_questions(
     """Ask every question with its input embeds [Q, D] (already in the model's training space: no transfer here).
 
     Returns per-question 0/1 correctness by `likelihood` (first answer token over the closed set) and by
-    `generation` (greedy reply, extracted), the `unparsed` count and a few `replies_sample`.
+    `generation` (greedy reply, extracted), the answers chosen by the first token (`likelihood_answers`), the
+    `unparsed` count and a few `replies_sample`.
     """
     replies, first_logits = qa.generate_with_first_logits(
         embeds, [q.text for q in questions], batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=False
     )
     extracted = generation_answers(replies, questions)
+    chosen = likelihood_answers(first_logits, questions, qa.processor.tokenizer)
     return {
-        "likelihood": correctness(
-            likelihood_answers(first_logits, questions, qa.processor.tokenizer), questions
-        ).tolist(),
+        "likelihood": correctness(chosen, questions).tolist(),
         "generation": correctness(extracted, questions).tolist(),
+        "likelihood_answers": chosen,
         "unparsed": sum(answer is None for answer in extracted),
         "replies_sample": list(replies[:4]),
     }
