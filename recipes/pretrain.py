@@ -75,7 +75,8 @@ def main(
     parameters = count_parameters(model)
     logger.info("Trainable parameters: %d of %d", parameters["trainable"], parameters["total"])
 
-    # Data: `<image> caption`, validated and tokenized once (the main process first, the others reuse its cache).
+    # Data: `<image> caption` (or the caption as the reply to `caption_prompt`), validated and tokenized once (the
+    # main process first, the others reuse its cache).
     raw = load_train_split(script_args)
     with training_args.main_process_first(desc="tokenizing the captions"):
         prepared = prepare_dataset(
@@ -84,6 +85,8 @@ def main(
             processor=processor,
             embed_dim=model.config.embed_dim,
             max_length=training_args.max_length,
+            chat_template=training_args.chat_template,
+            caption_prompt=script_args.caption_prompt,
             num_proc=training_args.dataset_num_proc,
             where=f"{script_args.dataset_name} [{script_args.dataset_config}]",
         )

@@ -88,6 +88,45 @@ def test_candidate_likelihood_is_the_pretraining_loss_of_the_title_whatever_the_
         assert float(score) == pytest.approx(-float(loss) * scored, abs=1e-3)
 
 
+def test_candidate_likelihood_of_a_chat_pretrained_checkpoint_is_its_training_loss_of_the_reply(tiny_unicorn):
+    """With `caption_prompt`, a candidate is scored as the reply to it: -(training loss x scored tokens) of that
+    chat-format pretraining row, which is not the plain-format score."""
+    from unicorn_hf.training.collator import UnicornDataCollator
+    from unicorn_hf.training.data import IMAGE_EMBEDS, tokenize_caption_turn
+
+    model, processor = tiny_unicorn
+    prompt = "<image>\nWhat is shown in the image?"
+    titles = ["cat", "a soft blue couch with three cushions"]
+    embeds = torch.nn.functional.normalize(torch.randn(2, EMBED_DIM), dim=-1)
+    chat = caption_log_likelihoods(model, processor, titles, embeds, batch_size=2, caption_prompt=prompt)
+    plain = caption_log_likelihoods(model, processor, titles, embeds, batch_size=2)
+    assert not torch.allclose(chat, plain, atol=1e-3)
+    tokenizer = processor.tokenizer
+    collate = UnicornDataCollator(tokenizer.pad_token_id, processor.image_token_id, model.config.num_image_tokens)
+    for title, embed, score in zip(titles, embeds, chat, strict=True):
+        row = tokenize_caption_turn(
+            {"id": "0", "caption": title, IMAGE_EMBEDS: embed.tolist()}, prompt, tokenizer=tokenizer,
+            image_token=processor.image_token, image_token_id=processor.image_token_id, num_image_tokens=1,
+            max_length=None, embed_dim=EMBED_DIM, chat_template=processor.chat_template,
+        )  # fmt: skip
+        batch = collate([row | {IMAGE_EMBEDS: embed.tolist()}])
+        with torch.no_grad():
+            loss = model(**batch).loss
+        scored = int((batch["labels"][:, 1:] != -100).sum())
+        assert float(score) == pytest.approx(-float(loss) * scored, abs=1e-3)
+
+
+def test_the_pretraining_format_is_read_from_the_checkpoint_record_and_its_history():
+    from unicorn_hf.training.metadata import pretraining_caption_prompt
+
+    prompt = "<image>\nWhat is shown in the image?"
+    pretrain = {"stage": "pretrain", "dataset": {"caption_prompt": prompt}}
+    assert pretraining_caption_prompt(pretrain) == prompt
+    assert pretraining_caption_prompt({"stage": "sft", "dataset": {}, "previous_stages": [pretrain]}) == prompt
+    assert pretraining_caption_prompt({"stage": "pretrain", "dataset": {}}) is None  # a record from before the field
+    assert pretraining_caption_prompt(None) is None  # no record: the plain format
+
+
 def test_null_scores_equal_per_item_scores_of_the_same_vector(tiny_unicorn):
     model, processor = tiny_unicorn
     items = [LadderItem("a", "emoji", "cat", ("cat", "dog", "bus"), 0),

@@ -78,6 +78,43 @@ def test_caption_plain_format(processor, transfer_folder):
     assert prepared.drops.rows_dropped == 0 and len(prepared.dataset) == len(captions)
 
 
+def test_caption_chat_format_is_the_sft_row_of_the_caption_as_the_reply(processor, transfer_folder):
+    """With `caption_prompt`, a pretraining row is exactly the SFT row of the one-turn dialogue (prompt, caption):
+    same ids, loss on the caption and its end-of-turn token only."""
+    captions = load_dataset_folder(transfer_folder, "captions")
+    prompt = "<image>\nWhat is shown in the image?"
+    prepared = prepare_dataset(
+        captions, stage="pretrain", processor=processor, embed_dim=DIM, max_length=None, caption_prompt=prompt
+    )
+    row, caption = prepared.dataset[0], captions[0]["caption"]
+    as_sft = _sft([_dialogue(_turns(prompt, caption), embeds=captions[0]["image_embeds"])], processor).dataset[0]
+    assert (row["input_ids"], row["loss_mask"]) == (as_sft["input_ids"], as_sft["loss_mask"])
+    targets = [t for t, m in zip(row["input_ids"], row["loss_mask"], strict=True) if m]
+    assert processor.tokenizer.decode(targets) == caption + "<|im_end|>\n"
+    assert row["input_ids"].count(processor.image_token_id) == 1
+    assert prepared.drops.rows_dropped == 0 and len(prepared.dataset) == len(captions)
+
+
+def test_caption_chat_format_counts_bad_captions_and_rejects_a_bad_prompt(processor):
+    rows = [
+        {"id": "ok", "caption": "a cat", "image_embeds": [0.1] * DIM},
+        {"id": "blank", "caption": "  ", "image_embeds": [0.1] * DIM},
+        {"id": "token", "caption": "a <image> cat", "image_embeds": [0.1] * DIM},
+    ]
+    prepared = prepare_dataset(Dataset.from_list(rows), stage="pretrain", processor=processor, embed_dim=DIM,
+                               max_length=None, caption_prompt="<image>\nWhat is it?")  # fmt: skip
+    assert prepared.dataset["id"] == ["ok"]
+    assert dict(prepared.drops.dropped) == {"empty_caption": 1, "multiple_image_tokens": 1}
+    for prompt in ("What is it?", "<image><image> What is it?"):
+        with pytest.raises(ValueError, match="caption_prompt must hold the image token"):
+            prepare_dataset(Dataset.from_list(rows), stage="pretrain", processor=processor, embed_dim=DIM,
+                            max_length=None, caption_prompt=prompt)  # fmt: skip
+    dialogues = Dataset.from_list([_dialogue(_turns("<image>\nHi", "Hello."))])
+    with pytest.raises(ValueError, match="SFT rows carry their own user turns"):
+        prepare_dataset(dialogues, stage="sft", processor=processor, embed_dim=DIM,
+                        max_length=None, caption_prompt="<image>\nWhat is it?")  # fmt: skip
+
+
 def test_collator_expands_pads_and_masks(processor):
     collator = UnicornDataCollator(
         pad_token_id=processor.tokenizer.pad_token_id,

@@ -14,8 +14,9 @@ Every rung ranks the same K candidate titles per held-out pair (the right one an
 
 After pretraining a model is scored by candidate likelihood (`score_rungs`): each candidate is the caption of a
 pretraining row (`[bos] <image> title <eos>`, exactly `unicorn_hf.training.data.tokenize_caption` and the
-training collator), and its score is log p(title + EOS | image) in nats. Raw likelihood inherits the LM's prior over
-titles (IG-Captioner, arXiv 2311.17072, Sec. 3; VLMClassifier, arXiv 2406.18926), so each rung is also scored
+training collator; for a checkpoint pretrained in the chat format, the title as the reply to its `caption_prompt`,
+`tokenize_caption_turn`), and its score is log p(title + EOS | image) in nats. Raw likelihood inherits the LM's prior
+over titles (IG-Captioner, arXiv 2311.17072, Sec. 3; VLMClassifier, arXiv 2406.18926), so each rung is also scored
 *calibrated*: minus the same score under the rung's null vector, the centroid of the rung's own inputs (a
 content-free input, as in contextual calibration, Zhao et al. 2021, arXiv 2102.09690). The null vector uses no label,
 only the evaluated inputs, like the paper's evaluation-set image mean.
@@ -75,7 +76,9 @@ def ladder_items(pairs: Sequence[Pair], num_candidates: int, text_form: str, see
     return items
 
 
-def caption_log_likelihoods(model, processor, captions: Sequence[str], embeds: torch.Tensor, batch_size: int):
+def caption_log_likelihoods(
+    model, processor, captions: Sequence[str], embeds: torch.Tensor, batch_size: int, caption_prompt: str | None = None
+):
     """log p(caption + EOS | [bos] <image>) in nats, per row, in the pretraining rows' exact format.
 
     Args:
@@ -83,6 +86,8 @@ def caption_log_likelihoods(model, processor, captions: Sequence[str], embeds: t
         captions: N texts.
         embeds: [N, D] inputs already in the training space (the model adds no transfer here).
         batch_size: rows per forward pass.
+        caption_prompt: the user turn of a checkpoint pretrained in the chat format (its record's
+            `caption_prompt`): each caption is then scored as the reply to it, with its end-of-turn token.
 
     Returns: [N] float32 on CPU.
 
@@ -91,39 +96,54 @@ def caption_log_likelihoods(model, processor, captions: Sequence[str], embeds: t
     """
     from unicorn_hf.experiments.likelihood import labelled_log_likelihoods
     from unicorn_hf.training.collator import UnicornDataCollator
-    from unicorn_hf.training.data import IMAGE_EMBEDS, bos_ids, tokenize_caption
+    from unicorn_hf.training.data import IMAGE_EMBEDS, bos_ids, tokenize_caption, tokenize_caption_turn
 
     tokenizer = processor.tokenizer
     bos = bos_ids(tokenizer)
     collate = UnicornDataCollator(tokenizer.pad_token_id, processor.image_token_id, model.config.num_image_tokens)
     rows = []
     for index, (caption, embed) in enumerate(zip(captions, embeds, strict=True)):
+        row = {"id": str(index), "caption": caption, IMAGE_EMBEDS: embed.tolist()}
         # One <image> placeholder per row: the collator expands it to num_image_tokens, as in training.
-        row = tokenize_caption(
-            {"id": str(index), "caption": caption, IMAGE_EMBEDS: embed.tolist()}, tokenizer,
-            processor.image_token_id, 1, None, embeds.shape[-1], bos,
-        )  # fmt: skip
+        if caption_prompt is None:
+            row = tokenize_caption(
+                row, tokenizer, processor.image_token_id, 1, None, embeds.shape[-1], bos,
+            )  # fmt: skip
+        else:
+            row = tokenize_caption_turn(
+                row, caption_prompt, tokenizer=tokenizer, image_token=processor.image_token,
+                image_token_id=processor.image_token_id, num_image_tokens=1, max_length=None,
+                embed_dim=embeds.shape[-1], chat_template=processor.chat_template, where="candidate scoring",
+            )  # fmt: skip
         if row["drop_reason"]:
             raise ValueError(f"candidate {caption!r} makes no pretraining row: {row['drop_reason']}")
         rows.append(row | {IMAGE_EMBEDS: embed.tolist()})
     return labelled_log_likelihoods(model, collate, rows, batch_size)
 
 
-def candidate_scores(model, processor, embeds: torch.Tensor, items: Sequence[LadderItem], batch_size: int):
-    """[N, K] log-likelihood of each item's K candidate titles given its input embeds [N, D] (training space)."""
+def candidate_scores(
+    model, processor, embeds: torch.Tensor, items: Sequence[LadderItem], batch_size: int,
+    caption_prompt: str | None = None,
+):  # fmt: skip
+    """[N, K] log-likelihood of each item's K candidate titles given its input embeds [N, D] (training space), in
+    the checkpoint's pretraining format (`caption_log_likelihoods`)."""
     num_candidates = len(items[0].candidates)
     captions = [candidate for item in items for candidate in item.candidates]  # N*K, item-major
     repeated = embeds.repeat_interleave(num_candidates, dim=0)  # [N*K, D]
-    return caption_log_likelihoods(model, processor, captions, repeated, batch_size).view(len(items), num_candidates)
+    scores = caption_log_likelihoods(model, processor, captions, repeated, batch_size, caption_prompt)
+    return scores.view(len(items), num_candidates)
 
 
-def null_candidate_scores(model, processor, null: torch.Tensor, items: Sequence[LadderItem], batch_size: int):
+def null_candidate_scores(
+    model, processor, null: torch.Tensor, items: Sequence[LadderItem], batch_size: int,
+    caption_prompt: str | None = None,
+):  # fmt: skip
     """[N, K] log-likelihood of each item's candidates under one input vector null [D]; each distinct title is
     scored once (the input does not depend on the item)."""
     titles = sorted({candidate for item in items for candidate in item.candidates})
     repeated = null.unsqueeze(0).expand(len(titles), -1)  # [T, D]
-    by_title = dict(zip(titles, caption_log_likelihoods(model, processor, titles, repeated, batch_size).tolist(),
-                        strict=True))  # fmt: skip
+    scores = caption_log_likelihoods(model, processor, titles, repeated, batch_size, caption_prompt)
+    by_title = dict(zip(titles, scores.tolist(), strict=True))
     return torch.tensor([[by_title[candidate] for candidate in item.candidates] for item in items])
 
 
@@ -196,17 +216,19 @@ def rung_inputs(
 
 def score_rungs(
     model, processor, inputs: dict[str, torch.Tensor], items: Sequence[LadderItem], batch_size: int,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, caption_prompt: str | None = None,
 ) -> dict[str, dict[str, list[float]]]:  # fmt: skip
     """Per rung: per-item credit `raw` and `calibrated` (minus the score under the rung's null vector, the centroid
-    of its inputs), and the raw scores [N, K]. The blind rungs are calibrated against their own null too."""
+    of its inputs), and the raw scores [N, K]. The blind rungs are calibrated against their own null too.
+    `caption_prompt`: the checkpoint's pretraining user turn (chat format), None for the plain format."""
     answers = [item.answer_index for item in items]
     results = {}
     for name, embeds in inputs.items():
         if progress is not None:
             progress(name)
-        scores = candidate_scores(model, processor, embeds, items, batch_size)  # [N, K]
-        null_scores = null_candidate_scores(model, processor, embeds.mean(0), items, batch_size)  # [N, K]
+        scores = candidate_scores(model, processor, embeds, items, batch_size, caption_prompt)  # [N, K]
+        null = embeds.mean(0)  # [D]
+        null_scores = null_candidate_scores(model, processor, null, items, batch_size, caption_prompt)  # [N, K]
         results[name] = {
             "raw": ranked_correct(scores, answers).tolist(),
             "calibrated": ranked_correct(scores - null_scores, answers).tolist(),

@@ -286,7 +286,7 @@ def run_ladder(args: LadderArguments) -> dict:
     """Score every rung; write and return `ladder.json` (also `ladder.md` and `ladder.png`)."""
     from unicorn_hf.experiments.scoring import load_image_qa
     from unicorn_hf.experiments.sees import held_out_pairs
-    from unicorn_hf.training.metadata import package_versions
+    from unicorn_hf.training.metadata import package_versions, pretraining_caption_prompt, read_previous
     from unicorn_hf.transfer.encoders import load_encoder
 
     start = time.perf_counter()
@@ -313,7 +313,11 @@ def run_ladder(args: LadderArguments) -> dict:
     per_item_extra: dict = {}
     if args.questions_path is None:  # pretraining: candidate likelihood
         credit = {"encoder": {"raw": encoder_rung(raw_images, items, encoder.encode_text, args.zero_shot_prompts)}}
-        scored = score_rungs(qa.model, qa.processor, inputs, items, args.batch_size, progress=progress)
+        # The checkpoint's own pretraining format: plain, or the caption as the reply to its `caption_prompt`.
+        caption_prompt = pretraining_caption_prompt(read_previous(args.model_name_or_path))
+        extra["caption_prompt"] = caption_prompt
+        logger.info("candidate format: %s", "plain" if caption_prompt is None else f"reply to {caption_prompt!r}")
+        scored = score_rungs(qa.model, qa.processor, inputs, items, args.batch_size, progress, caption_prompt)
         credit |= {
             name: {scoring: values[scoring] for scoring in CANDIDATE_SCORINGS} for name, values in scored.items()
         }

@@ -28,6 +28,15 @@ class UnicornScriptArguments(ScriptArguments):
             "Defaults to `dataset_name` when that is a local folder."
         },
     )
+    caption_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "Pretraining: a user turn holding `<image>` once (e.g. `<image>\\nWhat is shown in the image?`). "
+            "Set, each caption is trained as the reply to it in the chat template, where SFT and inference read the "
+            "image; unset, the paper's plain format `[bos] <image> caption <eos>`. The checkpoint's record keeps it "
+            "and the probe ladder scores in it."
+        },
+    )
     max_train_samples: int | None = field(
         default=None,
         metadata={"help": "Keep only the first N rows of the training split (smoke tests, the CPU recipe)."},

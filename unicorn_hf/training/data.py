@@ -131,6 +131,26 @@ def tokenize_caption(
     }
 
 
+def caption_turn(caption: str, caption_prompt: str) -> list[dict]:
+    """A caption as the assistant's reply to one user turn, `caption_prompt`, which holds the image placeholder."""
+    return [{"role": "user", "content": caption_prompt}, {"role": "assistant", "content": caption}]
+
+
+def tokenize_caption_turn(row: dict, caption_prompt: str, **dialogue_kwargs) -> dict:
+    """Pretraining in the chat format: the caption as the reply to `caption_prompt`, in exactly the SFT rows' chat
+    template and loss mask (`tokenize_dialogue`: loss on the reply and its end-of-turn token).
+
+    LLaVA pretrains in its "plain" format (`tokenize_caption`) and relies on SFT to move the image into the chat
+    turn; with a few thousand SFT dialogues that move did not happen here (recipes/concept_titles/README.md), so the
+    projector can instead learn the image where SFT and inference read it. `dialogue_kwargs` are
+    `tokenize_dialogue`'s. A caption holding the image placeholder is dropped (`multiple_image_tokens`).
+    """
+    caption = (row["caption"] or "").strip()
+    if not caption:
+        return {"input_ids": [], "loss_mask": [], "drop_reason": "empty_caption", "truncated": False}
+    return tokenize_dialogue({**row, "messages": caption_turn(caption, caption_prompt)}, **dialogue_kwargs)
+
+
 def bos_ids(tokenizer) -> list[int]:
     """The BOS the tokenizer puts in front of plain text: [bos] for Llama-3, [] for SmolLM2."""
     ids = tokenizer("a")["input_ids"]
@@ -230,10 +250,19 @@ def prepare_dataset(
     embed_dim: int,
     max_length: int | None,
     chat_template: str | None = None,
+    caption_prompt: str | None = None,
     num_proc: int | None = None,
     where: str = "dataset",
 ) -> PreparedData:
-    """Validate and tokenize a stage-3 config for `stage` ("pretrain": captions, "sft": instructions)."""
+    """Validate and tokenize a stage-3 config for `stage` ("pretrain": captions, "sft": instructions).
+
+    Pretraining rows are `[bos] <image> caption <eos>` (the paper's and LLaVA's plain format), or, with
+    `caption_prompt` (a user turn holding `processor.image_token` once), the caption as the reply to that turn in the
+    chat template (`tokenize_caption_turn`).
+
+    Raises:
+        ValueError: a bad `stage`, `max_length` or `caption_prompt`, a missing chat template, or every row dropped.
+    """
     if stage not in ("pretrain", "sft"):
         raise ValueError(f"stage must be 'pretrain' or 'sft', got {stage!r}.")
     tokenizer = processor.tokenizer
@@ -253,14 +282,27 @@ def prepare_dataset(
         "embed_dim": embed_dim,
         "where": where,
     }
-    if stage == "pretrain":
+    if caption_prompt is not None:
+        if stage != "pretrain":
+            raise ValueError("caption_prompt formats pretraining captions; SFT rows carry their own user turns.")
+        if caption_prompt.count(processor.image_token) != 1:
+            raise ValueError(
+                f"caption_prompt must hold the image token {processor.image_token!r} exactly once, got "
+                f"{caption_prompt!r}"
+            )
+    if stage == "pretrain" and caption_prompt is None:
         function, fn_kwargs = tokenize_caption, {**common, "bos": bos_ids(tokenizer)}
     else:
         chat_template = chat_template or processor.chat_template or tokenizer.chat_template
         if chat_template is None:
-            raise ValueError("SFT needs a chat template: the tokenizer has none, set `chat_template` in the YAML.")
-        function = tokenize_dialogue
+            raise ValueError(
+                f"{stage} in the chat format needs a chat template: the tokenizer has none, set `chat_template` in "
+                "the YAML."
+            )
+        function = tokenize_dialogue if stage == "sft" else tokenize_caption_turn
         fn_kwargs = {**common, "image_token": processor.image_token, "chat_template": chat_template}
+        if stage == "pretrain":
+            fn_kwargs["caption_prompt"] = caption_prompt
     mapped = dataset.map(function, fn_kwargs=fn_kwargs, num_proc=num_proc, desc=f"Tokenizing {where} ({stage})")
     drops = DropLog(stage=f"training/{stage}", rows_in=len(mapped))
     ids = mapped["id"] if "id" in mapped.column_names else [str(i) for i in range(len(mapped))]

@@ -93,6 +93,17 @@ def read_previous(model_path: str | None) -> dict | None:
     return None
 
 
+def pretraining_caption_prompt(record: dict | None) -> str | None:
+    """The user turn a checkpoint's projector was pretrained to answer with the caption (`caption_prompt`), read
+    from its training record or, for a later stage, from the pretraining stage in its history; None for the plain
+    format or a checkpoint without a record."""
+    if not record:
+        return None
+    stages = [*(record.get("previous_stages") or []), record]
+    pretraining = [stage for stage in stages if stage.get("stage") == "pretrain"]
+    return pretraining[-1]["dataset"].get("caption_prompt") if pretraining else None
+
+
 def build_metadata(
     *,
     stage: str,
@@ -142,6 +153,7 @@ def build_metadata(
             "rows_in": prepared.drops.rows_in,
             "rows_trained": len(prepared.dataset),
             "max_train_samples": script_args.max_train_samples,
+            **({"caption_prompt": script_args.caption_prompt} if stage == "pretrain" else {}),
         },
         "drops": prepared.to_dict(),
         "modality_statistics": statistics.to_dict(),
