@@ -42,7 +42,7 @@ def reply_log_likelihoods(
     """
     from unicorn_hf.experiments.likelihood import labelled_log_likelihoods
     from unicorn_hf.training.collator import UnicornDataCollator
-    from unicorn_hf.training.data import IMAGE_EMBEDS, tokenize_dialogue
+    from unicorn_hf.training.data import IMAGE_EMBEDS, caption_turn, tokenize_dialogue
 
     processor, model = qa.processor, qa.model
     if not len(questions) == len(replies) == len(embeds):
@@ -52,9 +52,7 @@ def reply_log_likelihoods(
     rows = []
     for index, (question, reply, embed) in enumerate(zip(questions, replies, embeds, strict=True)):
         user = qa.prompt_template.replace("<image>", processor.image_token).format(question=question)
-        row = {"id": str(index), "messages": [{"role": "user", "content": user},
-                                              {"role": "assistant", "content": reply}],
-               IMAGE_EMBEDS: embed.tolist()}  # fmt: skip
+        row = {"id": str(index), "messages": caption_turn(reply, user), IMAGE_EMBEDS: embed.tolist()}
         tokenized = tokenize_dialogue(
             row, processor.tokenizer, processor.image_token, processor.image_token_id, 1, None, embeds.shape[-1],
             processor.chat_template, where="cloze scoring",

@@ -132,7 +132,8 @@ def tokenize_caption(
 
 
 def caption_turn(caption: str, caption_prompt: str) -> list[dict]:
-    """A caption as the assistant's reply to one user turn, `caption_prompt`, which holds the image placeholder."""
+    """A caption (or any reply) as the assistant's answer to one user turn, `caption_prompt`, which holds the image
+    placeholder: the one-turn dialogue of chat-format pretraining and of cloze scoring."""
     return [{"role": "user", "content": caption_prompt}, {"role": "assistant", "content": caption}]
 
 
