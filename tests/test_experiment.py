@@ -23,7 +23,7 @@ from unicorn_hf.experiments.questions import (
     QuestionTemplates,
     evaluation_questions,
     group_by_source,
-    training_dialogue,
+    training_dialogues,
 )
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
 
@@ -105,17 +105,38 @@ def test_distractors_come_from_the_same_source():
             assert all(option.startswith(prefix) for option in question.options)
 
 
-def test_training_dialogue_follows_the_data_contract():
+def test_training_dialogues_follow_the_data_contract():
     import random
 
     pairs = _pairs(8)
-    messages = training_dialogue(pairs[0], group_by_source(pairs), 4, TEMPLATES, "<image>", random.Random(0))
-    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
-    assert (
-        messages[0]["content"].startswith("<image>\n")
-        and "".join(m["content"] for m in messages).count("<image>") == 1
-    )
-    assert messages[1]["content"] in "ABCD" and messages[3]["content"] in ("Yes", "No")
+    dialogues = training_dialogues(pairs[0], group_by_source(pairs), 4, TEMPLATES, "<image>", random.Random(0))
+    assert [task for task, _ in dialogues] == ["mc", "qa"]  # the contract's tasks: mc | qa | reasoning
+    for _, messages in dialogues:
+        assert [m["role"] for m in messages] == ["user", "assistant"]
+        assert messages[0]["content"].startswith("<image>\n") and messages[0]["content"].count("<image>") == 1
+    assert dialogues[0][1][1]["content"] in "ABCD" and dialogues[1][1][1]["content"] in ("Yes", "No")
+
+
+def test_no_training_answer_can_be_read_off_the_dialogue_text():
+    """Each templated question is asked alone, so only the image answers it. Asked after the mc turn in one dialogue
+    (the old form), "yes" always asked about the option the reply had just picked and "no" almost always about a
+    title outside the options: SFT learned presence from the text and answered "no" to every held-out image."""
+    from unicorn_hf.experiments.pair_text import pair_text_rows
+
+    drawings = [Pair(f"openclipart/{i}", "openclipart", f"drawing {i}", lambda: None, f"d{i}") for i in range(40)]
+    pairs = _pairs(40) + drawings
+    _, dialogues, _ = pair_text_rows(pairs, TEMPLATES, 4, 2, seed=0, image_token="<image>", caption_form="title")
+    assert len(dialogues) == 2 * 2 * len(pairs) and Counter(row["task"] for row in dialogues) == {"mc": 160, "qa": 160}
+    assert all(len(row["messages"]) == 2 for row in dialogues)
+    title_of = {pair.title: pair for pair in pairs}
+    yes_no = [row for row in dialogues if row["task"] == "qa"]
+    replies = Counter(row["messages"][1]["content"] for row in yes_no)
+    assert set(replies) == {"Yes", "No"} and min(replies.values()) > 0.35 * len(yes_no)
+    for row in yes_no:
+        asked = row["messages"][0]["content"].split("Is there ", 1)[1].split("?", 1)[0]
+        shown = row["caption"]
+        assert (asked == shown) == (row["messages"][1]["content"] == "Yes")
+        assert title_of[asked].source == title_of[shown].source  # a "no" names another title of the same source
 
 
 # ---- bootstrap ------------------------------------------------------------------------------------------------------

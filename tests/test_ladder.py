@@ -425,14 +425,15 @@ def test_the_ladders_inputs_are_checked_before_any_model_loads(tmp_path, monkeyp
         ladder_run.run_ladder(ladder_run.LadderArguments(**base))
 
 
-def test_the_training_dialogue_probe_takes_lettered_mc_first_turns_and_counts_the_others(tiny_unicorn, tmp_path):
+def test_the_training_dialogue_probe_takes_mc_and_yes_no_first_turns_and_counts_the_others(tiny_unicorn, tmp_path):
     """A stage-3 folder mixes templated mc dialogues with stage-2 QA (the tiny recipe's): the probe passes over the
     QA rows and counts them (the trimmed quickstart's SFT ladder crashed on them with "num_options ... got 0"), and a
     folder with no lettered mc row is refused by name."""
     from datasets import Dataset
 
     from unicorn_hf.evaluation.inference import UnicornImageQA
-    from unicorn_hf.experiments.probes import lettered_mc_question, training_dialogue_probe
+    from unicorn_hf.experiments.ladder_run import training_dialogue_line
+    from unicorn_hf.experiments.probes import lettered_mc_question, training_dialogue_probe, yes_no_question_of
 
     model, processor = tiny_unicorn
     qa = UnicornImageQA(model, processor, encoder=None)
@@ -443,6 +444,8 @@ def test_the_training_dialogue_probe_takes_lettered_mc_first_turns_and_counts_th
         {"id": "mc-1", "messages": [{"role": "user", "content": mc}, {"role": "assistant", "content": "C"}]},
         {"id": "mc-2", "messages": [{"role": "user", "content": mc}, {"role": "assistant", "content": "A"}]},
         {"id": "mc-3", "messages": [{"role": "user", "content": mc}, {"role": "assistant", "content": "B"}]},
+        {"id": "yn-4", "messages": [{"role": "user", "content": "<image>\nIs there a cat?\nOne word."},
+                                    {"role": "assistant", "content": "No"}]},
     ]  # fmt: skip
     question = lettered_mc_question(rows[1], "<image>", 4)
     assert question.options == ("cat", "dog", "owl", "bus") and question.answer == "C"
@@ -458,9 +461,17 @@ def test_the_training_dialogue_probe_takes_lettered_mc_first_turns_and_counts_th
         )
         return str(folder)
 
+    yes_no = yes_no_question_of(rows[4], "<image>")
+    assert (yes_no.kind, yes_no.text, yes_no.answer) == ("yes_no", "Is there a cat?\nOne word.", "no")
+    assert yes_no_question_of(rows[0], "<image>") is None and yes_no_question_of(rows[1], "<image>") is None
+
     probe = training_dialogue_probe(qa, write(tmp_path / "mixed", rows), 2, 4, 0, 4)
-    assert probe["rows"] == 2 and probe["rows_not_lettered_mc"] == 1 and probe["chance"] == 0.25
+    assert probe["rows"] == 2 and probe["rows_not_lettered_mc"] == 2 and probe["chance"] == 0.25
     assert all(0.0 <= probe[f"accuracy_{name}"] <= 1.0 for name in ("own", "shuffled", "zero"))
+    # the one yes/no row answered "No": right iff the first token prefers "No" over "Yes" under that control
+    assert probe["yes_no"]["rows"] == 1 and probe["yes_no"]["chance"] == 0.5
+    assert all(probe["yes_no"][f"accuracy_{name}"] in (0.0, 1.0) for name in ("own", "shuffled", "zero"))
+    assert "Yes/no first turns (1 rows)" in training_dialogue_line(probe)
     with pytest.raises(ValueError, match="no training dialogue opens with a lettered 4-way question"):
         training_dialogue_probe(qa, write(tmp_path / "qa_only", rows[:1]), 2, 4, 0, 4)
 

@@ -267,6 +267,7 @@ def test_the_ladder_probes_the_pretrained_and_the_fine_tuned_checkpoint(quicksta
     assert probe["rows"] == 4 and probe["chance"] == 0.25
     scorings, controls = ("", "_cloze", "_cloze_calibrated"), ("own", "shuffled", "zero")
     assert {f"accuracy{scoring}_{control}" for scoring in scorings for control in controls} <= set(probe)
+    assert probe["yes_no"]["chance"] == 0.5 and probe["yes_no"]["rows"] > 0  # pair_text asks yes/no on its own
 
 
 def test_rerun_skips_finished_stages(quickstart_run):

@@ -30,7 +30,7 @@ class ExperimentArguments:
     mc_suffix: str = field(metadata={"help": "Instruction after the options (LLaVA-1.5's MC prompt)."})
     yes_no_question: str = field(metadata={"help": "Presence question with a {title} slot."})
     yes_no_suffix: str = field(metadata={"help": "Instruction after a yes/no question (LLaVA-1.5's POPE prompt)."})
-    dialogues_per_pair: int = field(metadata={"help": "Templated dialogues per training pair (fresh distractors)."})
+    dialogues_per_pair: int = field(metadata={"help": "Templated (mc, yes/no) dialogue pairs per training pair."})
     num_expanded_captions: int = field(metadata={"help": "Training captions also expanded by the stage-1 LLM."})
     encoder_config: str = field(metadata={"help": "Encoder recipe YAML (recipes/train_encoder.py schema)."})
     captions_config: str = field(metadata={"help": "Stage-1 YAML (recipes/synthesize_captions.py schema)."})

@@ -231,10 +231,16 @@ def training_dialogue_line(probe: dict) -> str:
         keys = [f"accuracy{scoring}_{control}" for control in ("own", "shuffled", "zero")]
         if all(key in probe for key in keys):
             parts.append(f"{label} " + " / ".join(f"{100 * probe[key]:.1f}%" for key in keys))
-    return (
+    line = (
         f"Training dialogues (first turn, {probe['rows']} rows), with their own / a shuffled / a zero embedding: "
         f"{'; '.join(parts)}; chance {100 * probe['chance']:.1f}%."
     )
+    if "yes_no" in probe:
+        yes_no = probe["yes_no"]
+        controls = ("own", "shuffled", "zero")
+        accuracies = " / ".join(f"{100 * yes_no[f'accuracy_{control}']:.1f}%" for control in controls)
+        line += f" Yes/no first turns ({yes_no['rows']} rows): {accuracies}; chance {100 * yes_no['chance']:.1f}%."
+    return line
 
 
 PLOT_PANELS = {

@@ -1,9 +1,9 @@
 """Text made from real image-text pairs without an LLM: their captions as-is and templated dialogues about them.
 
 The packaged pairs (`unicorn_hf.encoder.pairs`) name what each picture shows ("grinning face", "soft blue couch").
-Their captions are stage-1-shaped rows (`model_name: seed`) and `unicorn_hf.experiments.questions` turns each into a
-two-turn dialogue (4-way "what is shown", then a yes/no presence question) in the instructions contract. Only the
-text is used: the images stay unseen, so held-out pairs can test whether the model reads real images.
+Their captions are stage-1-shaped rows (`model_name: seed`) and `unicorn_hf.experiments.questions` asks two
+one-question dialogues about each (4-way "what is shown"; a yes/no presence question) in the instructions contract.
+Only the text is used: the images stay unseen, so held-out pairs can test whether the model reads real images.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from unicorn_hf.encoder.pairs import Pair
-from unicorn_hf.experiments.questions import QuestionTemplates, group_by_source, training_dialogue
+from unicorn_hf.experiments.questions import QuestionTemplates, group_by_source, training_dialogues
 from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config
 from unicorn_hf.synthesis.seeds import seed_id
 
@@ -60,11 +60,11 @@ def pair_text_rows(
         )
     for _ in range(dialogues_per_pair):
         for pair, caption in zip(pairs, captions, strict=True):
-            messages = training_dialogue(pair, by_source, num_options, templates, image_token, rng)
-            dialogues.append(
-                {"id": caption["id"], "task": "mc", "caption": caption["caption"], "messages": messages,
-                 "model_name": "template"}
-            )  # fmt: skip
+            for task, messages in training_dialogues(pair, by_source, num_options, templates, image_token, rng):
+                dialogues.append(
+                    {"id": caption["id"], "task": task, "caption": caption["caption"], "messages": messages,
+                     "model_name": "template"}
+                )  # fmt: skip
     return captions, dialogues, pair_of_row
 
 
@@ -94,7 +94,9 @@ class PairTextArguments:
     mc_suffix: str = field(metadata={"help": "Instruction after the options (LLaVA-1.5's MC prompt)."})
     yes_no_question: str = field(metadata={"help": "Presence question with a {title} slot."})
     yes_no_suffix: str = field(metadata={"help": "Instruction after a yes/no question (LLaVA-1.5's POPE prompt)."})
-    dialogues_per_pair: int = field(metadata={"help": "Templated dialogues per pair (fresh distractors each)."})
+    dialogues_per_pair: int = field(
+        metadata={"help": "Templated (mc, yes/no) dialogue pairs per pair (fresh distractors each)."}
+    )
     image_token: str = field(metadata={"help": "The image placeholder of the first user turn."})
     seed: int = field(metadata={"help": "Seed of the pair sample and the questions."})
     output_dir: str = field(metadata={"help": "Hub-ready folder with configs `captions` and `instructions`."})
@@ -216,8 +218,8 @@ def run_pair_text(args: PairTextArguments) -> Path:
     body = (
         f"# Training text\n\n{carried['captions']} stage-1 captions and {carried['instructions']} stage-2 dialogues, "
         f"followed by the {args.caption_form}s of {len(chosen)} real image-text pairs ({args.pair_scope}; their "
-        f"images are not used) and {len(chosen) * args.dialogues_per_pair} templated dialogues about them (a "
-        f"{args.num_options}-way 'what is shown' question, then a yes/no presence question)."
+        f"images are not used) and {2 * len(chosen) * args.dialogues_per_pair} templated one-question dialogues about "
+        f"them (per pair, a {args.num_options}-way 'what is shown' question and a yes/no presence question)."
     )
     if concept_rows:
         body += f" Then {len(concept_rows)} concept labels of {args.concept_bank} (captions only)."

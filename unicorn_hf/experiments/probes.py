@@ -7,8 +7,9 @@ apart on the training rows themselves, where no gap exists:
 - pretraining: caption negative log-likelihood per token given the row's own embedding, another row's (shuffled)
   and none (zero). A projector that carries caption content gives own < shuffled; one that learned only a constant
   soft prompt, or none, gives own = shuffled.
-- SFT: first-answer-token accuracy on the training dialogues' multiple-choice turns with the own, shuffled and zero
-  embeddings (the same scoring as the evaluation).
+- SFT: first-answer-token accuracy on the training dialogues' multiple-choice and yes/no first turns with the own,
+  shuffled and zero embeddings (the same scoring as the evaluation). Far above chance with a zero embedding means
+  the training text answers itself, and SFT need not look.
 """
 
 from __future__ import annotations
@@ -70,6 +71,31 @@ def lettered_mc_question(row: dict, image_token: str, num_options: int) -> Quest
     return Question(str(row.get("id", "train")), "mc", user.replace(image_token, "").strip(), answer, options)
 
 
+def yes_no_question_of(row: dict, image_token: str) -> Question | None:
+    """The first turn of a training dialogue as a `yes_no` `Question` when its reply is a bare "Yes" or "No" (as
+    `questions.one_question_dialogue` writes it); None for any other first turn."""
+    messages = row["messages"]
+    if len(messages) < 2 or messages[0]["role"] != "user" or messages[1]["role"] != "assistant":
+        return None
+    answer = messages[1]["content"].strip().lower()
+    if answer not in ("yes", "no"):
+        return None
+    text = messages[0]["content"].replace(image_token, "").strip()
+    return Question(str(row.get("id", "train")), "yes_no", text, answer)
+
+
+def _first_token_accuracy(qa, questions: list[Question], embeds: torch.Tensor, batch_size: int, seed: int) -> dict:
+    """`accuracy_<control>`: first-answer-token accuracy of `questions` under own / shuffled / zero embeddings."""
+    result = {}
+    for name, control in _controls(embeds, seed).items():
+        _, first_logits = qa.generate_with_first_logits(
+            control, [q.text for q in questions], batch_size=batch_size, max_new_tokens=1
+        )
+        answers = likelihood_answers(first_logits, questions, qa.processor.tokenizer)
+        result[f"accuracy_{name}"] = float(np.mean(correctness(answers, questions)))
+    return result
+
+
 def training_mc_accuracy(
     qa, rows: list[dict], embeds: torch.Tensor, batch_size: int, seed: int, num_options: int,
     cloze_question: str | None = None,
@@ -89,17 +115,17 @@ def training_mc_accuracy(
                 f"training row {row.get('id')!r}: the first turn is not a lettered {num_options}-way question"
             )
         questions.append(question)
-    result = {}
-    for name, control in _controls(embeds, seed).items():
-        _, first_logits = qa.generate_with_first_logits(
-            control, [q.text for q in questions], batch_size=batch_size, max_new_tokens=1
-        )
-        answers = likelihood_answers(first_logits, questions, qa.processor.tokenizer)
-        result[f"accuracy_{name}"] = float(np.mean(correctness(answers, questions)))
-        if cloze_question is not None:
+    result = _first_token_accuracy(qa, questions, embeds, batch_size, seed)
+    if cloze_question is not None:
+        for name, control in _controls(embeds, seed).items():
             for scoring, credit in cloze_credit(qa, questions, control, cloze_question, batch_size).items():
                 result[f"accuracy{scoring[2:]}_{name}"] = float(np.mean(credit))  # mc_cloze -> accuracy_cloze
     return result
+
+
+def _rows_with_embeds(rows, chosen: list[int]) -> tuple[list[dict], torch.Tensor]:
+    rows = rows.select(chosen)
+    return rows.to_list(), torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
 
 
 def training_dialogue_probe(
@@ -109,29 +135,39 @@ def training_dialogue_probe(
     """`training_mc_accuracy` (with the cloze formulation when `cloze_question` is given) on the first `num_rows`
     dialogues of the stage-3 folder `dialogues_path` (the SFT rows, with their own embeddings) whose first turn is a
     lettered `num_options`-way question, next to chance 1/`num_options`; None when not asked for (no path, or 0
-    rows). Rows with another first turn (stage-2 QA,
-    reasoning) are passed over and counted (`rows_not_lettered_mc`). A zero-embedding accuracy far above chance means
-    the training text answers itself.
+    rows). When the folder also has dialogues that open with a yes/no question (`yes_no_question_of`), the first
+    `num_rows` of them are scored the same way under `yes_no` (first answer token, chance 0.5). Rows with another
+    first turn (stage-2 QA, reasoning) are passed over and counted (`rows_not_lettered_mc`, which counts the yes/no
+    rows too). A zero-embedding accuracy far above chance means the training text answers itself.
 
-    Raises `ValueError` naming the folder when none of its rows is such a question."""
+    Raises `ValueError` naming the folder when none of its rows is a lettered question."""
     if not dialogues_path or num_rows <= 0:
         return None
     from unicorn_hf.hub import load_dataset_folder
 
     rows = load_dataset_folder(dialogues_path, "instructions")
     image_token = qa.processor.image_token
-    chosen, passed_over = [], 0
+    chosen_mc, chosen_yes_no, passed_over = [], [], 0
     for index, row in enumerate(rows.select_columns(["id", "messages"])):
-        if len(chosen) == num_rows:
+        if len(chosen_mc) == num_rows and len(chosen_yes_no) == num_rows:
             break
-        if lettered_mc_question(row, image_token, num_options) is None:
-            passed_over += 1
-        else:
-            chosen.append(index)
-    if not chosen:
+        if lettered_mc_question(row, image_token, num_options) is not None:
+            if len(chosen_mc) < num_rows:
+                chosen_mc.append(index)
+            continue
+        passed_over += 1
+        if yes_no_question_of(row, image_token) is not None and len(chosen_yes_no) < num_rows:
+            chosen_yes_no.append(index)
+    if not chosen_mc:
         raise ValueError(f"{dialogues_path}: no training dialogue opens with a lettered {num_options}-way question")
-    rows = rows.select(chosen)
-    embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
-    accuracy = training_mc_accuracy(qa, rows.to_list(), embeds, batch_size, seed, num_options, cloze_question)
+    mc_rows, mc_embeds = _rows_with_embeds(rows, chosen_mc)
+    accuracy = training_mc_accuracy(qa, mc_rows, mc_embeds, batch_size, seed, num_options, cloze_question)
     logger.info("training dialogues (first turn): %s, chance %.3f", accuracy, 1 / num_options)
-    return {**accuracy, "chance": 1 / num_options, "rows": len(rows), "rows_not_lettered_mc": passed_over}
+    result = {**accuracy, "chance": 1 / num_options, "rows": len(mc_rows), "rows_not_lettered_mc": passed_over}
+    if chosen_yes_no:
+        yes_no_rows, yes_no_embeds = _rows_with_embeds(rows, chosen_yes_no)
+        questions = [yes_no_question_of(row, image_token) for row in yes_no_rows]
+        yes_no = _first_token_accuracy(qa, questions, yes_no_embeds, batch_size, seed)
+        logger.info("training dialogues (yes/no first turn): %s, chance 0.5", yes_no)
+        result["yes_no"] = {**yes_no, "chance": 0.5, "rows": len(questions)}
+    return result

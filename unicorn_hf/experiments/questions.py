@@ -100,24 +100,34 @@ def evaluation_questions(
     return questions
 
 
-def training_dialogue(
+def one_question_dialogue(question: Question, image_token: str) -> list[dict]:
+    """`question` as a one-turn chat in `messages` form: the user turn opens with the image placeholder (the data
+    contract), the reply is the bare letter or "Yes"/"No" (one token each in SmolLM2's vocabulary), as the
+    evaluation prompts ask."""
+    answer = question.answer if question.kind == "mc" else question.answer.capitalize()
+    return [
+        {"role": "user", "content": f"{image_token}\n{question.text}"},
+        {"role": "assistant", "content": answer},
+    ]
+
+
+def training_dialogues(
     pair: Pair,
     by_source: dict[str, list[Pair]],
     num_options: int,
     templates: QuestionTemplates,
     image_token: str,
     rng: random.Random,
-) -> list[dict]:
-    """A two-turn chat about one pair: an `mc` turn then a `yes_no` turn (yes or no at random), in `messages` form.
+) -> list[tuple[str, list[dict]]]:
+    """Two one-question chats about one pair, as (task, messages): an `mc` one, then a `yes_no` one (yes or no at
+    random) whose task is `qa` in the instructions contract (`mc|qa|reasoning`).
 
-    The first user turn holds the image placeholder, as the data contract requires; yes/no answers are written
-    "Yes"/"No" (one token each in SmolLM2's vocabulary) and letters bare, as the evaluation prompts ask.
+    Why one question per chat: asked after the mc turn in one chat, the yes/no answer follows from the text. A "yes"
+    asks about the title the previous reply just picked and a "no" about one the options never listed, so SFT
+    learned presence without the image (the concept-title dialogues of 2026-12: 3,967 of 3,970 "Yes" turns asked
+    about an option, 4,072 of 4,075 "No" turns about a title outside them), and answered "no" to every held-out
+    image. Asked in either order the first answer gives the second away; asked alone, only the image answers.
     """
     mc = mc_question(pair, by_source, num_options, templates, rng)
     yes_no = yes_no_question(pair, by_source, rng.random() < 0.5, templates, rng)
-    return [
-        {"role": "user", "content": f"{image_token}\n{mc.text}"},
-        {"role": "assistant", "content": mc.answer},
-        {"role": "user", "content": yes_no.text},
-        {"role": "assistant", "content": yes_no.answer.capitalize()},
-    ]
+    return [("mc", one_question_dialogue(mc, image_token)), ("qa", one_question_dialogue(yes_no, image_token))]

@@ -96,15 +96,20 @@ def probes_table(probes: dict) -> str:
     """Per arm: does it read its embedding on its own training rows (no modality gap there)?"""
     lines = [
         "| arm | pretraining caption NLL: own / shuffled / zero | own beats shuffled | "
-        "SFT training-mc accuracy: own / shuffled / zero |",
-        "|---|---|---|---|",
+        "SFT training-mc accuracy: own / shuffled / zero | SFT training yes/no: own / shuffled / zero |",
+        "|---|---|---|---|---|",
     ]
+
+    def accuracies(probe: dict | None) -> str:
+        if not probe:
+            return "-"
+        return " / ".join(f"{100 * probe[f'accuracy_{control}']:.1f}" for control in ("own", "shuffled", "zero"))
+
     for arm, probe in probes.items():
-        nll, mc = probe["pretrain"], probe["sft"]
+        nll, sft = probe["pretrain"], probe["sft"]
         lines.append(
             f"| `{arm}` | {nll['nll_own']:.3f} / {nll['nll_shuffled']:.3f} / {nll['nll_zero']:.3f} | "
-            f"{100 * nll['own_better_than_shuffled']:.0f}% | {100 * mc['accuracy_own']:.1f} / "
-            f"{100 * mc['accuracy_shuffled']:.1f} / {100 * mc['accuracy_zero']:.1f} |"
+            f"{100 * nll['own_better_than_shuffled']:.0f}% | {accuracies(sft)} | {accuracies(sft.get('yes_no'))} |"
         )
     lines += [
         "",

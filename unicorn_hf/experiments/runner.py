@@ -287,7 +287,7 @@ class Experiment:
                 captions.append({key: row[key] for key in CAPTION_COLUMNS})
         body = (
             "# does-it-see training text\n\nCaptions of the experiment's `vlm_train` pairs (raw seeds and stage-1 "
-            f"expansions: {len(captions)} rows) and templated two-turn dialogues ({len(dialogues)} rows). "
+            f"expansions: {len(captions)} rows) and templated one-question dialogues ({len(dialogues)} rows). "
             "Made by `unicorn_hf.experiments.runner`."
         )
         write_text_folder(folder, captions, dialogues, pair_of_row, body)
@@ -404,9 +404,9 @@ class Experiment:
 
     def probe_arm(self, arm: Arm, transfer_dir: Path, num_rows: int) -> dict:
         """`unicorn_hf.experiments.probes` on the arm's first `num_rows` training rows: pretraining caption NLL and
-        SFT multiple-choice accuracy, each with the own, a shuffled and no embedding."""
+        SFT multiple-choice (and yes/no) accuracy, each with the own, a shuffled and no embedding."""
         from unicorn_hf.evaluation.inference import UnicornImageQA
-        from unicorn_hf.experiments.probes import caption_nll, training_mc_accuracy
+        from unicorn_hf.experiments.probes import caption_nll, training_dialogue_probe
         from unicorn_hf.hub import load_dataset_folder
         from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 
@@ -420,15 +420,15 @@ class Experiment:
             model = UnicornForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
             model = model.to(self.args.eval_device).eval()
             processor = UnicornProcessor.from_pretrained(folder)
-            rows = load_dataset_folder(transfer_dir, config)
-            rows = rows.select(range(min(num_rows, len(rows))))
-            embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
             if stage == "pretrain":
+                rows = load_dataset_folder(transfer_dir, config)
+                rows = rows.select(range(min(num_rows, len(rows))))
+                embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
                 probes[stage] = caption_nll(model, processor, rows["caption"], embeds, self.args.seed)
-            else:
+            else:  # the first `num_rows` mc dialogues, and as many yes/no ones (stage 2's QA rows are passed over)
                 qa = UnicornImageQA(model, processor, encoder=None)  # embeddings given: no image to encode
-                probes[stage] = training_mc_accuracy(
-                    qa, rows.to_list(), embeds, self.args.eval_batch_size, self.args.seed, self.args.num_options
+                probes[stage] = training_dialogue_probe(
+                    qa, str(transfer_dir), num_rows, self.args.eval_batch_size, self.args.seed, self.args.num_options
                 )
         logger.info("%s probes: %s", arm.name, probes)
         path.write_text(json.dumps({"key": key, "probes": probes}, indent=1) + "\n")
