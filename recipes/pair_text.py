@@ -1,8 +1,9 @@
 """Training text about real image-text pairs: their captions and templated dialogues, appended to stages 1-2's.
 
-The encoder's training pairs name what each picture shows; their captions and one-question dialogues about them (4-way
-"what is shown"; yes/no presence, asked alone so the text cannot answer it) join the LLM-written captions and dialogues, so the model learns to answer
-from the embedding. Their images are never used, and the encoder's held-out pairs stay unseen for `recipes/sees.py`.
+The encoder's training pairs name what each picture shows; their captions and one-question dialogues about them
+(4-way "what is shown"; yes/no presence, asked alone so that the text cannot answer it) join the LLM-written captions
+and dialogues, so the model learns to answer from the embedding. Their images are never used, and the encoder's
+held-out pairs stay unseen for `recipes/sees.py`.
 
 Usage (tiny recipe, after stages 1-2):
 
