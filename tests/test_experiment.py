@@ -23,6 +23,7 @@ from unicorn_hf.experiments.questions import (
     QuestionTemplates,
     evaluation_questions,
     group_by_source,
+    title_in_prompt_questions,
     training_dialogues,
 )
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
@@ -137,6 +138,18 @@ def test_no_training_answer_can_be_read_off_the_dialogue_text():
         shown = row["caption"]
         assert (asked == shown) == (row["messages"][1]["content"] == "Yes")
         assert title_of[asked].source == title_of[shown].source  # a "no" names another title of the same source
+
+
+def test_title_in_prompt_writes_each_pairs_own_title_before_its_question():
+    pairs = _pairs(6)
+    questions = evaluation_questions(pairs, num_options=4, templates=TEMPLATES, seed=0)
+    told = title_in_prompt_questions(questions, {p.id: p.title for p in pairs}, "The image shows {title}.")
+    for question, asked in zip(questions, told, strict=True):
+        title = next(p.title for p in pairs if p.id == question.pair_id)
+        assert asked.text == f"The image shows {title}.\n{question.text}"
+        assert (asked.kind, asked.answer, asked.options) == (question.kind, question.answer, question.options)
+    with pytest.raises(KeyError, match="no title for pair"):
+        title_in_prompt_questions(questions, {}, "{title}")
 
 
 # ---- bootstrap ------------------------------------------------------------------------------------------------------

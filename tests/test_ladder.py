@@ -215,7 +215,7 @@ def test_title_text_leaves_out_held_out_titles_and_counts_them(tmp_path, monkeyp
     record = json.loads((folder / "pair_text.json").read_text())
     assert record["dropped"] == {"title_of_a_held_out_pair": 1} and record["caption_form"] == "title"
     dialogues = load_dataset_folder(folder, "instructions")
-    assert sorted(dialogues["caption"]) == captions  # the SFT rows are embedded from the same text
+    assert sorted(dialogues["caption"]) == sorted(2 * captions)  # an mc and a yes/no dialogue per caption, same text
     with pytest.raises(ValueError, match="pair_scope"):
         pair_text.PairTextArguments(**{**vars(args), "pair_scope": "everything"})
 
@@ -269,7 +269,7 @@ def test_concept_bank_labels_join_the_captions_but_never_a_held_out_title(tmp_pa
     folder = pair_text.run_pair_text(args)
     captions = load_dataset_folder(folder, "captions")
     assert sorted(captions["caption"]) == ["bus", "cat", "crane", "owl", "tree"]
-    assert len(load_dataset_folder(folder, "instructions")) == 4  # concepts have no image: no dialogue
+    assert len(load_dataset_folder(folder, "instructions")) == 2 * 4  # mc + yes/no per pair; concepts: no dialogue
     record = json.loads((folder / "pair_text.json").read_text())
     assert record["concepts"] == 1
     assert record["dropped"] == {"title_of_a_held_out_pair": 0, "concept_is_a_held_out_title": 1,
@@ -394,6 +394,10 @@ def test_an_sft_ladder_needs_the_generation_length_and_the_training_probe_needs_
     for half_set in ({"training_probe_rows": 5}, {"training_dialogues_path": "d"}):
         with pytest.raises(ValueError, match="go together"):
             LadderArguments(**sft_base, **half_set)
+    with pytest.raises(ValueError, match="title_in_prompt"):
+        LadderArguments(**base, title_in_prompt="The image shows {title}.")  # a pretraining ladder has no questions
+    with pytest.raises(ValueError, match=r"\{title\} slot"):
+        LadderArguments(**sft_base, title_in_prompt="The image shows it.")
 
 
 def test_the_ladders_inputs_are_checked_before_any_model_loads(tmp_path, monkeypatch):

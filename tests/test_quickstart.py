@@ -234,7 +234,8 @@ def test_the_ladder_probes_the_pretrained_and_the_fine_tuned_checkpoint(quicksta
     forms = {
         "pretrain": {},
         "sft": {"questions_path": str(outputs / "text"), "max_new_tokens": 2,
-                "training_dialogues_path": str(outputs / "transfer"), "training_probe_rows": 4, "mc_cloze": True},
+                "training_dialogues_path": str(outputs / "transfer"), "training_probe_rows": 4, "mc_cloze": True,
+                "title_in_prompt": "The image shows {title}."},
     }  # fmt: skip
     rungs = {"encoder", "text", "blind/shuffled", "blind/zero", "blind/null"}
     rungs |= {f"image/{rule['name']}" for rule in shipped["image_rules"]}
@@ -248,7 +249,8 @@ def test_the_ladder_probes_the_pretrained_and_the_fine_tuned_checkpoint(quicksta
                                 cwd=REPO, capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         ladder = json.loads((output_dir / "ladder.json").read_text())
-        assert set(ladder["summary"]) == rungs and ladder["num_items"] == 6
+        told = {"title_in_prompt"} if form == "sft" else set()  # the questions with the title written in the prompt
+        assert set(ladder["summary"]) == rungs | told and ladder["num_items"] == 6
         for rung, credit in ladder["per_item"]["credit"].items():
             assert all(len(values) == 6 for values in credit.values()), rung
         assert (output_dir / "ladder.png").is_file() and "| image/memory_projection |" in (

@@ -3,7 +3,9 @@ held-out pairs, with bootstrap intervals and paired differences; writes `ladder.
 
 A pretraining checkpoint is scored by candidate likelihood (`raw`, `calibrated`); an SFT checkpoint (`questions_path`
 set) is asked the multiple-choice and yes/no questions (`mc`, `yes_no` by the first answer token, `*_generation` by
-the greedy reply), and its training dialogues can be probed blind (`training_dialogues_path`).
+the greedy reply), and its training dialogues can be probed blind (`training_dialogues_path`). With
+`title_in_prompt`, the same questions are also asked with the title written as words and no image (rung
+`title_in_prompt`): the LM's own ceiling on the format, whatever the projector delivers.
 
 Arms that differ only at inference (the mean variants of the mean shift, memory projection on any checkpoint that
 carries a memory) share the checkpoint: they are the `image_rules` of one run.
@@ -17,6 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_difference
 from unicorn_hf.experiments.ladder import (
     QUESTION_KINDS,
@@ -29,7 +33,7 @@ from unicorn_hf.experiments.ladder import (
     score_rungs,
 )
 from unicorn_hf.experiments.probes import training_dialogue_probe
-from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
+from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions, title_in_prompt_questions
 from unicorn_hf.paths import portable_record
 
 
@@ -39,6 +43,7 @@ LADDER_FILE = "ladder.json"
 LADDER_TABLE = "ladder.md"
 LADDER_PLOT = "ladder.png"
 BLIND_REFERENCES = ("blind/shuffled", "blind/zero")
+TITLE_IN_PROMPT_RUNG = "title_in_prompt"  # the SFT questions with the title written in the prompt, zero embedding
 CANDIDATE_SCORINGS = ("raw", "calibrated")
 CLOZE_SCORINGS = ("mc_cloze", "mc_cloze_calibrated")
 # The table's columns per ladder form: (header, scoring, statistic); the first scoring named is the one plotted.
@@ -101,6 +106,15 @@ class LadderArguments:
         metadata={"help": "SFT ladder: the stage-3 folder it was fine-tuned on, probed blind (vs chance)."},
     )
     training_probe_rows: int = field(default=0, metadata={"help": "Training dialogues probed (0: none)."})
+    title_in_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "SFT ladder: also ask every question with the pair's title written as words before it (this "
+            "template, with a {title} slot, e.g. 'The image shows {title}.') and a zero embedding: rung "
+            "`title_in_prompt`, what the LM answers when the content is handed to it as text (the ceiling of any "
+            "projector with this LM and format)."
+        },
+    )
     mc_cloze: bool = field(
         default=False,
         metadata={
@@ -124,6 +138,11 @@ class LadderArguments:
             raise ValueError("`questions_path` is set (an SFT ladder): `max_new_tokens` must be a positive integer")
         if self.training_probe_rows and self.questions_path is None:
             raise ValueError("`training_probe_rows` probes SFT dialogues: set `questions_path` too (an SFT ladder)")
+        if self.title_in_prompt is not None and (self.questions_path is None or "{title}" not in self.title_in_prompt):
+            raise ValueError(
+                "`title_in_prompt` asks the SFT questions with the title as text: it needs `questions_path` (an SFT "
+                f"ladder) and a {{title}} slot; got {self.title_in_prompt!r}"
+            )
         if self.mc_cloze and self.questions_path is None:
             raise ValueError("`mc_cloze` scores SFT questions: set `questions_path` too (an SFT ladder)")
         if bool(self.training_dialogues_path) != (self.training_probe_rows > 0):
@@ -344,6 +363,14 @@ def run_ladder(args: LadderArguments) -> dict:
             qa, inputs, pair_ids, questions, args.batch_size, args.max_new_tokens, progress, cloze_question
         )
         credit |= rung_credit
+        if args.title_in_prompt is not None:  # no cloze here: the bare cloze question would drop the written title
+            told = title_in_prompt_questions(questions, {pair.id: pair.title for pair in pairs}, args.title_in_prompt)
+            zero = {TITLE_IN_PROMPT_RUNG: torch.zeros_like(inputs["blind/zero"])}
+            told_credit, told_chosen = question_rungs(
+                qa, zero, pair_ids, told, args.batch_size, args.max_new_tokens, progress
+            )
+            credit |= told_credit
+            chosen |= told_chosen
         per_item_extra["chosen_by_first_token"] = chosen
         extra["answer_concentration"] = answer_concentration(chosen)
         chance = {"mc": 1 / num_options, "yes_no": 0.5}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from unicorn_hf.encoder.pairs import Pair
 from unicorn_hf.evaluation.answers import option_letters
@@ -76,6 +76,20 @@ def yes_no_question(
     title = pair.title if answer_yes else _distractors(pair, by_source, 1, rng)[0]
     text = f"{templates.yes_no_question.format(title=title)}\n{templates.yes_no_suffix}"
     return Question(pair.id, "yes_no", text, "yes" if answer_yes else "no", subject=title)
+
+
+def title_in_prompt_questions(questions: list[Question], title_of: dict[str, str], template: str) -> list[Question]:
+    """`questions` with their pair's title written as words before each question (`template` with a `{title}` slot,
+    e.g. "The image shows {title}."): the content handed to the LM as text, for a ceiling on what it can answer.
+
+    Raises `KeyError` naming a question whose pair has no title in `title_of`."""
+    missing = sorted({question.pair_id for question in questions} - set(title_of))
+    if missing:
+        raise KeyError(f"no title for pair(s) {missing[:5]}")
+    return [
+        replace(question, text=f"{template.format(title=title_of[question.pair_id])}\n{question.text}")
+        for question in questions
+    ]
 
 
 def group_by_source(pairs: list[Pair]) -> dict[str, list[Pair]]:
