@@ -375,7 +375,7 @@ def test_the_sft_ladder_table_and_plot_show_both_question_kinds_against_their_ow
     assert Image.open(tmp_path / "ladder.png").size[0] > Image.open(tmp_path / "ladder.png").size[1]  # 2 panels
 
 
-def test_an_sft_ladder_needs_the_generation_length_and_the_training_probe_needs_an_sft_ladder():
+def test_ladder_arguments_are_checked_and_command_line_rules_read_as_json():
     from unicorn_hf.experiments.ladder_run import LadderArguments
 
     base = {
@@ -394,6 +394,12 @@ def test_an_sft_ladder_needs_the_generation_length_and_the_training_probe_needs_
     for half_set in ({"training_probe_rows": 5}, {"training_dialogues_path": "d"}):
         with pytest.raises(ValueError, match="go together"):
             LadderArguments(**sft_base, **half_set)
+    # on the command line a rule arrives as JSON text in `name`: it is read, not scored as a rule of that name
+    given = LadderArguments(**{**base, "image_rules": [ImageRule('[{"name": "m", "project_onto_memory": true}]'),
+                                                       ImageRule('{"name": "e", "image_mean": "eval"}')]})  # fmt: skip
+    assert given.image_rules == [ImageRule("m", project_onto_memory=True), ImageRule("e", image_mean="eval")]
+    with pytest.raises(ValueError, match="does not parse"):
+        LadderArguments(**{**base, "image_rules": [ImageRule("{name: m}")]})
     with pytest.raises(ValueError, match="title_in_prompt"):
         LadderArguments(**base, title_in_prompt="The image shows {title}.")  # a pretraining ladder has no questions
     with pytest.raises(ValueError, match=r"\{title\} slot"):

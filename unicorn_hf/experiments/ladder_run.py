@@ -73,6 +73,19 @@ QUESTION_COLUMNS = (
 )
 
 
+def _command_line_rules(given: ImageRule | dict) -> list[ImageRule | dict]:
+    """On the command line (`--image_rules '{"name": "m", "project_onto_memory": true}'`) the parser builds
+    `ImageRule(name=<the JSON text>)`; read such a name as the JSON rule (or list of rules) it is, so that it is not
+    scored as a rule of that name with the defaults. Raises `ValueError` naming text that is not valid JSON."""
+    if not isinstance(given, ImageRule) or not given.name.lstrip().startswith(("{", "[")):
+        return [given]
+    try:
+        parsed = json.loads(given.name)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"image_rules: {given.name!r} looks like JSON but does not parse: {error}") from error
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
 @dataclass
 class LadderArguments:
     model_name_or_path: str = field(
@@ -130,7 +143,8 @@ class LadderArguments:
         if not self.image_rules:
             raise ValueError("`image_rules` is empty: rung c needs at least one rule (e.g. {name: pool_mean})")
         self.image_rules = [
-            _from_mapping(ImageRule, rule, f"image_rules[{index}]") for index, rule in enumerate(self.image_rules)
+            _from_mapping(ImageRule, rule, f"image_rules[{index}]")
+            for index, rule in enumerate(rule for given in self.image_rules for rule in _command_line_rules(given))
         ]
         if self.text_form not in ("title", "caption"):
             raise ValueError(f"`text_form` must be 'title' or 'caption', got {self.text_form!r}")
