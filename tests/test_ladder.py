@@ -400,10 +400,13 @@ def test_ladder_arguments_are_checked_and_command_line_rules_read_as_json():
     assert given.image_rules == [ImageRule("m", project_onto_memory=True), ImageRule("e", image_mean="eval")]
     with pytest.raises(ValueError, match="does not parse"):
         LadderArguments(**{**base, "image_rules": [ImageRule("{name: m}")]})
-    with pytest.raises(ValueError, match="title_in_prompt"):
+    with pytest.raises(ValueError, match="set `questions_path` too"):
         LadderArguments(**base, title_in_prompt="The image shows {title}.")  # a pretraining ladder has no questions
-    with pytest.raises(ValueError, match=r"\{title\} slot"):
+    with pytest.raises(ValueError, match=r"has no \{title\} slot"):
         LadderArguments(**sft_base, title_in_prompt="The image shows it.")
+    with pytest.raises(ValueError, match=r"the only slot allowed is \{title\}"):
+        LadderArguments(**sft_base, title_in_prompt="{title} in {place}")
+    assert LadderArguments(**sft_base, title_in_prompt="").title_in_prompt is None  # off from the command line
 
 
 def test_the_ladders_inputs_are_checked_before_any_model_loads(tmp_path, monkeypatch):

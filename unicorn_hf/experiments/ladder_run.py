@@ -97,7 +97,11 @@ class LadderArguments:
     num_candidates: int = field(metadata={"help": "Candidate titles per item (the right one + distractors)."})
     text_form: str = field(metadata={"help": "Rung b's text of a pair: `title` or `caption` (as it trained)."})
     image_rules: list[ImageRule] = field(
-        metadata={"help": "Rung c's rules: {name, image_mean: eval|image|text|none, project_onto_memory}."}
+        metadata={
+            "help": "Rung c's rules: {name, image_mean: eval|image|text|none, project_onto_memory}. On the command "
+            'line give each rule as JSON (\'{"name": "m", "project_onto_memory": true}\'): a bare word is a rule '
+            "of that name with the defaults (the stored image mean)."
+        }
     )
     zero_shot_prompts: dict = field(metadata={"help": "Rung a: source -> the encoder's caption form, `{title}`."})
     batch_size: int = field(metadata={"help": "Rows (item x candidate) per forward pass."})
@@ -125,7 +129,7 @@ class LadderArguments:
             "help": "SFT ladder: also ask every question with the pair's title written as words before it (this "
             "template, with a {title} slot, e.g. 'The image shows {title}.') and a zero embedding: rung "
             "`title_in_prompt`, what the LM answers when the content is handed to it as text (the ceiling of any "
-            "projector with this LM and format)."
+            "projector with this LM and format). An empty string turns it off."
         },
     )
     mc_cloze: bool = field(
@@ -152,11 +156,19 @@ class LadderArguments:
             raise ValueError("`questions_path` is set (an SFT ladder): `max_new_tokens` must be a positive integer")
         if self.training_probe_rows and self.questions_path is None:
             raise ValueError("`training_probe_rows` probes SFT dialogues: set `questions_path` too (an SFT ladder)")
-        if self.title_in_prompt is not None and (self.questions_path is None or "{title}" not in self.title_in_prompt):
-            raise ValueError(
-                "`title_in_prompt` asks the SFT questions with the title as text: it needs `questions_path` (an SFT "
-                f"ladder) and a {{title}} slot; got {self.title_in_prompt!r}"
-            )
+        if self.title_in_prompt == "":  # `--title_in_prompt ""` turns off a rung the YAML sets
+            self.title_in_prompt = None
+        if self.title_in_prompt is not None:
+            if self.questions_path is None:
+                raise ValueError("`title_in_prompt` asks the SFT questions: set `questions_path` too (an SFT ladder)")
+            try:
+                filled = self.title_in_prompt.format(title="")
+            except (KeyError, IndexError, ValueError) as error:
+                raise ValueError(
+                    f"`title_in_prompt` {self.title_in_prompt!r}: the only slot allowed is {{title}} ({error!r})"
+                ) from error
+            if filled == self.title_in_prompt:
+                raise ValueError(f"`title_in_prompt` {self.title_in_prompt!r} has no {{title}} slot")
         if self.mc_cloze and self.questions_path is None:
             raise ValueError("`mc_cloze` scores SFT questions: set `questions_path` too (an SFT ladder)")
         if bool(self.training_dialogues_path) != (self.training_probe_rows > 0):

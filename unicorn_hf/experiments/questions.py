@@ -138,8 +138,8 @@ def training_dialogues(
 
     Why one question per chat: asked after the mc turn in one chat, the yes/no answer follows from the text. A "yes"
     asks about the title the previous reply just picked and a "no" about one the options never listed, so SFT
-    learned presence without the image (the concept-title dialogues of 2026-12: 3,967 of 3,970 "Yes" turns asked
-    about an option, 4,072 of 4,075 "No" turns about a title outside them), and answered "no" to every held-out
+    learned presence without the image (the concept-title dialogues of 2026-12: all 3,967 "Yes" turns asked about
+    an option, 4,072 of the 4,075 "No" turns about a title outside them), and answered "no" to every held-out
     image. Asked in either order the first answer gives the second away; asked alone, only the image answers.
     """
     mc = mc_question(pair, by_source, num_options, templates, rng)
