@@ -19,8 +19,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_difference
 from unicorn_hf.experiments.ladder import (
     QUESTION_KINDS,
@@ -391,7 +389,7 @@ def run_ladder(args: LadderArguments) -> dict:
         credit |= rung_credit
         if args.title_in_prompt is not None:  # no cloze here: the bare cloze question would drop the written title
             told = title_in_prompt_questions(questions, {pair.id: pair.title for pair in pairs}, args.title_in_prompt)
-            zero = {TITLE_IN_PROMPT_RUNG: torch.zeros_like(inputs["blind/zero"])}
+            zero = {TITLE_IN_PROMPT_RUNG: inputs["blind/zero"]}  # the content-free input: only the text differs
             told_credit, told_chosen = question_rungs(
                 qa, zero, pair_ids, told, args.batch_size, args.max_new_tokens, progress
             )

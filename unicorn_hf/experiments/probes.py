@@ -55,14 +55,21 @@ def caption_nll(model, processor, captions: list[str], embeds: torch.Tensor, see
     return result
 
 
+def _first_exchange(row: dict) -> tuple[str, str] | None:
+    """(user text, stripped reply) of a training dialogue's first turn; None when it does not open user, assistant."""
+    messages = row["messages"]
+    if len(messages) < 2 or messages[0]["role"] != "user" or messages[1]["role"] != "assistant":
+        return None
+    return messages[0]["content"], messages[1]["content"].strip()
+
+
 def lettered_mc_question(row: dict, image_token: str, num_options: int) -> Question | None:
     """The first turn of a training dialogue as a `Question` when it is a lettered multiple-choice question: a user
     turn with option lines "A. ..", "B. .." (exactly `num_options`, as `questions.mc_question` writes them) and a bare
     letter as the answer; None for any other first turn (stage-2 QA, reasoning, free-form mc)."""
-    messages = row["messages"]
-    if len(messages) < 2 or messages[0]["role"] != "user" or messages[1]["role"] != "assistant":
+    if (exchange := _first_exchange(row)) is None:
         return None
-    user, answer = messages[0]["content"], messages[1]["content"].strip()
+    user, answer = exchange
     letters = option_letters(num_options)
     lettered = [line for line in user.splitlines() if OPTION_LINE.match(line)]
     if [line[0] for line in lettered] != list(letters) or answer not in letters:
@@ -74,14 +81,10 @@ def lettered_mc_question(row: dict, image_token: str, num_options: int) -> Quest
 def yes_no_question_of(row: dict, image_token: str) -> Question | None:
     """The first turn of a training dialogue as a `yes_no` `Question` when its reply is a bare "Yes" or "No" (as
     `questions.one_question_dialogue` writes it); None for any other first turn."""
-    messages = row["messages"]
-    if len(messages) < 2 or messages[0]["role"] != "user" or messages[1]["role"] != "assistant":
+    if (exchange := _first_exchange(row)) is None or exchange[1].lower() not in ("yes", "no"):
         return None
-    answer = messages[1]["content"].strip().lower()
-    if answer not in ("yes", "no"):
-        return None
-    text = messages[0]["content"].replace(image_token, "").strip()
-    return Question(str(row.get("id", "train")), "yes_no", text, answer)
+    user, answer = exchange
+    return Question(str(row.get("id", "train")), "yes_no", user.replace(image_token, "").strip(), answer.lower())
 
 
 def _first_token_accuracy(qa, questions: list[Question], embeds: torch.Tensor, batch_size: int, seed: int) -> dict:
@@ -147,7 +150,7 @@ def training_dialogue_probe(
 
     rows = load_dataset_folder(dialogues_path, "instructions")
     image_token = qa.processor.image_token
-    chosen_mc, chosen_yes_no, passed_over = [], [], 0
+    chosen_mc, chosen_yes_no, yes_no_questions, passed_over = [], [], [], 0
     for index, row in enumerate(rows.select_columns(["id", "messages"])):
         if len(chosen_mc) == num_rows and len(chosen_yes_no) == num_rows:
             break
@@ -156,8 +159,9 @@ def training_dialogue_probe(
                 chosen_mc.append(index)
             continue
         passed_over += 1
-        if yes_no_question_of(row, image_token) is not None and len(chosen_yes_no) < num_rows:
+        if len(chosen_yes_no) < num_rows and (question := yes_no_question_of(row, image_token)) is not None:
             chosen_yes_no.append(index)
+            yes_no_questions.append(question)
     if not chosen_mc:
         raise ValueError(f"{dialogues_path}: no training dialogue opens with a lettered {num_options}-way question")
     mc_rows, mc_embeds = _rows_with_embeds(rows, chosen_mc)
@@ -165,9 +169,8 @@ def training_dialogue_probe(
     logger.info("training dialogues (first turn): %s, chance %.3f", accuracy, 1 / num_options)
     result = {**accuracy, "chance": 1 / num_options, "rows": len(mc_rows), "rows_not_lettered_mc": passed_over}
     if chosen_yes_no:
-        yes_no_rows, yes_no_embeds = _rows_with_embeds(rows, chosen_yes_no)
-        questions = [yes_no_question_of(row, image_token) for row in yes_no_rows]
-        yes_no = _first_token_accuracy(qa, questions, yes_no_embeds, batch_size, seed)
+        _, yes_no_embeds = _rows_with_embeds(rows, chosen_yes_no)
+        yes_no = _first_token_accuracy(qa, yes_no_questions, yes_no_embeds, batch_size, seed)
         logger.info("training dialogues (yes/no first turn): %s, chance 0.5", yes_no)
-        result["yes_no"] = {**yes_no, "chance": 0.5, "rows": len(questions)}
+        result["yes_no"] = {**yes_no, "chance": 0.5, "rows": len(yes_no_questions)}
     return result

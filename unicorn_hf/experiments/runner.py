@@ -415,13 +415,13 @@ class Experiment:
         if path.is_file() and (cached := json.loads(path.read_text())).get("key") == key:
             return cached["probes"]
         probes = {}
-        for stage, config in (("pretrain", "captions"), ("sft", "instructions")):
+        for stage in ("pretrain", "sft"):
             folder = self.arm_dir(arm) / stage
             model = UnicornForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
             model = model.to(self.args.eval_device).eval()
             processor = UnicornProcessor.from_pretrained(folder)
             if stage == "pretrain":
-                rows = load_dataset_folder(transfer_dir, config)
+                rows = load_dataset_folder(transfer_dir, "captions")
                 rows = rows.select(range(min(num_rows, len(rows))))
                 embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
                 probes[stage] = caption_nll(model, processor, rows["caption"], embeds, self.args.seed)
