@@ -4,7 +4,7 @@
    tower on pixels first: same LLM, batch, tokens and projector.
 2. `num_image_tokens` 576 (the paper) vs 1: the sequence grows by 575 positions per sample.
 3. Concept titles (issue 20): 1 image token + `--title_tokens` targets vs `--num_image_tokens` + `--caption_tokens`
-   (caption-length pretraining rows): the seconds per step that size `recipes/concept_titles/pretrain.yaml`.
+   (caption-length pretraining rows): the seconds per step that size `recipes/concept_titles/pretrain_plain.yaml`.
 4. Our SFT step (TRL's stock SFTTrainer through `build_trainer`: Unicorn collator + image embedding) vs a plain TRL
    text-only SFT step on the same tokens (the image positions are ordinary tokens there). Target: overhead <= 15%.
 

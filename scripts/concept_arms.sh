@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The trained transfer arms of issue 20 on the concept-title text (recipes/concept_titles): each arm is the reference
-# recipe with one change, the transfer method of its stage 3, then the same pretraining and the same probe ladder.
+# recipe with one change, the transfer method of its stage 3, then the same pretraining (the plain format,
+# pretrain_plain.yaml, four times cheaper a step than the chat format) and the same probe ladder.
 #   none:    the raw text embeddings (the gap left open)
 #   capdec:  Gaussian noise on the text side in every step (CapDec, sigma 0.126 = sqrt(0.016), its default)
 #   c3:      mean shift + the same noise (C3)
 #   realign: ReAlign (unicorn_hf/modeling/modality_transfer.py)
-# The reference arm (mean_shift) is the recipe as shipped (outputs/concept_titles/{pretrain,ladder}); memory projection
+# The reference arm (mean_shift) is the sweep's 8k point (outputs/concept_titles/plain/{pretrain,ladder}); memory projection
 # and the mean variants are inference-only rules of each arm's checkpoint (arms_ladder.yaml), not arms of their own.
 # Usage: bash scripts/concept_arms.sh [none] [capdec] [c3] [realign]   (default: all four; finished stages skipped)
 # Needs outputs/tiny/encoder and outputs/concept_titles/text (make quickstart; bash scripts/concept_sweep.sh 8k).
@@ -29,7 +30,7 @@ for arm in "${arms[@]}"; do
   [ -f "$out/transfer/transfer_stats.json" ] || $PY recipes/transfer.py --config $recipe/transfer.yaml \
     --captions_path $text --instructions_path $text --output_dir "$out/transfer" "${extra[@]}"
   [ -f "$out/pretrain/model.safetensors" ] || $PY -m accelerate.commands.launch --config_file accelerate_configs/cpu.yaml \
-    recipes/pretrain.py --config $recipe/pretrain.yaml --dataset_name "$out/transfer" --output_dir "$out/pretrain"
+    recipes/pretrain.py --config $recipe/pretrain_plain.yaml --dataset_name "$out/transfer" --output_dir "$out/pretrain"
   [ -f "$out/ladder/ladder.json" ] || $PY recipes/ladder.py --config $recipe/arms_ladder.yaml \
     --model_name_or_path "$out/pretrain" --output_dir "$out/ladder"
   echo "arm $arm: $((SECONDS - start)) s -> $out/ladder/ladder.md"

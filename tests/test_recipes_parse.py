@@ -27,7 +27,7 @@ SCRIPT_FOR = {
     "experiment": "experiments/does_it_see/run",
     "sft_ladder": "ladder",  # recipes/concept_titles/sft_ladder.yaml: the ladder of the SFT checkpoint
     "arms_ladder": "ladder",  # recipes/concept_titles/arms_ladder.yaml: the ladder of one transfer arm
-    "pretrain_chat": "pretrain",  # recipes/concept_titles/pretrain_chat.yaml: pretraining in the chat format
+    "pretrain_plain": "pretrain",  # recipes/concept_titles/pretrain_plain.yaml: pretraining in the plain format
 }
 # YAMLs that no argument parser reads: the experiment's arms (Plan.load, tests/test_experiment.py parses them).
 NOT_SCRIPT_CONFIGS = {"plan.yaml"}
