@@ -32,11 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
 
 from unicorn_hf.encoder.pairs import Pair, collect_pairs
 from unicorn_hf.experiments.config import Arm, ExperimentArguments, Plan
-from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE
+from unicorn_hf.experiments.oracle import cached_pair_images, encode_pair_images, training_pair_ids, write_image_oracle
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import most_frequent_answer
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
@@ -215,27 +214,13 @@ class Experiment:
         return self._encoder
 
     def image_embeddings(self, splits: PairSplits) -> dict[str, torch.Tensor]:
-        """Raw (L2-normalised, unshifted) image embeddings [D] of every eval and vlm_train pair, by id (the pool's
-        mean is taken by stage 3 from `pool_images/`, as a user's transfer would)."""
-        path = self.shared / "image_embeds.safetensors"
+        """Raw (L2-normalised, unshifted) image embeddings [D] of every eval and vlm_train pair, by id, cached in
+        `shared/` (the pool's mean is taken by stage 3 from `pool_images/`, as a user's transfer would)."""
         ids = [pair_id for name in ("eval", "vlm_train") for pair_id in splits.ids[name]]
-        if path.is_file():
-            tensors = load_file(str(path))
-            stored = json.loads((self.shared / "image_embeds_ids.json").read_text())
-            if stored == ids:
-                return dict(zip(ids, tensors["image_embeds"], strict=True))
-        encoder = self.load_encoder()
-        pairs = self.pairs()
-        chunks = []
-        batch = encoder.batch_size
-        from tqdm.auto import tqdm
-
-        for start in tqdm(range(0, len(ids), batch), desc="encode images", unit="batch"):
-            chunks.append(encoder.encode_image([pairs[pair_id].load() for pair_id in ids[start : start + batch]]))
-        embeds = torch.cat(chunks)  # [N, D]
-        save_file({"image_embeds": embeds.contiguous()}, str(path))
-        (self.shared / "image_embeds_ids.json").write_text(json.dumps(ids) + "\n")
-        return dict(zip(ids, embeds, strict=True))
+        cached = cached_pair_images(self.shared, ids)  # a finished run needs neither the encoder nor the images
+        if cached is not None:
+            return cached
+        return encode_pair_images(self.load_encoder(), self.pairs(), ids, cache_dir=self.shared)
 
     def pool_images(self, splits: PairSplits) -> Path:
         """The unlabeled pool as PNG files: what a user would point transfer's `image_mean_source` at."""
@@ -312,40 +297,13 @@ class Experiment:
         return out
 
     def image_oracle_data(self, text_transfer: Path, text_dir: Path) -> Path:
-        """The same rows with each caption's embedding replaced by its pair's real image embedding.
-
-        v = normalize(x - mean(X_vlm_train)), the paper's shift applied within the image modality, so the oracle
-        differs from the mean-shift arm only in where its vectors come from (what LLaVA-style training sees).
-        """
-        from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
-        from unicorn_hf.transfer.statistics import TransferStatistics
-
+        """The same rows with each caption's embedding replaced by its pair's real image embedding
+        (`unicorn_hf.experiments.oracle.write_image_oracle`: the paper's shift within the image modality)."""
         out = text_transfer.parent / "transfer"
         if _done(out):
             return out
-        pair_of_row = json.loads((text_dir / PAIR_IDS_FILE).read_text())
-        image = self.image_embeddings(self.splits())
-        train_ids = sorted(set(pair_of_row.values()))
-        image_mean = torch.stack([image[pair_id] for pair_id in train_ids]).mean(0)  # [D]
-        stats = TransferStatistics.load(text_transfer)
-        oracle_stats = TransferStatistics(
-            encoder_id=stats.encoder_id, dim=stats.dim, text_mean=image_mean, num_rows=len(train_ids),
-            normalized_input=True, settings=stats.settings,
-        )  # fmt: skip
-
-        def swap(row: dict) -> dict:
-            vector = oracle_stats.embed_text(image[pair_of_row[row["id"]]].unsqueeze(0))[0]  # [D]
-            return {"image_embeds": vector.to(torch.float16).tolist()}
-
-        for config_name in ("captions", "instructions"):
-            rows = load_dataset_folder(text_transfer, config_name)
-            write_dataset_config(rows.map(swap, features=rows.features), out, config_name)
-        oracle_stats.save(out)
-        body = (
-            "# does-it-see image oracle\n\nThe rows of the text arms, each with its pair's real image embedding "
-            "(shifted by the mean of the training images) instead of its caption's text embedding."
-        )
-        write_card(out, {"configs": configs_metadata(["captions", "instructions"])}, body)
+        pair_of_row, _ = training_pair_ids(text_dir)
+        write_image_oracle(text_transfer, pair_of_row, self.image_embeddings(self.splits()), out)
         _mark_done(out)
         return out
 

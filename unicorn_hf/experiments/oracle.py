@@ -1,0 +1,166 @@
+"""The image-trained oracle: the text arms' training rows, each with its pair's real image embedding instead of its
+caption's transferred text embedding.
+
+It is what LLaVA-style training sees (the same captions, the same projector and LM, real images), so its ladder is
+the ceiling a text-only arm's transfer method is measured against: whatever an arm loses beyond the oracle, it loses
+to the modality gap. The vectors are v = normalize(x - mean(X_train)), the paper's mean shift applied within the
+image modality, where X_train are the raw (L2-normalised) embeddings of the training pairs' images, whatever rule the
+text arm used. The stored statistics hold that mean as both the text-side and the image-side mean and no memory, so
+a checkpoint trained on these rows moves an evaluated image exactly as it moved its training images.
+
+Used by the does-it-see runner (`Experiment.transfer` for an arm with `embeddings: image`) and by
+`recipes/image_oracle.py` (the concept-title recipe's oracle arm, `scripts/concept_arms.sh image_oracle`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE, every_pair_of
+from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
+from unicorn_hf.modeling.modality_transfer import TransferSettings
+from unicorn_hf.transfer.encoders import load_encoder
+from unicorn_hf.transfer.statistics import TransferStatistics
+
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAMES = ("captions", "instructions")
+IMAGE_EMBEDS_FILE = "image_embeds.safetensors"  # raw image embeddings [N, D] of the training pairs
+IMAGE_EMBEDS_IDS_FILE = "image_embeds_ids.json"  # their pair ids, in row order
+# normalize(x - mean(X_train)): the paper's mean shift (re-normalised, as its text) within the image modality
+ORACLE_SETTINGS = TransferSettings(method="mean_shift", renormalize=True)
+
+
+def cached_pair_images(cache_dir: Path, ids: list[str]) -> dict[str, torch.Tensor] | None:
+    """The image embeddings [D] by id that `encode_pair_images` stored in `cache_dir`, or None when it holds none or
+    holds other ids (then they are encoded again)."""
+    ids_path = cache_dir / IMAGE_EMBEDS_IDS_FILE
+    if not (cache_dir / IMAGE_EMBEDS_FILE).is_file() or not ids_path.is_file():
+        return None
+    if json.loads(ids_path.read_text()) != ids:
+        return None
+    return dict(zip(ids, load_file(str(cache_dir / IMAGE_EMBEDS_FILE))["image_embeds"], strict=True))
+
+
+def encode_pair_images(encoder, pairs: dict, ids: list[str], cache_dir: Path | None = None) -> dict[str, torch.Tensor]:
+    """Raw (L2-normalised, unshifted) image embeddings [D] of the pairs `ids`, by id, in batches of
+    `encoder.batch_size` with a progress bar.
+
+    With `cache_dir`, the embeddings are read from (and written to) `image_embeds.safetensors` there when it holds
+    exactly these ids, so a repeated run encodes nothing (and needs neither `encoder` nor `pairs`). Raises `KeyError`
+    naming the first id that `pairs` (pair id -> `unicorn_hf.encoder.pairs.Pair`) lacks, before any image is encoded.
+    """
+    cached = None if cache_dir is None else cached_pair_images(cache_dir, ids)
+    if cached is not None:
+        return cached
+    missing = [pair_id for pair_id in ids if pair_id not in pairs]
+    if missing:
+        raise KeyError(f"{len(missing)} pair id(s) not among the encoder's pairs, first {missing[0]!r}")
+    batch = encoder.batch_size
+    chunks = []
+    for start in tqdm(range(0, len(ids), batch), desc="encode images", unit="batch"):
+        chunks.append(encoder.encode_image([pairs[pair_id].load() for pair_id in ids[start : start + batch]]))
+    embeds = torch.cat(chunks)  # [N, D]
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        save_file({"image_embeds": embeds.contiguous()}, str(cache_dir / IMAGE_EMBEDS_FILE))
+        (cache_dir / IMAGE_EMBEDS_IDS_FILE).write_text(json.dumps(ids) + "\n")
+    return dict(zip(ids, embeds, strict=True))
+
+
+def training_pair_ids(text_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """(row id -> pair id, the sorted distinct pair ids) from a pair-text folder's `pair_ids.json`.
+
+    Raises `FileNotFoundError` naming the file when the folder was not written by `recipes/pair_text.py`.
+    """
+    path = Path(text_dir) / PAIR_IDS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the oracle needs the pair of every row (recipes/pair_text.py)")
+    pair_of_row = json.loads(path.read_text())
+    return pair_of_row, sorted(set(pair_of_row.values()))
+
+
+def write_image_oracle(
+    text_transfer: Path, pair_of_row: dict[str, str], image_embeds: dict[str, torch.Tensor], output_dir: Path
+) -> dict[str, int]:
+    """Write the oracle folder: `text_transfer`'s captions and instructions configs, each row's `image_embeds`
+    replaced by normalize(x - mean(X_train)) of its pair's raw image embedding x [D], and the statistics.
+
+    Rows without a pair (e.g. concept-bank captions, which name no image) are dropped and counted; the counts per
+    config are returned ({"captions_kept": .., "captions_dropped_no_pair": .., ...}) and written to the card.
+    Raises `ValueError` when no row of the captions config has a pair, or `KeyError` naming a pair id that
+    `image_embeds` lacks.
+    """
+    output_dir = Path(output_dir)
+    train_ids = sorted({pair_of_row[row_id] for row_id in pair_of_row})
+    missing = [pair_id for pair_id in train_ids if pair_id not in image_embeds]
+    if missing:
+        raise KeyError(f"{len(missing)} training pair(s) have no image embedding, first {missing[0]!r}")
+    image_mean = torch.stack([image_embeds[pair_id] for pair_id in train_ids]).float().mean(0)  # [D]
+    stats = TransferStatistics.load(text_transfer)
+    oracle_stats = TransferStatistics(
+        encoder_id=stats.encoder_id, dim=stats.dim, text_mean=image_mean, num_rows=len(train_ids),
+        normalized_input=True, settings=ORACLE_SETTINGS, num_images=len(train_ids),
+        image_mean=image_mean.clone(),  # its own storage: safetensors refuses one tensor saved under two names
+        encoder=stats.encoder,
+    )  # fmt: skip
+
+    def swap(row: dict) -> dict:
+        vector = oracle_stats.embed_text(image_embeds[pair_of_row[row["id"]]].unsqueeze(0))[0]  # [D]
+        return {"image_embeds": vector.to(torch.float16).tolist()}
+
+    counts: dict[str, int] = {}
+    for config_name in CONFIG_NAMES:
+        rows = load_dataset_folder(text_transfer, config_name)
+        paired = rows.filter(lambda row: row["id"] in pair_of_row)
+        counts[f"{config_name}_kept"] = len(paired)
+        counts[f"{config_name}_dropped_no_pair"] = len(rows) - len(paired)
+        if config_name == "captions" and len(paired) == 0:
+            raise ValueError(f"no caption row of {text_transfer} has a pair in {PAIR_IDS_FILE}: nothing to train on")
+        write_dataset_config(paired.map(swap, features=paired.features), output_dir, config_name)
+    oracle_stats.save(output_dir)
+    body = (
+        "# Image oracle\n\nThe rows of the text arms, each with its pair's real image embedding (shifted by the mean "
+        "of the training images) instead of its caption's text embedding: what LLaVA-style training sees. Made by "
+        f"`unicorn_hf.experiments.oracle` from `{text_transfer}`.\n\nRows kept and dropped (no pair, no image): "
+        f"`{json.dumps(counts)}`\n"
+    )
+    write_card(output_dir, {"configs": configs_metadata(list(CONFIG_NAMES))}, body)
+    logger.info("image oracle: %s -> %s", counts, output_dir)
+    return counts
+
+
+@dataclass
+class ImageOracleArguments:
+    """`recipes/image_oracle.py`: a text arm's transfer folder -> the image oracle's training folder."""
+
+    text_dir: str = field(metadata={"help": "The pair-text folder (recipes/pair_text.py) holding pair_ids.json."})
+    transfer_dir: str = field(metadata={"help": "That text's transfer folder (recipes/transfer.py): rows to copy."})
+    encoder_config: str = field(metadata={"help": "The encoder recipe YAML (its sources name the pairs' images)."})
+    encoder_dir: str = field(metadata={"help": "The trained encoder folder whose image tower embeds the images."})
+    output_dir: str = field(metadata={"help": "Where the oracle's folder goes (image_embeds cached there too)."})
+    encoder_batch_size: int = field(default=64, metadata={"help": "Images per encoder batch."})
+    encoder_device: str = field(default="cpu", metadata={"help": "Where the image tower runs (cpu, cuda)."})
+
+
+def run_image_oracle(args: ImageOracleArguments) -> dict[str, int]:
+    """Encode the training pairs' images with `args.encoder_dir` and write the oracle folder (see
+    `write_image_oracle`); the image embeddings are cached in `output_dir`, so a rerun encodes nothing."""
+    pair_of_row, train_ids = training_pair_ids(Path(args.text_dir))
+    pairs = {pair.id: pair for pair in every_pair_of(args.encoder_config)}
+    encoder = load_encoder(
+        f"local-dir:{args.encoder_dir}",
+        device=args.encoder_device,
+        dtype="float32",
+        batch_size=args.encoder_batch_size,
+    )
+    image_embeds = encode_pair_images(encoder, pairs, train_ids, cache_dir=Path(args.output_dir))
+    return write_image_oracle(Path(args.transfer_dir), pair_of_row, image_embeds, Path(args.output_dir))
