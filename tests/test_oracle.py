@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset, Features, Sequence, Value
 
+from unicorn_hf.encoder.pairs import UnreadableImageError
 from unicorn_hf.experiments.oracle import (
+    PairImages,
     cached_pair_images,
     encode_pair_images,
     training_pair_ids,
@@ -44,14 +46,15 @@ def _text_transfer(folder, row_ids: list[str]) -> None:
 def test_oracle_rows_are_the_pairs_images_shifted_by_the_training_mean(tmp_path):
     torch.manual_seed(0)
     images = {pair: F.normalize(torch.randn(DIM), dim=0) for pair in ("emoji/a", "emoji/b", "clipart/c")}
-    pair_of_row = {"row-a": "emoji/a", "row-b": "emoji/b", "row-c": "clipart/c"}
+    pair_of_row = {"row-a": "emoji/a", "row-b": "emoji/b", "row-c": "clipart/c", "row-d": "clipart/unreadable"}
     text = tmp_path / "transfer"
-    _text_transfer(text, ["row-a", "row-b", "row-c", "concept-bank-row"])
+    _text_transfer(text, ["row-a", "row-b", "row-c", "concept-bank-row", "row-d"])
 
-    counts = write_image_oracle(text, pair_of_row, images, tmp_path / "oracle")
+    counts = write_image_oracle(text, pair_of_row, PairImages(images, ["clipart/unreadable"]), tmp_path / "oracle")
 
-    assert counts == {"captions_kept": 3, "captions_dropped_no_pair": 1, "instructions_kept": 2,
-                      "instructions_dropped_no_pair": 0}  # fmt: skip
+    assert counts == {"captions_kept": 3, "captions_dropped_no_pair": 1, "captions_dropped_unreadable_image": 1,
+                      "instructions_kept": 2, "instructions_dropped_no_pair": 0,
+                      "instructions_dropped_unreadable_image": 0}  # fmt: skip
     mean = torch.stack(list(images.values())).mean(0)  # [D]
     captions = load_dataset_folder(tmp_path / "oracle", "captions")
     assert captions["id"] == ["row-a", "row-b", "row-c"]
@@ -72,9 +75,12 @@ def test_oracle_refuses_missing_images_and_text_without_pairs(tmp_path):
     text = tmp_path / "transfer"
     _text_transfer(text, ["row-a"])
     with pytest.raises(KeyError, match="emoji/a"):
-        write_image_oracle(text, {"row-a": "emoji/a"}, {}, tmp_path / "oracle")
+        write_image_oracle(text, {"row-a": "emoji/a"}, PairImages({}, []), tmp_path / "oracle")
     with pytest.raises(ValueError, match="no caption row"):
-        write_image_oracle(text, {"other-row": "emoji/a"}, {"emoji/a": torch.ones(DIM)}, tmp_path / "oracle")
+        one_image = PairImages({"emoji/a": torch.ones(DIM)}, [])
+        write_image_oracle(text, {"other-row": "emoji/a"}, one_image, tmp_path / "oracle")
+    with pytest.raises(ValueError, match="no training pair"):
+        write_image_oracle(text, {"row-a": "emoji/a"}, PairImages({}, ["emoji/a"]), tmp_path / "oracle")
     with pytest.raises(FileNotFoundError, match=PAIR_IDS_FILE):
         training_pair_ids(tmp_path)
     (tmp_path / PAIR_IDS_FILE).write_text(json.dumps({"r1": "p2", "r2": "p1", "r3": "p2"}))
@@ -99,19 +105,22 @@ class _Pair:
         self.number = number
 
     def load(self) -> int:
+        if self.number == 2:
+            raise UnreadableImageError("Cannot render SVG p2.svg")
         return self.number
 
 
 def test_pair_images_are_encoded_in_batches_and_cached(tmp_path):
     pairs = {f"p{number}": _Pair(number) for number in range(5)}
-    ids = ["p3", "p0", "p4"]
+    ids = ["p3", "p2", "p0", "p4"]  # p2's image does not render: left out and listed, the others kept
     encoder = _CountingEncoder()
     first = encode_pair_images(encoder, pairs, ids, cache_dir=tmp_path)
-    assert encoder.seen == 3
-    assert list(first) == ids and int(first["p3"].argmax()) == 3
+    assert encoder.seen == 3 and first.unreadable == ["p2"]
+    assert list(first.embeds) == ["p3", "p0", "p4"] and [int(v.argmax()) for v in first.embeds.values()] == [3, 0, 4]
     # The cache answers for exactly these ids; a rerun needs neither the encoder nor the pairs.
     again = encode_pair_images(None, {}, ids, cache_dir=tmp_path)
-    assert all(torch.equal(first[key], again[key]) for key in ids)
+    assert again.unreadable == ["p2"] and list(again.embeds) == list(first.embeds)
+    assert all(torch.equal(first.embeds[key], again.embeds[key]) for key in first.embeds)
     assert cached_pair_images(tmp_path, ["p3", "p0"]) is None
     with pytest.raises(KeyError, match="p9"):
         encode_pair_images(encoder, pairs, ["p9"], cache_dir=None)

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from unicorn_hf.encoder.pairs import UnreadableImageError
 from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE, every_pair_of
 from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 from unicorn_hf.modeling.modality_transfer import TransferSettings
@@ -39,22 +40,36 @@ IMAGE_EMBEDS_IDS_FILE = "image_embeds_ids.json"  # their pair ids, in row order
 ORACLE_SETTINGS = TransferSettings(method="mean_shift", renormalize=True)
 
 
-def cached_pair_images(cache_dir: Path, ids: list[str]) -> dict[str, torch.Tensor] | None:
-    """The image embeddings [D] by id that `encode_pair_images` stored in `cache_dir`, or None when it holds none or
-    holds other ids (then they are encoded again)."""
+@dataclass
+class PairImages:
+    """Raw (L2-normalised, unshifted) image embeddings of pairs, and the pairs whose image could not be read."""
+
+    embeds: dict[str, torch.Tensor]  # pair id -> [D]
+    unreadable: list[str]  # pair ids whose image failed to load or render (dropped, counted)
+
+
+def cached_pair_images(cache_dir: Path, ids: list[str]) -> PairImages | None:
+    """What `encode_pair_images` stored in `cache_dir` for exactly `ids`, or None when it holds nothing or holds other
+    ids (then they are encoded again). An ids file that is a bare list (no unreadable image) is read too."""
     ids_path = cache_dir / IMAGE_EMBEDS_IDS_FILE
     if not (cache_dir / IMAGE_EMBEDS_FILE).is_file() or not ids_path.is_file():
         return None
-    if json.loads(ids_path.read_text()) != ids:
+    record = json.loads(ids_path.read_text())
+    record = record if isinstance(record, dict) else {"ids": record, "unreadable": []}
+    if record["ids"] != ids:
         return None
-    return dict(zip(ids, load_file(str(cache_dir / IMAGE_EMBEDS_FILE))["image_embeds"], strict=True))
+    unreadable = set(record["unreadable"])
+    readable = [pair_id for pair_id in ids if pair_id not in unreadable]
+    embeds = load_file(str(cache_dir / IMAGE_EMBEDS_FILE))["image_embeds"]  # [N_readable, D]
+    return PairImages(dict(zip(readable, embeds, strict=True)), record["unreadable"])
 
 
-def encode_pair_images(encoder, pairs: dict, ids: list[str], cache_dir: Path | None = None) -> dict[str, torch.Tensor]:
-    """Raw (L2-normalised, unshifted) image embeddings [D] of the pairs `ids`, by id, in batches of
-    `encoder.batch_size` with a progress bar.
+def encode_pair_images(encoder, pairs: dict, ids: list[str], cache_dir: Path | None = None) -> PairImages:
+    """Raw (L2-normalised, unshifted) image embeddings [D] of the pairs `ids`, in batches of `encoder.batch_size`
+    with a progress bar. A pair whose image does not load or render (`UnreadableImageError`, e.g. an SVG that
+    rsvg-convert refuses) is logged, left out and listed in `unreadable`, as the encoder's own feature pass does.
 
-    With `cache_dir`, the embeddings are read from (and written to) `image_embeds.safetensors` there when it holds
+    With `cache_dir`, the result is read from (and written to) `image_embeds.safetensors` there when it was made for
     exactly these ids, so a repeated run encodes nothing (and needs neither `encoder` nor `pairs`). Raises `KeyError`
     naming the first id that `pairs` (pair id -> `unicorn_hf.encoder.pairs.Pair`) lacks, before any image is encoded.
     """
@@ -64,16 +79,29 @@ def encode_pair_images(encoder, pairs: dict, ids: list[str], cache_dir: Path | N
     missing = [pair_id for pair_id in ids if pair_id not in pairs]
     if missing:
         raise KeyError(f"{len(missing)} pair id(s) not among the encoder's pairs, first {missing[0]!r}")
-    batch = encoder.batch_size
-    chunks = []
-    for start in tqdm(range(0, len(ids), batch), desc="encode images", unit="batch"):
-        chunks.append(encoder.encode_image([pairs[pair_id].load() for pair_id in ids[start : start + batch]]))
-    embeds = torch.cat(chunks)  # [N, D]
+    readable, unreadable, chunks = [], [], []
+    for start in tqdm(range(0, len(ids), encoder.batch_size), desc="encode images", unit="batch"):
+        batch_ids, images = [], []
+        for pair_id in ids[start : start + encoder.batch_size]:
+            try:
+                images.append(pairs[pair_id].load())
+            except UnreadableImageError as error:
+                logger.warning("Dropping %s: %s", pair_id, error)
+                unreadable.append(pair_id)
+                continue
+            batch_ids.append(pair_id)
+        if images:
+            readable.extend(batch_ids)
+            chunks.append(encoder.encode_image(images))  # [B, D]
+    if not chunks:
+        raise ValueError(f"none of the {len(ids)} pairs' images could be read")
+    embeds = torch.cat(chunks)  # [N_readable, D]
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         save_file({"image_embeds": embeds.contiguous()}, str(cache_dir / IMAGE_EMBEDS_FILE))
-        (cache_dir / IMAGE_EMBEDS_IDS_FILE).write_text(json.dumps(ids) + "\n")
-    return dict(zip(ids, embeds, strict=True))
+        record = {"ids": ids, "unreadable": unreadable}
+        (cache_dir / IMAGE_EMBEDS_IDS_FILE).write_text(json.dumps(record) + "\n")
+    return PairImages(dict(zip(readable, embeds, strict=True)), unreadable)
 
 
 def training_pair_ids(text_dir: Path) -> tuple[dict[str, str], list[str]]:
@@ -89,21 +117,24 @@ def training_pair_ids(text_dir: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def write_image_oracle(
-    text_transfer: Path, pair_of_row: dict[str, str], image_embeds: dict[str, torch.Tensor], output_dir: Path
+    text_transfer: Path, pair_of_row: dict[str, str], images: PairImages, output_dir: Path
 ) -> dict[str, int]:
     """Write the oracle folder: `text_transfer`'s captions and instructions configs, each row's `image_embeds`
     replaced by normalize(x - mean(X_train)) of its pair's raw image embedding x [D], and the statistics.
 
-    Rows without a pair (e.g. concept-bank captions, which name no image) are dropped and counted; the counts per
-    config are returned ({"captions_kept": .., "captions_dropped_no_pair": .., ...}) and written to the card.
-    Raises `ValueError` when no row of the captions config has a pair, or `KeyError` naming a pair id that
-    `image_embeds` lacks.
+    Rows without a pair (e.g. concept-bank captions, which name no image) and rows whose pair's image is unreadable
+    are dropped and counted; the counts per config are returned ({"captions_kept": .., "captions_dropped_no_pair":
+    .., "captions_dropped_unreadable_image": .., ...}) and written to the card. Raises `ValueError` when no caption
+    row is left, or `KeyError` naming a training pair that `images` neither embeds nor lists as unreadable.
     """
     output_dir = Path(output_dir)
-    train_ids = sorted({pair_of_row[row_id] for row_id in pair_of_row})
+    image_embeds, unreadable = images.embeds, set(images.unreadable)
+    train_ids = sorted({pair_of_row[row_id] for row_id in pair_of_row} - unreadable)
     missing = [pair_id for pair_id in train_ids if pair_id not in image_embeds]
     if missing:
         raise KeyError(f"{len(missing)} training pair(s) have no image embedding, first {missing[0]!r}")
+    if not train_ids:
+        raise ValueError(f"no training pair of {PAIR_IDS_FILE} has a readable image: nothing to train on")
     image_mean = torch.stack([image_embeds[pair_id] for pair_id in train_ids]).float().mean(0)  # [D]
     stats = TransferStatistics.load(text_transfer)
     oracle_stats = TransferStatistics(
@@ -121,10 +152,13 @@ def write_image_oracle(
     for config_name in CONFIG_NAMES:
         rows = load_dataset_folder(text_transfer, config_name)
         paired = rows.filter(lambda row: row["id"] in pair_of_row)
-        counts[f"{config_name}_kept"] = len(paired)
+        kept = paired.filter(lambda row: pair_of_row[row["id"]] not in unreadable)
+        counts[f"{config_name}_kept"] = len(kept)
         counts[f"{config_name}_dropped_no_pair"] = len(rows) - len(paired)
-        if config_name == "captions" and len(paired) == 0:
+        counts[f"{config_name}_dropped_unreadable_image"] = len(paired) - len(kept)
+        if config_name == "captions" and len(kept) == 0:
             raise ValueError(f"no caption row of {text_transfer} has a pair in {PAIR_IDS_FILE}: nothing to train on")
+        paired = kept
         write_dataset_config(paired.map(swap, features=paired.features), output_dir, config_name)
     oracle_stats.save(output_dir)
     body = (
@@ -162,5 +196,5 @@ def run_image_oracle(args: ImageOracleArguments) -> dict[str, int]:
         dtype="float32",
         batch_size=args.encoder_batch_size,
     )
-    image_embeds = encode_pair_images(encoder, pairs, train_ids, cache_dir=Path(args.output_dir))
-    return write_image_oracle(Path(args.transfer_dir), pair_of_row, image_embeds, Path(args.output_dir))
+    images = encode_pair_images(encoder, pairs, train_ids, cache_dir=Path(args.output_dir))
+    return write_image_oracle(Path(args.transfer_dir), pair_of_row, images, Path(args.output_dir))

@@ -35,7 +35,13 @@ import yaml
 
 from unicorn_hf.encoder.pairs import Pair, collect_pairs
 from unicorn_hf.experiments.config import Arm, ExperimentArguments, Plan
-from unicorn_hf.experiments.oracle import cached_pair_images, encode_pair_images, training_pair_ids, write_image_oracle
+from unicorn_hf.experiments.oracle import (
+    PairImages,
+    cached_pair_images,
+    encode_pair_images,
+    training_pair_ids,
+    write_image_oracle,
+)
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import most_frequent_answer
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
@@ -219,8 +225,11 @@ class Experiment:
         ids = [pair_id for name in ("eval", "vlm_train") for pair_id in splits.ids[name]]
         cached = cached_pair_images(self.shared, ids)  # a finished run needs neither the encoder nor the images
         if cached is not None:
-            return cached
-        return encode_pair_images(self.load_encoder(), self.pairs(), ids, cache_dir=self.shared)
+            return cached.embeds
+        images = encode_pair_images(self.load_encoder(), self.pairs(), ids, cache_dir=self.shared)
+        if images.unreadable:  # the splits keep readable pairs only (`_is_readable`)
+            raise ValueError(f"{len(images.unreadable)} split pair(s) became unreadable, first {images.unreadable[0]}")
+        return images.embeds
 
     def pool_images(self, splits: PairSplits) -> Path:
         """The unlabeled pool as PNG files: what a user would point transfer's `image_mean_source` at."""
@@ -303,7 +312,7 @@ class Experiment:
         if _done(out):
             return out
         pair_of_row, _ = training_pair_ids(text_dir)
-        write_image_oracle(text_transfer, pair_of_row, self.image_embeddings(self.splits()), out)
+        write_image_oracle(text_transfer, pair_of_row, PairImages(self.image_embeddings(self.splits()), []), out)
         _mark_done(out)
         return out
 
