@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset, Features, Sequence, Value
 
+from unicorn_hf.drops import DROPS_FILE
 from unicorn_hf.encoder.pairs import UnreadableImageError
 from unicorn_hf.experiments.oracle import (
     PairImages,
@@ -50,11 +51,14 @@ def test_oracle_rows_are_the_pairs_images_shifted_by_the_training_mean(tmp_path)
     text = tmp_path / "transfer"
     _text_transfer(text, ["row-a", "row-b", "row-c", "concept-bank-row", "row-d"])
 
-    counts = write_image_oracle(text, pair_of_row, PairImages(images, ["clipart/unreadable"]), tmp_path / "oracle")
+    drops = write_image_oracle(text, pair_of_row, PairImages(images, ["clipart/unreadable"]), tmp_path / "oracle")
 
-    assert counts == {"captions_kept": 3, "captions_dropped_no_pair": 1, "captions_dropped_unreadable_image": 1,
-                      "instructions_kept": 2, "instructions_dropped_no_pair": 0,
-                      "instructions_dropped_unreadable_image": 0}  # fmt: skip
+    assert (drops["captions"].rows_in, drops["captions"].rows_out) == (5, 3)
+    assert drops["captions"].dropped == {"no_pair": 1, "unreadable_image": 1}
+    assert drops["captions"].examples == {"no_pair": ["concept-bank-row"], "unreadable_image": ["row-d"]}
+    assert (drops["instructions"].rows_out, drops["instructions"].rows_dropped) == (2, 0)
+    written = json.loads((tmp_path / "oracle" / DROPS_FILE).read_text())
+    assert written["captions"]["dropped"] == drops["captions"].dropped
     mean = torch.stack(list(images.values())).mean(0)  # [D]
     captions = load_dataset_folder(tmp_path / "oracle", "captions")
     assert captions["id"] == ["row-a", "row-b", "row-c"]
@@ -68,7 +72,7 @@ def test_oracle_rows_are_the_pairs_images_shifted_by_the_training_mean(tmp_path)
     assert stats.memory is None and stats.method == "mean_shift" and stats.settings.renormalize
     torch.testing.assert_close(stats.embed_image(images["emoji/a"].unsqueeze(0))[0], stats.embed_text(
         images["emoji/a"].unsqueeze(0))[0])  # fmt: skip
-    assert "captions_dropped_no_pair" in (tmp_path / "oracle" / "README.md").read_text()
+    assert "dropped: no_pair=1, unreadable_image=1" in (tmp_path / "oracle" / "README.md").read_text()
 
 
 def test_oracle_refuses_missing_images_and_text_without_pairs(tmp_path):
@@ -92,7 +96,8 @@ class _CountingEncoder:
 
     batch_size = 2
 
-    def __init__(self) -> None:
+    def __init__(self, encoder_id: str = "open_clip:counting") -> None:
+        self.id = encoder_id
         self.seen = 0
 
     def encode_image(self, images: list[int]) -> torch.Tensor:
@@ -117,10 +122,13 @@ def test_pair_images_are_encoded_in_batches_and_cached(tmp_path):
     first = encode_pair_images(encoder, pairs, ids, cache_dir=tmp_path)
     assert encoder.seen == 3 and first.unreadable == ["p2"]
     assert list(first.embeds) == ["p3", "p0", "p4"] and [int(v.argmax()) for v in first.embeds.values()] == [3, 0, 4]
-    # The cache answers for exactly these ids; a rerun needs neither the encoder nor the pairs.
-    again = encode_pair_images(None, {}, ids, cache_dir=tmp_path)
+    # The cache answers for exactly these ids made by this encoder: a rerun encodes nothing.
+    again = encode_pair_images(_CountingEncoder(), {}, ids, cache_dir=tmp_path)
     assert again.unreadable == ["p2"] and list(again.embeds) == list(first.embeds)
     assert all(torch.equal(first.embeds[key], again.embeds[key]) for key in first.embeds)
     assert cached_pair_images(tmp_path, ["p3", "p0"]) is None
+    other = _CountingEncoder("open_clip:other")  # another encoder's images are never taken from the cache
+    encode_pair_images(other, pairs, ids, cache_dir=tmp_path)
+    assert other.seen == 3
     with pytest.raises(KeyError, match="p9"):
         encode_pair_images(encoder, pairs, ["p9"], cache_dir=None)

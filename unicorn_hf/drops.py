@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+DROPS_FILE = "drops.json"  # a stage's {config: DropLog.to_dict()} beside its data
+
+
 @dataclass
 class DropLog:
     """Counts of rows in, rows kept and rows dropped per reason for one stage."""

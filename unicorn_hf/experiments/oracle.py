@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from unicorn_hf.drops import DROPS_FILE, DropLog
 from unicorn_hf.encoder.pairs import UnreadableImageError
 from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE, every_pair_of
 from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
@@ -48,15 +49,16 @@ class PairImages:
     unreadable: list[str]  # pair ids whose image failed to load or render (dropped, counted)
 
 
-def cached_pair_images(cache_dir: Path, ids: list[str]) -> PairImages | None:
-    """What `encode_pair_images` stored in `cache_dir` for exactly `ids`, or None when it holds nothing or holds other
-    ids (then they are encoded again). An ids file that is a bare list (no unreadable image) is read too."""
+def cached_pair_images(cache_dir: Path, ids: list[str], encoder_id: str | None = None) -> PairImages | None:
+    """What `encode_pair_images` stored in `cache_dir` for exactly `ids` (and, when `encoder_id` is given, made by
+    that encoder), or None when it holds nothing or something else (then the images are encoded again). An ids file
+    that is a bare list (the does-it-see runner's older cache: no unreadable image, no encoder id) is read too."""
     ids_path = cache_dir / IMAGE_EMBEDS_IDS_FILE
     if not (cache_dir / IMAGE_EMBEDS_FILE).is_file() or not ids_path.is_file():
         return None
     record = json.loads(ids_path.read_text())
     record = record if isinstance(record, dict) else {"ids": record, "unreadable": []}
-    if record["ids"] != ids:
+    if record["ids"] != ids or (encoder_id is not None and record.get("encoder_id") != encoder_id):
         return None
     unreadable = set(record["unreadable"])
     readable = [pair_id for pair_id in ids if pair_id not in unreadable]
@@ -70,10 +72,10 @@ def encode_pair_images(encoder, pairs: dict, ids: list[str], cache_dir: Path | N
     rsvg-convert refuses) is logged, left out and listed in `unreadable`, as the encoder's own feature pass does.
 
     With `cache_dir`, the result is read from (and written to) `image_embeds.safetensors` there when it was made for
-    exactly these ids, so a repeated run encodes nothing (and needs neither `encoder` nor `pairs`). Raises `KeyError`
+    exactly these ids by this encoder (`encoder.id`), so a repeated run encodes nothing. Raises `KeyError`
     naming the first id that `pairs` (pair id -> `unicorn_hf.encoder.pairs.Pair`) lacks, before any image is encoded.
     """
-    cached = None if cache_dir is None else cached_pair_images(cache_dir, ids)
+    cached = None if cache_dir is None else cached_pair_images(cache_dir, ids, encoder.id)
     if cached is not None:
         return cached
     missing = [pair_id for pair_id in ids if pair_id not in pairs]
@@ -99,7 +101,7 @@ def encode_pair_images(encoder, pairs: dict, ids: list[str], cache_dir: Path | N
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         save_file({"image_embeds": embeds.contiguous()}, str(cache_dir / IMAGE_EMBEDS_FILE))
-        record = {"ids": ids, "unreadable": unreadable}
+        record = {"ids": ids, "unreadable": unreadable, "encoder_id": encoder.id}
         (cache_dir / IMAGE_EMBEDS_IDS_FILE).write_text(json.dumps(record) + "\n")
     return PairImages(dict(zip(readable, embeds, strict=True)), unreadable)
 
@@ -118,18 +120,19 @@ def training_pair_ids(text_dir: Path) -> tuple[dict[str, str], list[str]]:
 
 def write_image_oracle(
     text_transfer: Path, pair_of_row: dict[str, str], images: PairImages, output_dir: Path
-) -> dict[str, int]:
+) -> dict[str, DropLog]:
     """Write the oracle folder: `text_transfer`'s captions and instructions configs, each row's `image_embeds`
-    replaced by normalize(x - mean(X_train)) of its pair's raw image embedding x [D], and the statistics.
+    replaced by normalize(x - mean(X_train)) of its pair's raw image embedding x [D], and the statistics (fixed:
+    `ORACLE_SETTINGS`, whatever rule `text_transfer` used).
 
-    Rows without a pair (e.g. concept-bank captions, which name no image) and rows whose pair's image is unreadable
-    are dropped and counted; the counts per config are returned ({"captions_kept": .., "captions_dropped_no_pair":
-    .., "captions_dropped_unreadable_image": .., ...}) and written to the card. Raises `ValueError` when no caption
-    row is left, or `KeyError` naming a training pair that `images` neither embeds nor lists as unreadable.
+    Rows without a pair (`no_pair`: e.g. concept-bank labels, which name no image) and rows whose pair's image is
+    unreadable (`unreadable_image`) are dropped and counted, one `DropLog` per config, returned and written to
+    `drops.json` and the card as the transfer stage writes them. Raises `ValueError` when no caption row is left, or
+    `KeyError` naming a training pair that `images` neither embeds nor lists as unreadable.
     """
     output_dir = Path(output_dir)
     image_embeds, unreadable = images.embeds, set(images.unreadable)
-    train_ids = sorted({pair_of_row[row_id] for row_id in pair_of_row} - unreadable)
+    train_ids = sorted(set(pair_of_row.values()) - unreadable)
     missing = [pair_id for pair_id in train_ids if pair_id not in image_embeds]
     if missing:
         raise KeyError(f"{len(missing)} training pair(s) have no image embedding, first {missing[0]!r}")
@@ -138,7 +141,8 @@ def write_image_oracle(
     image_mean = torch.stack([image_embeds[pair_id] for pair_id in train_ids]).float().mean(0)  # [D]
     stats = TransferStatistics.load(text_transfer)
     oracle_stats = TransferStatistics(
-        encoder_id=stats.encoder_id, dim=stats.dim, text_mean=image_mean, num_rows=len(train_ids),
+        encoder_id=stats.encoder_id, dim=stats.dim, text_mean=image_mean,
+        num_rows=len(train_ids),  # here: the training images that entered the mean
         normalized_input=True, settings=ORACLE_SETTINGS, num_images=len(train_ids),
         image_mean=image_mean.clone(),  # its own storage: safetensors refuses one tensor saved under two names
         encoder=stats.encoder,
@@ -148,28 +152,35 @@ def write_image_oracle(
         vector = oracle_stats.embed_text(image_embeds[pair_of_row[row["id"]]].unsqueeze(0))[0]  # [D]
         return {"image_embeds": vector.to(torch.float16).tolist()}
 
-    counts: dict[str, int] = {}
+    def reason(row_id: str) -> str | None:
+        if row_id not in pair_of_row:
+            return "no_pair"
+        return "unreadable_image" if pair_of_row[row_id] in unreadable else None
+
+    drops: dict[str, DropLog] = {}
     for config_name in CONFIG_NAMES:
         rows = load_dataset_folder(text_transfer, config_name)
-        paired = rows.filter(lambda row: row["id"] in pair_of_row)
-        kept = paired.filter(lambda row: pair_of_row[row["id"]] not in unreadable)
-        counts[f"{config_name}_kept"] = len(kept)
-        counts[f"{config_name}_dropped_no_pair"] = len(rows) - len(paired)
-        counts[f"{config_name}_dropped_unreadable_image"] = len(paired) - len(kept)
+        log = drops[config_name] = DropLog(stage="image_oracle", rows_in=len(rows))
+        for row_id in rows["id"]:
+            if (why := reason(row_id)) is not None:
+                log.drop(why, row_id)
+        kept = rows.filter(lambda row: reason(row["id"]) is None)
         if config_name == "captions" and len(kept) == 0:
-            raise ValueError(f"no caption row of {text_transfer} has a pair in {PAIR_IDS_FILE}: nothing to train on")
-        paired = kept
-        write_dataset_config(paired.map(swap, features=paired.features), output_dir, config_name)
+            raise ValueError(f"no caption row of {text_transfer} is left: {log.summary()}")
+        write_dataset_config(kept.map(swap, features=kept.features), output_dir, config_name)
     oracle_stats.save(output_dir)
+    (output_dir / DROPS_FILE).write_text(json.dumps({k: v.to_dict() for k, v in drops.items()}, indent=2) + "\n")
+    summaries = "\n".join(f"- {name}: {log.summary()}" for name, log in drops.items())
     body = (
         "# Image oracle\n\nThe rows of the text arms, each with its pair's real image embedding (shifted by the mean "
         "of the training images) instead of its caption's text embedding: what LLaVA-style training sees. Made by "
-        f"`unicorn_hf.experiments.oracle` from `{text_transfer}`.\n\nRows kept and dropped (no pair, no image): "
-        f"`{json.dumps(counts)}`\n"
+        f"`unicorn_hf.experiments.oracle` from `{text_transfer}`.\n\nRows in, kept and dropped (`{DROPS_FILE}`):\n\n"
+        f"{summaries}\n"
     )
     write_card(output_dir, {"configs": configs_metadata(list(CONFIG_NAMES))}, body)
-    logger.info("image oracle: %s -> %s", counts, output_dir)
-    return counts
+    for name, log in drops.items():
+        logger.info("%s %s", name, log.summary())
+    return drops
 
 
 @dataclass
@@ -185,10 +196,16 @@ class ImageOracleArguments:
     encoder_device: str = field(default="cpu", metadata={"help": "Where the image tower runs (cpu, cuda)."})
 
 
-def run_image_oracle(args: ImageOracleArguments) -> dict[str, int]:
+def run_image_oracle(args: ImageOracleArguments) -> dict[str, DropLog]:
     """Encode the training pairs' images with `args.encoder_dir` and write the oracle folder (see
-    `write_image_oracle`); the image embeddings are cached in `output_dir`, so a rerun encodes nothing."""
+    `write_image_oracle`); the image embeddings are cached in `output_dir`, so a rerun encodes nothing.
+
+    Raises `ValueError` (before any image is encoded) when `transfer_dir`'s statistics were made by another encoder
+    than `encoder_dir`: rung b of a ladder feeds text through the checkpoint's encoder, which must be the one whose
+    image tower made the training vectors.
+    """
     pair_of_row, train_ids = training_pair_ids(Path(args.text_dir))
+    stats = TransferStatistics.load(args.transfer_dir)  # fails fast, naming the folder, when it holds no transfer
     pairs = {pair.id: pair for pair in every_pair_of(args.encoder_config)}
     encoder = load_encoder(
         f"local-dir:{args.encoder_dir}",
@@ -196,5 +213,6 @@ def run_image_oracle(args: ImageOracleArguments) -> dict[str, int]:
         dtype="float32",
         batch_size=args.encoder_batch_size,
     )
+    stats.check_compatible(encoder.id, encoder.dim, args.transfer_dir)
     images = encode_pair_images(encoder, pairs, train_ids, cache_dir=Path(args.output_dir))
     return write_image_oracle(Path(args.transfer_dir), pair_of_row, images, Path(args.output_dir))

@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from unicorn_hf.assets import PACKAGED_SCHEME, packaged_images
-from unicorn_hf.drops import DropLog
+from unicorn_hf.drops import DROPS_FILE, DropLog
 from unicorn_hf.paths import portable_record
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.encoders import PairedEncoder, load_encoder
@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 EMBEDS_COLUMN = "image_embeds"
 WORK_DIR = ".transfer_work"
 RUN_FILE = "transfer_run.json"
-DROPS_FILE = "drops.json"
 CAPTIONS_COLUMNS = ("id", "seed", "seed_source", "caption", "model_name")
 INSTRUCTIONS_COLUMNS = ("id", "task", "caption", "messages", "model_name")
 _SHARD = "{split}-{index:05d}-of-{total:05d}.parquet"  # the layout of `unicorn_hf.hub.write_dataset_config`
