@@ -12,6 +12,7 @@ relative path of the recipe resolves as in a checkout and the outputs land under
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shlex
@@ -82,14 +83,45 @@ def stage_command(args: QuickstartArguments, stage: str) -> list[str]:
     return [sys.executable, script, "--config", config]
 
 
-def stage_output_dir(args: QuickstartArguments, stage: str) -> Path:
+def stage_config(args: QuickstartArguments, stage: str) -> dict:
+    """The stage's YAML, parsed. Raises `FileNotFoundError` naming the file when the recipe folder lacks it."""
     config_path = Path(args.recipe_dir) / f"{stage}.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"Stage {stage!r} has no config: {config_path} is missing.")
-    config = yaml.safe_load(config_path.read_text()) or {}
+    return yaml.safe_load(config_path.read_text()) or {}
+
+
+def stage_output_dir(args: QuickstartArguments, stage: str) -> Path:
+    config = stage_config(args, stage)
     if "output_dir" not in config:
+        config_path = Path(args.recipe_dir) / f"{stage}.yaml"
         raise ValueError(f"{config_path} has no `output_dir`; every stage writes only under its output_dir.")
     return Path(config["output_dir"])
+
+
+def config_digest(args: QuickstartArguments, stage: str) -> str:
+    """sha256 of the stage's parsed settings (comments and layout do not count), recorded in its done-marker."""
+    settings = json.dumps(stage_config(args, stage), sort_keys=True, default=str)
+    return hashlib.sha256(settings.encode()).hexdigest()
+
+
+def check_finished_stage(args: QuickstartArguments, stage: str, marker: Path) -> None:
+    """A finished stage is skipped only if it was made with the settings its YAML holds now.
+
+    Raises `SystemExit` naming the stage, the YAML and `--overwrite` when they changed since (e.g. a recipe whose
+    default changed under an existing output folder). A marker written before digests were recorded cannot tell:
+    a warning says so and the stage is skipped, as before.
+    """
+    recorded = json.loads(marker.read_text()).get("config_sha256")
+    config_path = Path(args.recipe_dir) / f"{stage}.yaml"
+    if recorded is None:
+        logger.warning("[%s] %s does not record its settings: cannot tell whether %s changed since", stage, marker,
+                       config_path)  # fmt: skip
+    elif recorded != config_digest(args, stage):
+        raise SystemExit(
+            f"Stage {stage!r}: {marker.parent} was made with other settings than {config_path} holds now. Re-run with "
+            f"--overwrite to redo the finished stages, or point that stage's output_dir elsewhere."
+        )
 
 
 def collect_summary(output_dir: Path) -> dict:
@@ -111,6 +143,7 @@ def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
         logger.info("[%s] --overwrite: removing %s", stage, output_dir)
         shutil.rmtree(output_dir)
     if marker.is_file():
+        check_finished_stage(args, stage, marker)
         logger.info("[%s] finished earlier (%s), skipping; --overwrite redoes it", stage, marker)
         return StageResult(stage, printable, output_dir, None, collect_summary(output_dir))
     if args.dry_run:
@@ -129,7 +162,8 @@ def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
         )
     output_dir.mkdir(parents=True, exist_ok=True)
     recorded = portable_command(command[1:] if command[0] == sys.executable else command, output_dir)
-    marker.write_text(json.dumps({"command": recorded, "seconds": round(seconds, 1)}, indent=2) + "\n")
+    record = {"command": recorded, "seconds": round(seconds, 1), "config_sha256": config_digest(args, stage)}
+    marker.write_text(json.dumps(record, indent=2) + "\n")
     logger.info("[%s] done in %.0fs -> %s", stage, seconds, output_dir)
     return StageResult(stage, printable, output_dir, seconds, collect_summary(output_dir))
 
