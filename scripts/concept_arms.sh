@@ -13,7 +13,8 @@
 # and the mean variants are inference-only rules of each arm's checkpoint (arms_ladder.yaml), not arms of their own.
 # Usage: bash scripts/concept_arms.sh [none] [capdec] [c3] [realign] [image_oracle]   (default: all; finished stages skipped)
 # Needs outputs/tiny/encoder and outputs/concept_titles/text (make quickstart; bash scripts/concept_sweep.sh 8k).
-# Writes outputs/concept_titles/arms/<arm>/{transfer,pretrain,ladder}. ~25 min an arm on 2 idle cores.
+# Writes outputs/concept_titles/arms/<arm>/{transfer,pretrain,ladder} (~19 min an arm on 2 idle cores) and
+# outputs/concept_titles/arms/comparison.{json,md} (unicorn_hf.experiments.ladder_compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -47,3 +48,16 @@ for arm in "${arms[@]}"; do
   echo "arm $arm: $((SECONDS - start)) s -> $out/ladder/ladder.md"
   cat "$out/ladder/ladder.md"
 done
+# Every finished arm side by side, each ladder's own numbers (the reference arm when the sweep's 8k point is there):
+# outputs/concept_titles/arms/comparison.{json,md}
+ladders=()
+if [ -f outputs/concept_titles/plain/ladder/ladder.json ]; then
+  ladders+=(mean_shift=outputs/concept_titles/plain/ladder/ladder.json)
+fi
+for arm in none capdec c3 realign image_oracle; do
+  if [ -f "outputs/concept_titles/arms/$arm/ladder/ladder.json" ]; then
+    ladders+=("$arm=outputs/concept_titles/arms/$arm/ladder/ladder.json")
+  fi
+done
+$PY -m unicorn_hf.experiments.ladder_compare --output_dir outputs/concept_titles/arms --ladder "${ladders[@]}"
+cat outputs/concept_titles/arms/comparison.md

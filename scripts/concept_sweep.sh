@@ -41,3 +41,13 @@ for point in "${points[@]}"; do
   echo "sweep point $point, seed $SEED: $((SECONDS - start)) s -> $run/ladder/ladder.md"
   cat "$run/ladder/ladder.md"
 done
+# Every finished point of this seed side by side, each ladder's own numbers (unicorn_hf.experiments.ladder_compare):
+# outputs/concept_titles/sweep/[seed-N/]comparison.{json,md}
+ladders=()
+for point in 800 8k 30k; do
+  run=outputs/concept_titles/sweep/$point; [ "$point" = 8k ] && run=outputs/concept_titles/plain
+  [ "$SEED" = 0 ] || run=$run/seed-$SEED
+  if [ -f "$run/ladder/ladder.json" ]; then ladders+=("$point=$run/ladder/ladder.json"); fi
+done
+compared=outputs/concept_titles/sweep; [ "$SEED" = 0 ] || compared=$compared/seed-$SEED
+$PY -m unicorn_hf.experiments.ladder_compare --output_dir "$compared" --ladder "${ladders[@]}"

@@ -202,7 +202,7 @@ def summarize(credit: dict[str, dict[str, list[float]]], resamples: int, confide
     return summary
 
 
-def _cell(stat: dict | None, key: str = "accuracy") -> str:
+def interval_cell(stat: dict | None, key: str = "accuracy") -> str:
     if stat is None:
         return ""
     value = stat[key] if key in stat else stat["difference"]
@@ -233,7 +233,7 @@ def ladder_table(
         cells = []
         for _, scoring, statistic in columns:
             stat = entry.get(scoring, {}).get(statistic)
-            cells.append(_cell(stat, "accuracy" if statistic == "accuracy" else "difference"))
+            cells.append(interval_cell(stat, "accuracy" if statistic == "accuracy" else "difference"))
         lines.append(f"| {rung} | " + " | ".join(cells) + " |")
     notes = [_chance_line(chance)]
     if "encoder" in summary:

@@ -1,0 +1,62 @@
+"""Probe ladders side by side (unicorn_hf/experiments/ladder_compare.py): the numbers are each ladder's own, a rung
+one ladder lacks stays empty, and a ladder of another kind is refused by name."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from unicorn_hf.experiments.ladder_compare import _named_path, compare_ladders, comparison_table, main
+
+
+def _stat(value: float, low: float, high: float, key: str = "accuracy") -> dict:
+    return {key: value, "low": low, "high": high, "n": 300}
+
+
+def _ladder(rules: dict[str, float]) -> dict:
+    """A candidate ladder whose image rules score `rules` (calibrated), each +0.10 over shuffled [+0.05, +0.15]."""
+
+    def entry(accuracy: float) -> dict:
+        row = {"accuracy": _stat(accuracy, accuracy - 0.05, accuracy + 0.05),
+               "minus_blind/shuffled": _stat(0.10, 0.05, 0.15, "difference")}  # fmt: skip
+        return {"raw": row, "calibrated": row}
+
+    summary = {"encoder": {"raw": {"accuracy": _stat(0.61, 0.56, 0.66)}}, "text": entry(0.50)}
+    summary |= {f"image/{name}": entry(value) for name, value in rules.items()}
+    summary["blind/shuffled"] = {"raw": {"accuracy": _stat(0.25, 0.2, 0.3)}, "calibrated": {"accuracy": _stat(
+        0.25, 0.2, 0.3)}}  # fmt: skip
+    summary["blind/zero"] = summary["blind/shuffled"]
+    return {"summary": summary, "scorings": ["raw", "calibrated"], "num_items": 300}
+
+
+def test_rows_hold_each_ladders_numbers_and_empty_cells_for_missing_rungs():
+    table = comparison_table({"none": _ladder({"as_trained": 0.30}), "oracle": _ladder({"eval_mean": 0.55})})
+    header, _, none_row, oracle_row = table.splitlines()[:4]
+    assert header == "| ladder | text | image/as_trained | blind/shuffled | image/eval_mean |"
+    assert none_row == ("| none | 50.0 [45.0, 55.0], +10.0 [+5.0, +15.0] | 30.0 [25.0, 35.0], +10.0 [+5.0, +15.0] | "
+                        "25.0 [20.0, 30.0] |  |")  # fmt: skip
+    assert oracle_row.split(" | ")[2] == ""  # the oracle has no as_trained rule
+    assert oracle_row.endswith("| 55.0 [50.0, 60.0], +10.0 [+5.0, +15.0] |")
+    assert "encoder" not in header and "blind/zero" not in header
+
+
+def test_a_ladder_without_the_scoring_or_file_is_refused_by_name(tmp_path):
+    sft = {"summary": {}, "scorings": ["mc", "yes_no"], "num_items": 150}
+    with pytest.raises(ValueError, match="ladder 'sft' has no 'calibrated' scoring"):
+        comparison_table({"sft": sft})
+    with pytest.raises(FileNotFoundError, match="ladder 'gone'"):
+        compare_ladders({"gone": tmp_path / "missing.json"}, tmp_path / "out")
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=PATH"):
+        _named_path("no-equals-sign.json")
+
+
+def test_the_command_line_writes_json_and_markdown(tmp_path):
+    path = tmp_path / "ladder.json"
+    path.write_text(json.dumps(_ladder({"memory_projection": 0.45})))
+    record = main(["--ladder", f"ref={path}", "--output_dir", str(tmp_path / "out")])
+    assert record["ladders"] == {"ref": str(path)}
+    written = (tmp_path / "out" / "comparison.md").read_text()
+    assert "## calibrated" in written and "## raw" in written and "| ref | 50.0 [45.0, 55.0]" in written
+    assert json.loads((tmp_path / "out" / "comparison.json").read_text())["num_items"] == {"ref": 300}

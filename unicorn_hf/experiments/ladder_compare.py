@@ -1,0 +1,108 @@
+"""Several probe ladders side by side: one row per ladder (a transfer arm, a sweep point, a seed), one column per rung.
+
+Each cell is a rung's accuracy with its 95% interval and its paired difference against `blind/shuffled`, as the
+ladders themselves computed them (`ladder.json`, written by `recipes/ladder.py`); nothing is re-scored here, so the
+table holds exactly the numbers of each ladder. Ladders of different checkpoints are not paired with each other:
+their differences from one another are not tested.
+
+    python -m unicorn_hf.experiments.ladder_compare --output_dir outputs/concept_titles/arms \
+        --ladder mean_shift=outputs/concept_titles/plain/ladder/ladder.json none=outputs/concept_titles/arms/none/...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from unicorn_hf.experiments.ladder_run import interval_cell
+from unicorn_hf.logging_utils import setup_logging
+
+
+logger = logging.getLogger(__name__)
+
+REFERENCE = "blind/shuffled"  # the blind control every cell is paired against
+SCORINGS = ("calibrated", "raw")
+
+
+def _rungs(ladders: dict[str, dict]) -> list[str]:
+    """The rungs of all ladders in their first-seen order, without the encoder (one value, the same for every arm
+    that shares the encoder and items) and the constant blind inputs (zero and null score chance by construction)."""
+    skipped = {"encoder", "blind/zero", "blind/null"}
+    rungs: list[str] = []
+    for ladder in ladders.values():
+        rungs += [rung for rung in ladder["summary"] if rung not in skipped and rung not in rungs]
+    return rungs
+
+
+def comparison_table(ladders: dict[str, dict], scoring: str = "calibrated") -> str:
+    """Markdown: one row per ladder (name -> the parsed `ladder.json`), one column per rung; accuracy in % with its
+    interval, then the paired difference against `blind/shuffled` in points. Raises `ValueError` naming a ladder
+    that lacks `scoring` (e.g. an SFT ladder, which scores questions, next to candidate ladders)."""
+    for name, ladder in ladders.items():
+        if scoring not in ladder.get("scorings", []):
+            raise ValueError(f"ladder {name!r} has no {scoring!r} scoring (it has {ladder.get('scorings')})")
+    rungs = _rungs(ladders)
+    lines = ["| ladder | " + " | ".join(rungs) + " |", "|---" * (len(rungs) + 1) + "|"]
+    for name, ladder in ladders.items():
+        cells = []
+        for rung in rungs:
+            entry = ladder["summary"].get(rung, {}).get(scoring)
+            if entry is None:
+                cells.append("")
+                continue
+            cell = interval_cell(entry["accuracy"])
+            if rung != REFERENCE:
+                cell += ", " + interval_cell(entry[f"minus_{REFERENCE}"], "difference")
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    items = sorted({ladder["num_items"] for ladder in ladders.values()})
+    note = (
+        f"{scoring.capitalize()} candidate likelihood, % [95% interval], then the paired difference against "
+        f"{REFERENCE} in points; {'/'.join(map(str, items))} held-out items. Rows are different checkpoints: their "
+        "differences from one another are not tested."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def compare_ladders(ladder_paths: dict[str, Path], output_dir: Path) -> dict:
+    """Read each `ladder.json`, write `comparison.json` (the rows' summaries and where they came from) and
+    `comparison.md` (`comparison_table` for each scoring) to `output_dir`; returns the JSON record. Raises
+    `FileNotFoundError` naming a ladder file that does not exist."""
+    ladders = {}
+    for name, path in ladder_paths.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"ladder {name!r}: {path} does not exist (run recipes/ladder.py first)")
+        ladders[name] = json.loads(Path(path).read_text())
+    record = {
+        "ladders": {name: str(path) for name, path in ladder_paths.items()},
+        "summary": {name: ladder["summary"] for name, ladder in ladders.items()},
+        "num_items": {name: ladder["num_items"] for name, ladder in ladders.items()},
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
+    tables = [f"## {scoring}\n\n{comparison_table(ladders, scoring)}" for scoring in SCORINGS]
+    (output_dir / "comparison.md").write_text("# Probe ladders side by side\n\n" + "\n".join(tables))
+    logger.info("compared %d ladders -> %s", len(ladders), output_dir / "comparison.md")
+    return record
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH/TO/ladder.json, got {text!r}")
+    return name, Path(path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ladder", type=_named_path, nargs="+", required=True, help="NAME=path/to/ladder.json")
+    parser.add_argument("--output_dir", type=Path, required=True, help="Where comparison.{json,md} go.")
+    args = parser.parse_args(argv)
+    setup_logging()
+    return compare_ladders(dict(args.ladder), args.output_dir)
+
+
+if __name__ == "__main__":
+    main()
