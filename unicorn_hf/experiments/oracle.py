@@ -161,10 +161,13 @@ def write_image_oracle(
     for config_name in CONFIG_NAMES:
         rows = load_dataset_folder(text_transfer, config_name)
         log = drops[config_name] = DropLog(stage="image_oracle", rows_in=len(rows))
-        for row_id in rows["id"]:
-            if (why := reason(row_id)) is not None:
+        keep = []  # row indices; each row's reason is decided once, for the log and the selection alike
+        for index, row_id in enumerate(rows["id"]):
+            if (why := reason(row_id)) is None:
+                keep.append(index)
+            else:
                 log.drop(why, row_id)
-        kept = rows.filter(lambda row: reason(row["id"]) is None)
+        kept = rows.select(keep)
         if config_name == "captions" and len(kept) == 0:
             raise ValueError(f"no caption row of {text_transfer} is left: {log.summary()}")
         write_dataset_config(kept.map(swap, features=kept.features), output_dir, config_name)
