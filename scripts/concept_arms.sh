@@ -59,5 +59,5 @@ for arm in none capdec c3 realign image_oracle; do
     ladders+=("$arm=outputs/concept_titles/arms/$arm/ladder/ladder.json")
   fi
 done
-$PY -m unicorn_hf.experiments.ladder_compare --output_dir outputs/concept_titles/arms --ladder "${ladders[@]}"
+$PY -m unicorn_hf.experiments.ladder_compare --output_dir outputs/concept_titles/arms --ladders "${ladders[@]}"
 cat outputs/concept_titles/arms/comparison.md

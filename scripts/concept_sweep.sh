@@ -50,4 +50,4 @@ for point in 800 8k 30k; do
   if [ -f "$run/ladder/ladder.json" ]; then ladders+=("$point=$run/ladder/ladder.json"); fi
 done
 compared=outputs/concept_titles/sweep; [ "$SEED" = 0 ] || compared=$compared/seed-$SEED
-$PY -m unicorn_hf.experiments.ladder_compare --output_dir "$compared" --ladder "${ladders[@]}"
+$PY -m unicorn_hf.experiments.ladder_compare --output_dir "$compared" --ladders "${ladders[@]}"

@@ -3,12 +3,11 @@ one ladder lacks stays empty, and a ladder of another kind is refused by name.""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from unicorn_hf.experiments.ladder_compare import _named_path, compare_ladders, comparison_table, main
+from unicorn_hf.experiments.ladder_compare import LadderCompareArguments, compare_ladders, comparison_table, main
 
 
 def _stat(value: float, low: float, high: float, key: str = "accuracy") -> dict:
@@ -48,15 +47,25 @@ def test_a_ladder_without_the_scoring_or_file_is_refused_by_name(tmp_path):
         comparison_table({"sft": sft})
     with pytest.raises(FileNotFoundError, match="ladder 'gone'"):
         compare_ladders({"gone": tmp_path / "missing.json"}, tmp_path / "out")
-    with pytest.raises(argparse.ArgumentTypeError, match="NAME=PATH"):
-        _named_path("no-equals-sign.json")
+    with pytest.raises(ValueError, match=r"NAME=PATH.*'no-equals-sign\.json'"):
+        LadderCompareArguments(ladders=["no-equals-sign.json"], output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"names \['a'\] more than once"):
+        LadderCompareArguments(ladders=["a=x.json", "a=y.json"], output_dir=str(tmp_path))
 
 
-def test_the_command_line_writes_json_and_markdown(tmp_path):
+def test_the_command_line_and_a_yaml_config_write_json_markdown_and_a_plot(tmp_path):
     path = tmp_path / "ladder.json"
-    path.write_text(json.dumps(_ladder({"memory_projection": 0.45})))
-    record = main(["--ladder", f"ref={path}", "--output_dir", str(tmp_path / "out")])
+    path.write_text(json.dumps(_ladder({"memory_projection": 0.45}) | {"chance": 0.25}))
+    record = main(["--ladders", f"ref={path}", "--output_dir", str(tmp_path / "out")])
     assert record["ladders"] == {"ref": str(path)}
     written = (tmp_path / "out" / "comparison.md").read_text()
     assert "## calibrated" in written and "## raw" in written and "| ref | 50.0 [45.0, 55.0]" in written
     assert json.loads((tmp_path / "out" / "comparison.json").read_text())["num_items"] == {"ref": 300}
+    assert (tmp_path / "out" / "comparison.png").stat().st_size > 0
+
+    config = tmp_path / "compare.yaml"
+    config.write_text(f"ladders:\n  - seed0={path}\n  - seed1={path}\noutput_dir: {tmp_path / 'yaml'}\n")
+    record = main(["--config", str(config)])
+    assert list(record["ladders"]) == ["seed0", "seed1"]
+    table = (tmp_path / "yaml" / "comparison.md").read_text()
+    assert "| seed0 | 50.0 [45.0, 55.0]" in table and "| seed1 | 50.0 [45.0, 55.0]" in table

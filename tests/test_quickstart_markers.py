@@ -46,3 +46,28 @@ def test_a_finished_stage_is_skipped_only_with_the_settings_it_was_made_with(tmp
     with caplog.at_level(logging.WARNING, logger="unicorn_hf.quickstart"):
         assert run_stage(changed, "pretrain").seconds is None
     assert "does not record its settings" in caplog.text
+
+
+def test_a_stage_is_named_by_its_yaml_and_runs_the_script_of_the_kind_its_name_starts_with(tmp_path):
+    from unicorn_hf.quickstart import stage_command, stage_kind
+
+    assert stage_kind("pretrain") == "pretrain"
+    assert stage_kind("pretrain_plain_seed1") == "pretrain"
+    assert stage_kind("sft_ladder") == "sft_ladder"  # the longest kind wins over `sft`
+    assert stage_kind("ladder_compare_plain") == "ladder_compare"
+    assert stage_kind("recipes/tiny/encoder.yaml") == "encoder"
+    with pytest.raises(ValueError, match=r"Stage 'plainpretrain'.*start with one"):
+        stage_kind("plainpretrain")
+
+    args = _recipe(tmp_path)
+    args.accelerate_stages = ["pretrain"]  # a kind covers its variants
+    (tmp_path / "recipe" / "pretrain_seed1.yaml").write_text(yaml.safe_dump({"output_dir": str(tmp_path / "s1")}))
+    command = stage_command(args, "pretrain_seed1")
+    assert command[1:3] == ["-m", "accelerate.commands.launch"]
+    assert command[-3].endswith("pretrain.py") and command[-1] == str(tmp_path / "recipe" / "pretrain_seed1.yaml")
+    elsewhere = tmp_path / "other" / "encoder.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "enc")}))
+    command = stage_command(args, str(elsewhere))
+    assert command[-3].endswith("train_encoder.py") and command[-1] == str(elsewhere)
+    assert "accelerate.commands.launch" not in command

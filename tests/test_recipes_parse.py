@@ -15,23 +15,31 @@ import pytest
 import torch
 import yaml
 
+from unicorn_hf.quickstart import STAGE_SCRIPTS, stage_kind
+
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-# File names whose script is not simply `<name>.py`.
+# File names whose script is neither `<name>.py` nor the quickstart's stage kind of the name (unicorn_hf.quickstart:
+# `pretrain_plain_seed1.yaml` -> pretrain.py, `sft_ladder.yaml` -> ladder.py, `encoder.yaml` -> train_encoder.py).
 SCRIPT_FOR = {
-    "captions": "synthesize_captions",
-    "instructions": "synthesize_instructions",
-    "encoder": "train_encoder",
-    "evaluate": "evaluate_vlm",  # not evaluate.py: that name shadowed the evaluate library
     "scale": "../bench/paper_scale",  # recipes/unicorn-8b/scale.yaml: the paper-scale estimate's inputs
     "experiment": "experiments/does_it_see/run",
-    "sft_ladder": "ladder",  # recipes/concept_titles/sft_ladder.yaml: the ladder of the SFT checkpoint
     "arms_ladder": "ladder",  # recipes/concept_titles/arms_ladder.yaml: the ladder of one transfer arm
-    "pretrain_plain": "pretrain",  # recipes/concept_titles/pretrain_plain.yaml: pretraining in the plain format
+    "experiment_cpu": "quickstart",  # recipes/concept_titles/experiment_{cpu,gpu}.yaml: make experiment's budgets
+    "experiment_gpu": "quickstart",
 }
 # YAMLs that no argument parser reads: the experiment's arms (Plan.load, tests/test_experiment.py parses them).
 NOT_SCRIPT_CONFIGS = {"plan.yaml"}
 CONFIGS = sorted(path for path in RECIPES.glob("**/*.yaml") if path.name not in NOT_SCRIPT_CONFIGS)
+
+
+def script_for(config: Path) -> Path:
+    if config.stem in SCRIPT_FOR:
+        return RECIPES / f"{SCRIPT_FOR[config.stem]}.py"
+    try:
+        return RECIPES / STAGE_SCRIPTS[stage_kind(config.stem)]
+    except ValueError:  # not a stage: a script of its own name
+        return RECIPES / f"{config.stem}.py"
 
 
 def load_script(path: Path):
@@ -48,7 +56,7 @@ def test_recipes_have_configs():
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(p.relative_to(RECIPES)) for p in CONFIGS])
 def test_yaml_parses_into_the_scripts_dataclasses(config: Path):
-    script_path = RECIPES / f"{SCRIPT_FOR.get(config.stem, config.stem)}.py"
+    script_path = script_for(config)
     assert script_path.is_file(), f"{config} has no script: expected {script_path}"
     parser = load_script(script_path).make_parser()
     args = ["--config", str(config)]

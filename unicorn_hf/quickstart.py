@@ -4,6 +4,10 @@ Each stage is its own process (`python recipes/<script> --config <recipe_dir>/<s
 `accelerate launch`), so a stage's memory is released before the next starts and its log reads like a manual run.
 A stage that finished leaves a `.stage_done.json` marker in its `output_dir` and is skipped on the next run.
 
+A stage is named by its YAML: `pretrain` is `<recipe_dir>/pretrain.yaml`, and an entry ending in `.yaml` is that file
+(`recipes/tiny/encoder.yaml`: a stage another recipe folder owns). The script is the one of the stage kind the
+file's name starts with: `pretrain_plain_seed1.yaml` runs `pretrain.py`, `sft_ladder.yaml` runs `ladder.py`.
+
 From a checkout: `python recipes/quickstart.py --config recipes/tiny/quickstart.yaml` (or `make quickstart`). From an
 installed wheel, in any working directory: `python -m unicorn_hf.quickstart --config recipes/tiny/quickstart.yaml`
 copies the packaged `recipes/` and `accelerate_configs/` there first (`unicorn_hf.resources.materialize`), so every
@@ -33,7 +37,7 @@ from .resources import bundled_dir, checkout_root, materialize
 
 logger = logging.getLogger(__name__)
 
-# Stage name == YAML file name in a recipe folder; the script that reads it.
+# Stage kind -> the script that reads its YAML. A YAML named `<kind>.yaml` or `<kind>_<variant>.yaml` is of that kind.
 STAGE_SCRIPTS: dict[str, str] = {
     "encoder": "train_encoder.py",
     "captions": "synthesize_captions.py",
@@ -46,6 +50,7 @@ STAGE_SCRIPTS: dict[str, str] = {
     "ladder": "ladder.py",
     "sft_ladder": "ladder.py",  # the same script on the SFT checkpoint (questions instead of candidates)
     "evaluate": "evaluate_vlm.py",
+    "ladder_compare": "ladder_compare.py",  # several ladders side by side (seeds, arms): comparison.{json,md,png}
 }
 DONE_MARKER = ".stage_done.json"
 
@@ -53,9 +58,15 @@ DONE_MARKER = ".stage_done.json"
 @dataclass
 class QuickstartArguments:
     recipe_dir: str = field(metadata={"help": "Folder with one <stage>.yaml per stage, e.g. recipes/tiny."})
-    stages: list[str] = field(metadata={"help": f"Stages to run, in order; names from {sorted(STAGE_SCRIPTS)}."})
+    stages: list[str] = field(
+        metadata={
+            "help": "Stages to run, in order: a YAML's name in recipe_dir (`pretrain`, `pretrain_plain`) or a path "
+            f"ending in .yaml; each name starts with a stage kind of {sorted(STAGE_SCRIPTS)}."
+        }
+    )
     accelerate_stages: list[str] = field(
-        default_factory=list, metadata={"help": "Stages launched with `accelerate launch` (the training stages)."}
+        default_factory=list,
+        metadata={"help": "Stages (or kinds: `pretrain` covers `pretrain_plain`) run under `accelerate launch`."},
     )
     accelerate_config: str | None = field(default=None, metadata={"help": "accelerate config for those stages."})
     overwrite: bool = field(default=False, metadata={"help": "Delete each stage's output_dir and run it again."})
@@ -63,19 +74,38 @@ class QuickstartArguments:
     dry_run: bool = field(default=False, metadata={"help": "Log each stage's command without running it."})
 
 
+def stage_kind(stage: str) -> str:
+    """The stage kind of a stage entry (a key of `STAGE_SCRIPTS`): its YAML's name, or the longest kind that name
+    starts with followed by `_` (`ladder_plain_seed1` -> `ladder`, `sft_ladder` -> `sft_ladder`). Raises `ValueError`
+    naming the entry and the kinds when none fits."""
+    name = Path(stage).stem if stage.endswith(".yaml") else stage
+    if name in STAGE_SCRIPTS:
+        return name
+    kinds = [kind for kind in STAGE_SCRIPTS if name.startswith(kind + "_")]
+    if not kinds:
+        raise ValueError(
+            f"Stage {stage!r}: its name must be a stage kind or start with one and `_`; kinds: {sorted(STAGE_SCRIPTS)}"
+        )
+    return max(kinds, key=len)
+
+
+def stage_config_path(args: QuickstartArguments, stage: str) -> Path:
+    """`<recipe_dir>/<stage>.yaml`, or the entry itself when it is a path ending in `.yaml`."""
+    return Path(stage) if stage.endswith(".yaml") else Path(args.recipe_dir) / f"{stage}.yaml"
+
+
 def script_path(args: QuickstartArguments, stage: str) -> Path:
     """The stage's script beside the recipe folder (`recipes/tiny` -> `recipes/<script>`: a checkout, or the copy
-    `materialize` wrote), else the one shipped with the package."""
-    if stage not in STAGE_SCRIPTS:
-        raise ValueError(f"Unknown stage {stage!r}; expected one of {sorted(STAGE_SCRIPTS)}.")
-    beside = Path(args.recipe_dir).parent / STAGE_SCRIPTS[stage]
-    return beside if beside.is_file() else bundled_dir("recipes") / STAGE_SCRIPTS[stage]
+    `materialize` wrote), else the one shipped with the package. Raises `ValueError` for an unknown stage kind."""
+    script = STAGE_SCRIPTS[stage_kind(stage)]
+    beside = Path(args.recipe_dir).parent / script
+    return beside if beside.is_file() else bundled_dir("recipes") / script
 
 
 def stage_command(args: QuickstartArguments, stage: str) -> list[str]:
     script = str(script_path(args, stage))
-    config = str(Path(args.recipe_dir) / f"{stage}.yaml")
-    if stage in args.accelerate_stages:
+    config = str(stage_config_path(args, stage))
+    if stage in args.accelerate_stages or stage_kind(stage) in args.accelerate_stages:
         launcher = [sys.executable, "-m", "accelerate.commands.launch"]
         if args.accelerate_config:
             launcher += ["--config_file", args.accelerate_config]
@@ -84,8 +114,8 @@ def stage_command(args: QuickstartArguments, stage: str) -> list[str]:
 
 
 def stage_config(args: QuickstartArguments, stage: str) -> dict:
-    """The stage's YAML, parsed. Raises `FileNotFoundError` naming the file when the recipe folder lacks it."""
-    config_path = Path(args.recipe_dir) / f"{stage}.yaml"
+    """The stage's YAML, parsed. Raises `FileNotFoundError` naming the file when it is missing."""
+    config_path = stage_config_path(args, stage)
     if not config_path.is_file():
         raise FileNotFoundError(f"Stage {stage!r} has no config: {config_path} is missing.")
     return yaml.safe_load(config_path.read_text()) or {}
@@ -94,8 +124,9 @@ def stage_config(args: QuickstartArguments, stage: str) -> dict:
 def stage_output_dir(args: QuickstartArguments, stage: str) -> Path:
     config = stage_config(args, stage)
     if "output_dir" not in config:
-        config_path = Path(args.recipe_dir) / f"{stage}.yaml"
-        raise ValueError(f"{config_path} has no `output_dir`; every stage writes only under its output_dir.")
+        raise ValueError(
+            f"{stage_config_path(args, stage)} has no `output_dir`; every stage writes only under its output_dir."
+        )
     return Path(config["output_dir"])
 
 
@@ -113,7 +144,7 @@ def check_finished_stage(args: QuickstartArguments, stage: str, marker: Path) ->
     a warning says so and the stage is skipped, as before.
     """
     recorded = json.loads(marker.read_text()).get("config_sha256")
-    config_path = Path(args.recipe_dir) / f"{stage}.yaml"
+    config_path = stage_config_path(args, stage)
     if recorded is None:
         logger.warning("[%s] %s does not record its settings: cannot tell whether %s changed since", stage, marker,
                        config_path)  # fmt: skip

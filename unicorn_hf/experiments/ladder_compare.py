@@ -6,14 +6,15 @@ table holds exactly the numbers of each ladder. Ladders of different checkpoints
 their differences from one another are not tested.
 
     python -m unicorn_hf.experiments.ladder_compare --output_dir outputs/concept_titles/arms \
-        --ladder mean_shift=outputs/concept_titles/plain/ladder/ladder.json none=outputs/concept_titles/arms/none/...
+        --ladders mean_shift=outputs/concept_titles/plain/ladder/ladder.json none=outputs/concept_titles/arms/none/...
+    python recipes/ladder_compare.py --config recipes/concept_titles/ladder_compare_plain.yaml   # the same, from YAML
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from unicorn_hf.experiments.ladder_run import interval_cell
@@ -84,24 +85,76 @@ def compare_ladders(ladder_paths: dict[str, Path], output_dir: Path) -> dict:
     (output_dir / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
     tables = [f"## {scoring}\n\n{comparison_table(ladders, scoring)}" for scoring in SCORINGS]
     (output_dir / "comparison.md").write_text("# Probe ladders side by side\n\n" + "\n".join(tables))
-    logger.info("compared %d ladders -> %s", len(ladders), output_dir / "comparison.md")
+    plot_comparison(ladders, output_dir / "comparison.png")
+    logger.info("compared %d ladders -> %s (and .json, .png)", len(ladders), output_dir / "comparison.md")
     return record
+
+
+def plot_comparison(ladders: dict[str, dict], path: Path, scoring: str = "calibrated") -> None:
+    """One group of horizontal bars per rung (the rungs of `comparison_table`), one bar per ladder, each with its
+    95% interval, and the chance line of the first ladder (candidate ladders: 1 / candidates)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rungs = _rungs(ladders)
+    height = 0.8 / len(ladders)  # the bars of one rung share 0.8 of a row
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(rungs) * max(1.0, len(ladders) / 2) + 1.2))
+    for index, (name, ladder) in enumerate(ladders.items()):
+        rows = [(position, ladder["summary"][rung][scoring]["accuracy"]) for position, rung in enumerate(rungs)
+                if scoring in ladder["summary"].get(rung, {})]  # fmt: skip
+        positions = [position + (index - (len(ladders) - 1) / 2) * height for position, _ in rows]
+        values = [100 * stat["accuracy"] for _, stat in rows]
+        errors = [[value - 100 * stat["low"] for value, (_, stat) in zip(values, rows, strict=True)],
+                  [100 * stat["high"] - value for value, (_, stat) in zip(values, rows, strict=True)]]  # fmt: skip
+        axis.barh(positions, values, height=height, xerr=errors, label=name, alpha=0.85)
+    chance = next(iter(ladders.values())).get("chance")
+    if isinstance(chance, float):
+        axis.axvline(100 * chance, color="black", linestyle="--", linewidth=1, label="chance")
+    axis.set_yticks(range(len(rungs)), rungs)
+    axis.invert_yaxis()
+    axis.set_xlabel(f"{scoring} candidate likelihood accuracy (%), 95% interval")
+    axis.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def _named_path(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH/TO/ladder.json, got {text!r}")
+        raise ValueError(f"expected NAME=PATH/TO/ladder.json, got {text!r}")
     return name, Path(path)
 
 
+@dataclass
+class LadderCompareArguments:
+    ladders: list[str] = field(metadata={"help": "NAME=path/to/ladder.json per ladder, in the table's row order."})
+    output_dir: str = field(metadata={"help": "Where comparison.{json,md,png} go."})
+
+    def __post_init__(self) -> None:
+        named = [_named_path(text) for text in self.ladders]  # raises naming a malformed entry
+        duplicates = sorted({name for name, _ in named if [n for n, _ in named].count(name) > 1})
+        if duplicates:
+            raise ValueError(f"`ladders` names {duplicates} more than once; each row needs its own name")
+
+
+def make_parser():
+    """`--ladders NAME=PATH ... --output_dir D`, or `--config` a YAML with those keys (recipes/ladder_compare.py)."""
+    from trl import TrlParser
+
+    return TrlParser((LadderCompareArguments,))
+
+
+def run_comparison(args: LadderCompareArguments) -> dict:
+    return compare_ladders(dict(map(_named_path, args.ladders)), Path(args.output_dir))
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ladder", type=_named_path, nargs="+", required=True, help="NAME=path/to/ladder.json")
-    parser.add_argument("--output_dir", type=Path, required=True, help="Where comparison.{json,md} go.")
-    args = parser.parse_args(argv)
+    (args,) = make_parser().parse_args_and_config(args=argv)
     setup_logging()
-    return compare_ladders(dict(args.ladder), args.output_dir)
+    return run_comparison(args)
 
 
 if __name__ == "__main__":

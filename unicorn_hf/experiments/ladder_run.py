@@ -107,6 +107,7 @@ class LadderArguments:
     confidence: float = field(metadata={"help": "Two-sided confidence of the intervals, e.g. 0.95."})
     seed: int = field(metadata={"help": "Seed of the candidates, the shuffled control and the bootstrap."})
     output_dir: str = field(metadata={"help": "ladder.json and ladder.md are written here."})
+    device: str = field(default="cpu", metadata={"help": "Where the encoder and the model run: cpu, cuda, cuda:1."})
     questions_path: str | None = field(
         default=None,
         metadata={
@@ -348,15 +349,17 @@ def run_ladder(args: LadderArguments) -> dict:
         )
     pairs = held_out_pairs(args.encoder_config, args.encoder_dir, args.num_images)
     items = ladder_items(pairs, args.num_candidates, args.text_form, args.seed)
-    encoder = load_encoder(f"local-dir:{args.encoder_dir}", device="cpu", dtype="float32", batch_size=64)
+    encoder = load_encoder(f"local-dir:{args.encoder_dir}", device=args.device, dtype="float32", batch_size=64)
     raw_images = encoder.encode_image([pair.load() for pair in pairs])  # [N, D]
     raw_text = encoder.encode_text([item.text for item in items])  # [N, D]
     unknown = sorted({item.source for item in items} - set(args.zero_shot_prompts))
     if unknown:
         raise ValueError(f"`zero_shot_prompts` has no prompt for source(s) {unknown}")
 
-    qa = load_image_qa(args.model_name_or_path)
-    inputs = rung_inputs(qa.model, raw_text, raw_images, args.image_rules, args.seed)
+    qa = load_image_qa(args.model_name_or_path, device=args.device)
+    device = qa.model.device  # the transfer rules use the checkpoint's statistics (buffers on its device)
+    inputs = rung_inputs(qa.model, raw_text.to(device), raw_images.to(device), args.image_rules, args.seed)
+    inputs = {name: embeds.cpu() for name, embeds in inputs.items()}  # [N, D] each; scoring moves batches itself
     progress = lambda name: logger.info("ladder rung %s", name)  # noqa: E731
     extra: dict = {}
     per_item_extra: dict = {}
