@@ -180,7 +180,8 @@ def test_plan_ships_every_arm_of_the_issue_and_rejects_a_bad_reference(tmp_path)
 # ---- trimmed end-to-end run ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trimmed_run(tmp_path_factory, tiny_lm_path):
-    """The experiment as `make experiment` runs it, with a tiny random LLM, tiny splits and two training steps."""
+    """The experiment as `make experiment-does-it-see` runs it, with a tiny random LLM, tiny splits and two training
+    steps."""
     folder = tmp_path_factory.mktemp("does_it_see")
     for name in ("pretrain", "sft", "transfer", "captions", "encoder"):
         config = yaml.safe_load((RECIPE / f"{name}.yaml").read_text())

@@ -586,3 +586,37 @@ def test_sft_rungs_and_the_training_probe_add_the_cloze_formulation_when_asked(t
     assert probe["accuracy_cloze_calibrated_zero"] == 0.25
     line = training_dialogue_line(probe)
     assert "letter " in line and "; cloze " in line and "; cloze calibrated " in line and "chance 25.0%" in line
+
+
+def test_the_ladder_writes_the_checkpoints_card_with_its_table_and_into_the_checkpoint_only_when_asked(
+    tiny_unicorn, tmp_path
+):
+    from unicorn_hf.experiments.ladder_run import LadderArguments, ladder_table, summarize, write_ladder_card
+
+    model, processor = tiny_unicorn
+    checkpoint = tmp_path / "pretrain"
+    model.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    (checkpoint / "README.md").write_text("the training card\n")
+    n = 20
+    credit = {"text": {"raw": [1.0, 0.0] * (n // 2), "calibrated": [1.0] * n},
+              "blind/shuffled": {"raw": [0.25] * n, "calibrated": [0.25] * n}}  # fmt: skip
+    ladder = {"summary": summarize(credit, resamples=100, confidence=0.95, seed=0), "chance": 0.25,
+              "num_items": n, "scorings": ["raw", "calibrated"], "arguments": {"confidence": 0.95}}  # fmt: skip
+    args = LadderArguments(
+        model_name_or_path=str(checkpoint), encoder_config="unused.yaml", encoder_dir="unused", num_images=n,
+        num_candidates=4, text_form="title", image_rules=[{"name": "stored_mean"}], zero_shot_prompts={}, batch_size=8,
+        bootstrap_resamples=100, confidence=0.95, seed=0, output_dir=str(tmp_path / "ladder"),
+    )  # fmt: skip
+    card = write_ladder_card(args, ladder)
+    assert card == tmp_path / "ladder" / "model_card" / "README.md"
+    text = card.read_text()
+    assert "### Where the image is lost: the probe ladder" in text and "The same 20 held-out pairs" in text
+    assert ladder_table(ladder["summary"], 0.25) in text
+    assert (checkpoint / "README.md").read_text() == "the training card\n"  # untouched unless asked
+
+    args.update_model_card = True
+    write_ladder_card(args, ladder)
+    assert (checkpoint / "README.md").read_text() == text
+    args.model_name_or_path = "someone/on-the-hub"
+    assert write_ladder_card(args, ladder) is None

@@ -95,11 +95,14 @@ def stage_config_path(args: QuickstartArguments, stage: str) -> Path:
 
 
 def script_path(args: QuickstartArguments, stage: str) -> Path:
-    """The stage's script beside the recipe folder (`recipes/tiny` -> `recipes/<script>`: a checkout, or the copy
-    `materialize` wrote), else the one shipped with the package. Raises `ValueError` for an unknown stage kind."""
+    """The stage's script in the nearest folder above the recipe folder that has it (`recipes/tiny` and
+    `recipes/concept_titles/gpu` -> `recipes/<script>`: a checkout, or the copy `materialize` wrote), else the one
+    shipped with the package. Raises `ValueError` for an unknown stage kind."""
     script = STAGE_SCRIPTS[stage_kind(stage)]
-    beside = Path(args.recipe_dir).parent / script
-    return beside if beside.is_file() else bundled_dir("recipes") / script
+    for folder in Path(args.recipe_dir).parents:
+        if (folder / script).is_file():
+            return folder / script
+    return bundled_dir("recipes") / script
 
 
 def stage_command(args: QuickstartArguments, stage: str) -> list[str]:
@@ -179,7 +182,7 @@ def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
         return StageResult(stage, printable, output_dir, None, collect_summary(output_dir))
     if args.dry_run:
         logger.info("[%s] would run: python %s", stage, printable)
-        return StageResult(stage, printable, output_dir, None, {})
+        return StageResult(stage, printable, output_dir, None, {}, dry_run=True)
     logger.info("[%s] running: python %s", stage, printable)
     start = time.perf_counter()
     # The stage dies with the quickstart: a killed quickstart must not leave a stage writing its output_dir behind.

@@ -20,8 +20,9 @@ class StageResult:
     name: str
     command: str
     output_dir: Path
-    seconds: float | None  # None: skipped, finished earlier
+    seconds: float | None  # None: skipped, finished earlier (or not run: dry_run)
     summary: dict
+    dry_run: bool = False  # logged, not run (`--dry_run`)
 
 
 # How each stage's folder is published (datasets with upload_folder, checkpoints with the model's push_to_hub).
@@ -110,7 +111,9 @@ def render_summary(results: list[StageResult], total_seconds: float) -> None:
     for column in ("stage", "time", "rows in→out", "dropped (reason=count)", "numbers", "output / push"):
         table.add_column(column, overflow="fold")
     for result in results:
-        elapsed = "skipped (done)" if result.seconds is None else f"{result.seconds:.0f}s"
+        elapsed = (
+            "dry run" if result.dry_run else "skipped (done)" if result.seconds is None else f"{result.seconds:.0f}s"
+        )
         push = PUSH_HINTS.get(result.name, "").format(dir=result.output_dir)
         table.add_row(
             result.name,

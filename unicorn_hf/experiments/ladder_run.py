@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 LADDER_FILE = "ladder.json"
 LADDER_TABLE = "ladder.md"
 LADDER_PLOT = "ladder.png"
+MODEL_CARD_DIR = "model_card"  # <output_dir>/model_card/README.md: the checkpoint's card with this ladder
 BLIND_REFERENCES = ("blind/shuffled", "blind/zero")
 TITLE_IN_PROMPT_RUNG = "title_in_prompt"  # the SFT questions with the title written in the prompt, zero embedding
 CANDIDATE_SCORINGS = ("raw", "calibrated")
@@ -108,6 +110,13 @@ class LadderArguments:
     seed: int = field(metadata={"help": "Seed of the candidates, the shuffled control and the bootstrap."})
     output_dir: str = field(metadata={"help": "ladder.json and ladder.md are written here."})
     device: str = field(default="cpu", metadata={"help": "Where the encoder and the model run: cpu, cuda, cuda:1."})
+    update_model_card: bool = field(
+        default=False,
+        metadata={
+            "help": "Also write the card with this ladder into the checkpoint folder (README.md); it is always "
+            "written to <output_dir>/model_card/README.md."
+        },
+    )
     questions_path: str | None = field(
         default=None,
         metadata={
@@ -332,6 +341,24 @@ def _panel_stat(entry: dict, scoring: str) -> dict:
     raise KeyError(f"no {scoring!r} statistics in the rung {sorted(entry)}")
 
 
+def write_ladder_card(args: LadderArguments, ladder: dict) -> Path | None:
+    """The checkpoint's model card with this ladder in its "Does it see?" section (and the evaluation results its
+    README.md already lists), written to `<output_dir>/model_card/README.md`; also into the checkpoint folder when
+    `update_model_card`. Returns the card's path, None for a checkpoint that is not a local folder."""
+    from unicorn_hf.cards import update_model_card
+
+    checkpoint = Path(args.model_name_or_path)
+    if not checkpoint.is_dir():
+        logger.info("%s is not a local folder: no model card written", checkpoint)
+        return None
+    card_path = Path(args.output_dir) / MODEL_CARD_DIR / "README.md"
+    update_model_card(checkpoint, {}, card_path=card_path, ladder=ladder)
+    if args.update_model_card:
+        logger.info("--update_model_card: writing the card into the checkpoint, %s", checkpoint / "README.md")
+        shutil.copyfile(card_path, checkpoint / "README.md")
+    return card_path
+
+
 def run_ladder(args: LadderArguments) -> dict:
     """Score every rung; write and return `ladder.json` (also `ladder.md` and `ladder.png`)."""
     from unicorn_hf.experiments.scoring import load_image_qa
@@ -431,6 +458,7 @@ def run_ladder(args: LadderArguments) -> dict:
     table = ladder_table(summary, chance, extra.get("training_dialogues"), extra.get("answer_concentration"))
     (output_dir / LADDER_TABLE).write_text(heading + table)
     plot_ladder(summary, chance, output_dir / LADDER_PLOT)
+    write_ladder_card(args, results)
     headline = next(scoring for scoring in (*PLOT_PANELS, "raw") if scoring in args.scorings or scoring == "raw")
     for rung, entry in summary.items():
         best = (entry.get(headline) or entry["raw"])["accuracy"]
