@@ -5,7 +5,7 @@ Usage (2 CPU cores; the first seed trains the shared encoder, later seeds reuse 
     python recipes/experiments/does_it_see/run.py --config recipes/experiments/does_it_see/experiment.yaml --seed 0
 
 `make experiment-does-it-see` runs seeds 0 and 1 and renders the README table from both. Any field of experiment.yaml
-can be overridden on the command line (e.g. `--num_eval 50 --output_dir /tmp/exp`); a re-run skips every finished stage.
+can be overridden on the command line (e.g. `--num_eval 50 --output_dir /tmp/exp`); a re-run skips each finished stage.
 """
 
 from __future__ import annotations
