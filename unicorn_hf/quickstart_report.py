@@ -107,6 +107,8 @@ def _numbers(summary: dict) -> str:
 
 
 def render_summary(results: list[StageResult], total_seconds: float) -> None:
+    from .quickstart import stage_kind  # the runner imports this module: a module-level import would be circular
+
     table = Table(title=f"unicorn-hf quickstart: {total_seconds / 60:.1f} min in all", show_lines=True)
     for column in ("stage", "time", "rows in→out", "dropped (reason=count)", "numbers", "output / push"):
         table.add_column(column, overflow="fold")
@@ -114,7 +116,7 @@ def render_summary(results: list[StageResult], total_seconds: float) -> None:
         elapsed = (
             "dry run" if result.dry_run else "skipped (done)" if result.seconds is None else f"{result.seconds:.0f}s"
         )
-        push = PUSH_HINTS.get(result.name, "").format(dir=result.output_dir)
+        push = PUSH_HINTS.get(stage_kind(result.name), "").format(dir=result.output_dir)
         table.add_row(
             result.name,
             elapsed,
