@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unicorn_hf.quickstart import QuickstartArguments, script_path, stage_config, stage_kind, stage_output_dir
+from unicorn_hf.quickstart import (
+    QuickstartArguments,
+    check_stages,
+    script_path,
+    stage_config,
+    stage_kind,
+    stage_output_dir,
+)
 
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "concept_titles"
@@ -36,8 +43,7 @@ def _budget(name: str) -> QuickstartArguments:
 @pytest.mark.parametrize("budget", ["experiment_cpu.yaml", "experiment_gpu.yaml"])
 def test_every_stage_of_a_budget_has_its_yaml_script_and_own_output_folder(budget):
     args = _budget(budget)
-    outputs = [stage_output_dir(args, stage) for stage in args.stages]
-    assert len(set(outputs)) == len(outputs), f"{budget}: two stages write the same folder"
+    check_stages(args)  # every YAML exists and has a kind; no stage writes inside another's output_dir (--overwrite)
     for stage in args.stages:
         assert script_path(args, stage).is_file()
     # Each seed trains its own checkpoint and its ladder reads that one.

@@ -69,3 +69,22 @@ def test_the_command_line_and_a_yaml_config_write_json_markdown_and_a_plot(tmp_p
     assert list(record["ladders"]) == ["seed0", "seed1"]
     table = (tmp_path / "yaml" / "comparison.md").read_text()
     assert "| seed0 | 50.0 [45.0, 55.0]" in table and "| seed1 | 50.0 [45.0, 55.0]" in table
+
+
+def test_a_ladder_folder_is_read_and_a_json_of_another_kind_is_refused_before_anything_is_written(tmp_path):
+    folder = tmp_path / "seed0" / "ladder"
+    folder.mkdir(parents=True)
+    (folder / "ladder.json").write_text(json.dumps(_ladder({"memory_projection": 0.45})))
+    record = compare_ladders({"seed 0": folder}, tmp_path / "out")
+    assert record["num_items"] == {"seed 0": 300}
+    other = tmp_path / "results.json"
+    other.write_text(json.dumps({"results": []}))
+    with pytest.raises(ValueError, match=r"ladder 'eval': .*results\.json is not a ladder\.json"):
+        compare_ladders({"eval": other}, tmp_path / "refused")
+    sft = tmp_path / "sft.json"
+    sft.write_text(json.dumps({"summary": {}, "scorings": ["mc", "yes_no"], "num_items": 150}))
+    with pytest.raises(ValueError, match="has no 'calibrated' scoring"):
+        compare_ladders({"sft": sft}, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    with pytest.raises(ValueError, match="a list of 'NAME=path"):
+        LadderCompareArguments(ladders={"seed0": "x.json"}, output_dir=str(tmp_path))

@@ -71,3 +71,71 @@ def test_a_stage_is_named_by_its_yaml_and_runs_the_script_of_the_kind_its_name_s
     command = stage_command(args, str(elsewhere))
     assert command[-3].endswith("train_encoder.py") and command[-1] == str(elsewhere)
     assert "accelerate.commands.launch" not in command
+
+
+def _two_stage_recipe(tmp_path) -> QuickstartArguments:
+    """`pair_text` writes a file; `transfer` reads pair_text's folder. The script beside the recipe folder is a
+    stand-in that records each run in its output_dir (the runner's logic is under test, not the stages)."""
+    recipe = tmp_path / "recipes" / "mine"
+    recipe.mkdir(parents=True)
+    script = (
+        "import sys, yaml, pathlib, time\n"
+        "out = pathlib.Path(yaml.safe_load(open(sys.argv[2]))['output_dir'])\n"
+        "out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / 'runs.txt').open('a').write(f'{time.time()}\\n')\n"
+    )
+    for name in ("pair_text.py", "transfer.py"):
+        (tmp_path / "recipes" / name).write_text(script)
+    text, transfer = tmp_path / "out" / "text", tmp_path / "out" / "transfer"
+    (recipe / "pair_text.yaml").write_text(yaml.safe_dump({"output_dir": str(text)}))
+    (recipe / "transfer.yaml").write_text(yaml.safe_dump({"captions_path": str(text), "output_dir": str(transfer)}))
+    return QuickstartArguments(recipe_dir=str(recipe), stages=["pair_text", "transfer"],
+                               summary_file=str(transfer / "summary.json"))  # fmt: skip
+
+
+def _runs(folder) -> int:
+    return len((folder / "runs.txt").read_text().splitlines())
+
+
+def test_a_stage_is_redone_when_a_stage_it_reads_was_remade_after_it_and_the_summary_keeps_recorded_times(tmp_path):
+    from unicorn_hf.quickstart import run_quickstart
+
+    args = _two_stage_recipe(tmp_path)
+    text, transfer = tmp_path / "out" / "text", tmp_path / "out" / "transfer"
+    run_quickstart(args)
+    assert (_runs(text), _runs(transfer)) == (1, 1)
+    run_quickstart(args)  # nothing changed: both skipped
+    assert (_runs(text), _runs(transfer)) == (1, 1)
+    summary = json.loads((transfer / "summary.json").read_text())
+    assert [stage["seconds"] for stage in summary["stages"]] == [None, None]
+    assert all(stage["recorded_seconds"] > 0 for stage in summary["stages"]) and summary["recorded_seconds"] > 0
+    assert "summary" not in summary["stages"][1]["summary"]  # the run's own summary file is not read back
+
+    (text / DONE_MARKER).unlink()  # pair_text is redone, so transfer, which reads it, is redone too
+    run_quickstart(args)
+    assert (_runs(text), _runs(transfer)) == (2, 2)
+
+
+def test_stages_are_checked_before_any_runs_and_a_dry_run_removes_nothing(tmp_path):
+    from unicorn_hf.quickstart import run_quickstart
+
+    args = _two_stage_recipe(tmp_path)
+    args.stages = ["pair_text", "foo", str(tmp_path / "missing" / "encoder.yaml")]
+    with pytest.raises(
+        SystemExit, match=r"nothing was run:\n- Stage 'foo': .*\n- .*missing/encoder.yaml does not exist"
+    ):
+        run_quickstart(args)
+    assert not (tmp_path / "out").exists()
+    nested = tmp_path / "recipes" / "mine" / "ladder_compare.yaml"
+    nested.write_text(yaml.safe_dump({"ladders": [], "output_dir": str(tmp_path / "out")}))
+    args.stages = ["pair_text", "ladder_compare"]
+    with pytest.raises(SystemExit, match=r"'pair_text' writes .*/out/text, inside 'ladder_compare'"):
+        run_quickstart(args)
+
+    args.stages = ["pair_text", "transfer"]
+    run_quickstart(args)
+    recorded = (tmp_path / "out" / "transfer" / "summary.json").read_text()
+    args.overwrite, args.dry_run = True, True
+    run_quickstart(args)
+    assert _runs(tmp_path / "out" / "text") == 1  # --overwrite --dry_run only says what it would remove
+    assert (tmp_path / "out" / "transfer" / "summary.json").read_text() == recorded  # nor replaces the record

@@ -78,7 +78,7 @@ def stage_kind(stage: str) -> str:
     """The stage kind of a stage entry (a key of `STAGE_SCRIPTS`): its YAML's name, or the longest kind that name
     starts with followed by `_` (`ladder_plain_seed1` -> `ladder`, `sft_ladder` -> `sft_ladder`). Raises `ValueError`
     naming the entry and the kinds when none fits."""
-    name = Path(stage).stem if stage.endswith(".yaml") else stage
+    name = Path(stage).stem if _is_path(stage) else stage
     if name in STAGE_SCRIPTS:
         return name
     kinds = [kind for kind in STAGE_SCRIPTS if name.startswith(kind + "_")]
@@ -89,9 +89,13 @@ def stage_kind(stage: str) -> str:
     return max(kinds, key=len)
 
 
+def _is_path(stage: str) -> bool:
+    return stage.endswith((".yaml", ".yml"))
+
+
 def stage_config_path(args: QuickstartArguments, stage: str) -> Path:
-    """`<recipe_dir>/<stage>.yaml`, or the entry itself when it is a path ending in `.yaml`."""
-    return Path(stage) if stage.endswith(".yaml") else Path(args.recipe_dir) / f"{stage}.yaml"
+    """`<recipe_dir>/<stage>.yaml`, or the entry itself when it is a path ending in `.yaml` / `.yml`."""
+    return Path(stage) if _is_path(stage) else Path(args.recipe_dir) / f"{stage}.yaml"
 
 
 def script_path(args: QuickstartArguments, stage: str) -> Path:
@@ -158,31 +162,108 @@ def check_finished_stage(args: QuickstartArguments, stage: str, marker: Path) ->
         )
 
 
-def collect_summary(output_dir: Path) -> dict:
-    """What a stage left for the summary: drops, stage summary, training record, eval results, encoder metrics."""
+# What a stage's summary keeps of its ladder.json: the per-item scores stay in the stage's folder.
+LADDER_SUMMARY_KEYS = ("num_items", "scorings", "chance", "summary")
+
+
+def collect_summary(output_dir: Path, skip: Path | None = None) -> dict:
+    """What a stage left for the summary: drops, stage summary, training record, eval results, encoder metrics, the
+    ladder's summary. `skip`: a file not to read (the run's own summary_file, when it lies in a stage's folder)."""
     summary: dict = {}
     for name in ("summary.json", "drops.json", "unicorn_training.json", "results.json", "metrics.json", "ladder.json"):
         path = output_dir / name
-        if path.is_file():
+        if path.is_file() and (skip is None or path.resolve() != skip.resolve()):
             summary[name.removesuffix(".json")] = json.loads(path.read_text())
+    if "ladder" in summary:
+        summary["ladder"] = {key: summary["ladder"][key] for key in LADDER_SUMMARY_KEYS if key in summary["ladder"]}
     return summary
 
 
-def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
+def _inputs(config: object) -> list[str]:
+    """Every string value of a parsed YAML, nested ones included (paths a stage reads)."""
+    if isinstance(config, dict):
+        return [text for value in config.values() for text in _inputs(value)]
+    if isinstance(config, list):
+        return [text for value in config for text in _inputs(value)]
+    return [config] if isinstance(config, str) else []
+
+
+def _reads(config: dict, folder: Path) -> bool:
+    """Whether a stage's settings name `folder` or a path inside it (`NAME=path` entries included)."""
+    prefix = str(folder).rstrip("/")
+    for text in _inputs({key: value for key, value in config.items() if key != "output_dir"}):
+        path = text.partition("=")[2] if "=" in text else text
+        if path == prefix or path.startswith(prefix + "/"):
+            return True
+    return False
+
+
+def _finished_at(marker: Path) -> float:
+    """When a stage finished: the marker's record, else (a marker of an older runner) its file time."""
+    return json.loads(marker.read_text()).get("finished_at") or marker.stat().st_mtime
+
+
+def stale_inputs(args: QuickstartArguments, stage: str, marker: Path, earlier: list[str]) -> list[str]:
+    """The earlier stages of this run whose output `stage` reads and that finished after it did: its output was made
+    from inputs that have been remade since, so it is redone."""
+    config, finished = stage_config(args, stage), _finished_at(marker)
+    markers = {before: stage_output_dir(args, before) / DONE_MARKER for before in earlier}
+    return [
+        before
+        for before, before_marker in markers.items()
+        if _reads(config, before_marker.parent) and before_marker.is_file() and _finished_at(before_marker) > finished
+    ]
+
+
+def check_stages(args: QuickstartArguments) -> None:
+    """Every stage entry checked before any runs: its YAML exists, its name has a stage kind, it has an output_dir,
+    and no two stages write the same folder or one inside another's. Raises `SystemExit` listing every problem."""
+    problems, folders = [], {}
+    for stage in args.stages:
+        config_path = stage_config_path(args, stage)
+        try:
+            if _is_path(stage) and not config_path.is_file():  # a mistyped path: say so, not "no stage kind"
+                raise ValueError(f"Stage {stage!r}: {config_path} does not exist")
+            stage_kind(stage)
+            if not config_path.is_file():
+                raise ValueError(f"Stage {stage!r}: {config_path} does not exist")
+            folders[stage] = stage_output_dir(args, stage)
+        except ValueError as error:
+            problems.append(str(error))
+    for stage, folder in folders.items():
+        for other, other_folder in folders.items():
+            if stage != other and (folder == other_folder or other_folder in folder.parents):
+                problems.append(f"{stage!r} writes {folder}, inside {other!r}'s output_dir {other_folder}")
+    if problems:
+        raise SystemExit("The run's stages have problems; nothing was run:\n- " + "\n- ".join(problems))
+
+
+def run_stage(args: QuickstartArguments, stage: str, earlier: list[str] | None = None) -> StageResult:
+    """Run one stage (its own process), or skip it when its marker says it finished with the same settings and no
+    stage of `earlier` that it reads was remade since. Raises `SystemExit` when the stage fails or its settings
+    changed."""
     command = stage_command(args, stage)
     printable = shlex.join(command[1:] if command[0] == sys.executable else command)
     output_dir = stage_output_dir(args, stage)
     marker = output_dir / DONE_MARKER
+    summary_file = Path(args.summary_file) if args.summary_file else None
+    if args.dry_run and (args.overwrite or not marker.is_file()):
+        action = f"--overwrite would remove {output_dir}, then run" if args.overwrite else "would run"
+        logger.info("[%s] %s: python %s", stage, action, printable)
+        return StageResult(stage, printable, output_dir, None, {}, dry_run=True)
     if args.overwrite and output_dir.exists():
         logger.info("[%s] --overwrite: removing %s", stage, output_dir)
         shutil.rmtree(output_dir)
     if marker.is_file():
         check_finished_stage(args, stage, marker)
-        logger.info("[%s] finished earlier (%s), skipping; --overwrite redoes it", stage, marker)
-        return StageResult(stage, printable, output_dir, None, collect_summary(output_dir))
-    if args.dry_run:
-        logger.info("[%s] would run: python %s", stage, printable)
-        return StageResult(stage, printable, output_dir, None, {}, dry_run=True)
+        stale = stale_inputs(args, stage, marker, earlier or [])
+        if not stale or args.dry_run:
+            logger.info("[%s] finished earlier (%s), skipping; --overwrite redoes it", stage, marker)
+            recorded = json.loads(marker.read_text()).get("seconds")
+            summary = collect_summary(output_dir, summary_file)
+            return StageResult(stage, printable, output_dir, None, summary, recorded_seconds=recorded)
+        logger.info("[%s] finished earlier, but %s was remade since: running it again", stage, ", ".join(stale))
+        marker.unlink()  # an interrupted re-run must not look finished
     logger.info("[%s] running: python %s", stage, printable)
     start = time.perf_counter()
     # The stage dies with the quickstart: a killed quickstart must not leave a stage writing its output_dir behind.
@@ -196,24 +277,30 @@ def run_stage(args: QuickstartArguments, stage: str) -> StageResult:
         )
     output_dir.mkdir(parents=True, exist_ok=True)
     recorded = portable_command(command[1:] if command[0] == sys.executable else command, output_dir)
-    record = {"command": recorded, "seconds": round(seconds, 1), "config_sha256": config_digest(args, stage)}
+    record = {"command": recorded, "seconds": round(seconds, 1), "config_sha256": config_digest(args, stage),
+              "finished_at": time.time()}  # fmt: skip
     marker.write_text(json.dumps(record, indent=2) + "\n")
     logger.info("[%s] done in %.0fs -> %s", stage, seconds, output_dir)
-    return StageResult(stage, printable, output_dir, seconds, collect_summary(output_dir))
+    summary = collect_summary(output_dir, summary_file)
+    return StageResult(stage, printable, output_dir, seconds, summary, recorded_seconds=seconds)
 
 
 def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
+    check_stages(args)
     start = time.perf_counter()
-    results = [run_stage(args, stage) for stage in args.stages]
+    results = [run_stage(args, stage, args.stages[:index]) for index, stage in enumerate(args.stages)]
     total = time.perf_counter() - start
     render_summary(results, total)
-    if args.summary_file:
+    if args.summary_file and not args.dry_run:  # a dry run must not replace the record of the real one
         folder = Path(args.summary_file).parent  # paths in the summary as `unicorn_hf.paths` writes them
+        recorded = [r.recorded_seconds for r in results]
         payload = {
-            "total_seconds": round(total, 1),
+            "total_seconds": round(total, 1),  # this run's: skipped stages cost nothing
+            # every stage's own run, this one's or the one that finished it earlier (None: not run yet)
+            "recorded_seconds": None if None in recorded else round(sum(recorded), 1),
             "stages": [
                 {"name": r.name, "command": portable_command(shlex.split(r.command), folder)}
-                | {"output_dir": str(r.output_dir), "seconds": r.seconds}
+                | {"output_dir": str(r.output_dir), "seconds": r.seconds, "recorded_seconds": r.recorded_seconds}
                 | {"summary": r.summary}
                 for r in results
             ],

@@ -20,8 +20,9 @@ class StageResult:
     name: str
     command: str
     output_dir: Path
-    seconds: float | None  # None: skipped, finished earlier (or not run: dry_run)
+    seconds: float | None  # this run's; None: skipped, finished earlier (or not run: dry_run)
     summary: dict
+    recorded_seconds: float | None = None  # the run that made the output, this one or an earlier one
     dry_run: bool = False  # logged, not run (`--dry_run`)
 
 
@@ -109,13 +110,19 @@ def _numbers(summary: dict) -> str:
 def render_summary(results: list[StageResult], total_seconds: float) -> None:
     from .quickstart import stage_kind  # the runner imports this module: a module-level import would be circular
 
-    table = Table(title=f"unicorn-hf quickstart: {total_seconds / 60:.1f} min in all", show_lines=True)
+    table = Table(
+        title=f"unicorn-hf: {len(results)} stages, {total_seconds / 60:.1f} min in this run", show_lines=True
+    )
     for column in ("stage", "time", "rows in→out", "dropped (reason=count)", "numbers", "output / push"):
         table.add_column(column, overflow="fold")
     for result in results:
-        elapsed = (
-            "dry run" if result.dry_run else "skipped (done)" if result.seconds is None else f"{result.seconds:.0f}s"
-        )
+        if result.dry_run:
+            elapsed = "dry run"
+        elif result.seconds is not None:
+            elapsed = f"{result.seconds:.0f}s"
+        else:
+            earlier = "" if result.recorded_seconds is None else f", took {result.recorded_seconds:.0f}s"
+            elapsed = f"skipped (done{earlier})"
         push = PUSH_HINTS.get(stage_kind(result.name), "").format(dir=result.output_dir)
         table.add_row(
             result.name,

@@ -67,15 +67,27 @@ def comparison_table(ladders: dict[str, dict], scoring: str = "calibrated") -> s
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
+def read_ladder(name: str, path: Path) -> dict:
+    """A `ladder.json` (or the ladder folder holding it), checked to be one. Raises `FileNotFoundError` or
+    `ValueError` naming the ladder and the path."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "ladder.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"ladder {name!r}: {path} does not exist (run recipes/ladder.py first)")
+    ladder = json.loads(path.read_text())
+    missing = [key for key in ("summary", "scorings", "num_items") if key not in ladder]
+    if missing:
+        raise ValueError(f"ladder {name!r}: {path} is not a ladder.json of recipes/ladder.py (no {missing})")
+    return ladder
+
+
 def compare_ladders(ladder_paths: dict[str, Path], output_dir: Path) -> dict:
-    """Read each `ladder.json`, write `comparison.json` (the rows' summaries and where they came from) and
-    `comparison.md` (`comparison_table` for each scoring) to `output_dir`; returns the JSON record. Raises
-    `FileNotFoundError` naming a ladder file that does not exist."""
-    ladders = {}
-    for name, path in ladder_paths.items():
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"ladder {name!r}: {path} does not exist (run recipes/ladder.py first)")
-        ladders[name] = json.loads(Path(path).read_text())
+    """Read each `ladder.json` (`read_ladder`), write `comparison.json` (the rows' summaries and where they came
+    from), `comparison.md` (`comparison_table` for each scoring) and `comparison.png` to `output_dir`; returns the
+    JSON record. Nothing is written when a ladder is missing or of another kind."""
+    ladders = {name: read_ladder(name, path) for name, path in ladder_paths.items()}
+    tables = [f"## {scoring}\n\n{comparison_table(ladders, scoring)}" for scoring in SCORINGS]  # raises first
     record = {
         "ladders": {name: str(path) for name, path in ladder_paths.items()},
         "summary": {name: ladder["summary"] for name, ladder in ladders.items()},
@@ -83,16 +95,16 @@ def compare_ladders(ladder_paths: dict[str, Path], output_dir: Path) -> dict:
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
-    tables = [f"## {scoring}\n\n{comparison_table(ladders, scoring)}" for scoring in SCORINGS]
     (output_dir / "comparison.md").write_text("# Probe ladders side by side\n\n" + "\n".join(tables))
     plot_comparison(ladders, output_dir / "comparison.png")
-    logger.info("compared %d ladders -> %s (and .json, .png)", len(ladders), output_dir / "comparison.md")
+    count = f"{len(ladders)} ladder{'s' if len(ladders) != 1 else ''}"
+    logger.info("compared %s -> %s (and .json, .png)", count, output_dir / "comparison.md")
     return record
 
 
 def plot_comparison(ladders: dict[str, dict], path: Path, scoring: str = "calibrated") -> None:
-    """One group of horizontal bars per rung (the rungs of `comparison_table`), one bar per ladder, each with its
-    95% interval, and the chance line of the first ladder (candidate ladders: 1 / candidates)."""
+    """One group of horizontal bars per rung (the rungs of `comparison_table`), one bar per ladder, each with its own
+    (unpaired) 95% interval, and the chance line of the first ladder (candidate ladders: 1 / candidates)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,7 +126,8 @@ def plot_comparison(ladders: dict[str, dict], path: Path, scoring: str = "calibr
         axis.axvline(100 * chance, color="black", linestyle="--", linewidth=1, label="chance")
     axis.set_yticks(range(len(rungs)), rungs)
     axis.invert_yaxis()
-    axis.set_xlabel(f"{scoring} candidate likelihood accuracy (%), 95% interval")
+    # The bars' intervals are each rung's own; the paired differences against shuffled (comparison.md) are narrower.
+    axis.set_xlabel(f"{scoring} candidate likelihood accuracy (%), unpaired 95% intervals; paired ones: comparison.md")
     axis.legend(loc="best", fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -134,6 +147,8 @@ class LadderCompareArguments:
     output_dir: str = field(metadata={"help": "Where comparison.{json,md,png} go."})
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ladders, list) or not all(isinstance(text, str) for text in self.ladders):
+            raise ValueError(f"`ladders` must be a list of 'NAME=path/to/ladder.json' strings, got {self.ladders!r}")
         named = [_named_path(text) for text in self.ladders]  # raises naming a malformed entry
         duplicates = sorted({name for name, _ in named if [n for n, _ in named].count(name) > 1})
         if duplicates:
