@@ -112,6 +112,10 @@ def test_a_stage_is_redone_when_a_stage_it_reads_was_remade_after_it_and_the_sum
     assert "summary" not in summary["stages"][1]["summary"]  # the run's own summary file is not read back
 
     (text / DONE_MARKER).unlink()  # pair_text is redone, so transfer, which reads it, is redone too
+    args.dry_run = True
+    assert [result.dry_run for result in run_quickstart(args)] == [True, True]  # both would run
+    assert (_runs(text), _runs(transfer)) == (1, 1)
+    args.dry_run = False
     run_quickstart(args)
     assert (_runs(text), _runs(transfer)) == (2, 2)
 

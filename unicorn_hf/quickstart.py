@@ -204,14 +204,16 @@ def _finished_at(marker: Path) -> float:
 
 
 def stale_inputs(args: QuickstartArguments, stage: str, marker: Path, earlier: list[str]) -> list[str]:
-    """The earlier stages of this run whose output `stage` reads and that finished after it did: its output was made
-    from inputs that have been remade since, so it is redone."""
+    """The earlier stages of this run whose output `stage` reads and that finished after it did (or have not finished:
+    what a dry run sees before they run): its output was made from inputs that have been remade since, so it is
+    redone."""
     config, finished = stage_config(args, stage), _finished_at(marker)
     markers = {before: stage_output_dir(args, before) / DONE_MARKER for before in earlier}
     return [
         before
         for before, before_marker in markers.items()
-        if _reads(config, before_marker.parent) and before_marker.is_file() and _finished_at(before_marker) > finished
+        if _reads(config, before_marker.parent)
+        and (not before_marker.is_file() or _finished_at(before_marker) > finished)  # unfinished: a dry run's view
     ]
 
 
@@ -257,7 +259,10 @@ def run_stage(args: QuickstartArguments, stage: str, earlier: list[str] | None =
     if marker.is_file():
         check_finished_stage(args, stage, marker)
         stale = stale_inputs(args, stage, marker, earlier or [])
-        if not stale or args.dry_run:
+        if stale and args.dry_run:
+            logger.info("[%s] would run again (%s was remade since): python %s", stage, ", ".join(stale), printable)
+            return StageResult(stage, printable, output_dir, None, {}, dry_run=True)
+        if not stale:
             logger.info("[%s] finished earlier (%s), skipping; --overwrite redoes it", stage, marker)
             recorded = json.loads(marker.read_text()).get("seconds")
             summary = collect_summary(output_dir, summary_file)
