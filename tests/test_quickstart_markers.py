@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import yaml
@@ -143,3 +144,13 @@ def test_stages_are_checked_before_any_runs_and_a_dry_run_removes_nothing(tmp_pa
     run_quickstart(args)
     assert _runs(tmp_path / "out" / "text") == 1  # --overwrite --dry_run only says what it would remove
     assert (tmp_path / "out" / "transfer" / "summary.json").read_text() == recorded  # nor replaces the record
+
+
+def test_a_stage_reads_an_earlier_output_through_any_path_form_in_its_settings():
+    from unicorn_hf.quickstart import _reads
+
+    assert _reads({"image_tower_encoder": "local-dir:outputs/tiny/encoder"}, Path("outputs/tiny/encoder"))
+    assert _reads({"ladders": ["seed 0=outputs/a/ladder/ladder.json"]}, Path("outputs/a/ladder"))
+    assert _reads({"nested": {"captions_path": "outputs/a"}}, Path("outputs/a"))
+    assert not _reads({"model_name_or_path": "outputs/ab"}, Path("outputs/a"))  # a sibling with a longer name
+    assert not _reads({"output_dir": "outputs/a/x"}, Path("outputs/a"))  # where it writes is not what it reads

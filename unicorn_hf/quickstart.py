@@ -189,12 +189,12 @@ def _inputs(config: object) -> list[str]:
 
 
 def _reads(config: dict, folder: Path) -> bool:
-    """Whether a stage's settings name `folder` or a path inside it (`NAME=path` entries included)."""
+    """Whether a stage's settings name `folder` or a path inside it (`NAME=path` and `local-dir:path` forms too)."""
     prefix = str(folder).rstrip("/")
     for text in _inputs({key: value for key, value in config.items() if key != "output_dir"}):
-        path = text.partition("=")[2] if "=" in text else text
-        if path == prefix or path.startswith(prefix + "/"):
-            return True
+        for path in (text, text.partition("=")[2], text.partition(":")[2]):
+            if path == prefix or path.startswith(prefix + "/"):
+                return True
     return False
 
 
