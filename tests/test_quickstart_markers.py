@@ -112,13 +112,23 @@ def test_a_stage_is_redone_when_a_stage_it_reads_was_remade_after_it_and_the_sum
     assert all(stage["recorded_seconds"] > 0 for stage in summary["stages"]) and summary["recorded_seconds"] > 0
     assert "summary" not in summary["stages"][1]["summary"]  # the run's own summary file is not read back
 
-    (text / DONE_MARKER).unlink()  # pair_text is redone, so transfer, which reads it, is redone too
+    # A third stage reads transfer's output (as `./path`): redone too, two stages down, and a dry run says so.
+    ladder = tmp_path / "out" / "ladder"
+    (tmp_path / "recipes" / "ladder.py").write_text((tmp_path / "recipes" / "transfer.py").read_text())
+    config = {"model_name_or_path": f"./{transfer.relative_to(Path.cwd())}" if transfer.is_relative_to(Path.cwd())
+              else str(transfer) + "/", "output_dir": str(ladder)}  # fmt: skip
+    (tmp_path / "recipes" / "mine" / "ladder.yaml").write_text(yaml.safe_dump(config))
+    args.stages = ["pair_text", "transfer", "ladder"]
+    run_quickstart(args)
+    assert (_runs(text), _runs(transfer), _runs(ladder)) == (1, 1, 1)
+
+    (text / DONE_MARKER).unlink()  # pair_text is redone, so transfer, which reads it, and ladder are redone too
     args.dry_run = True
-    assert [result.dry_run for result in run_quickstart(args)] == [True, True]  # both would run
-    assert (_runs(text), _runs(transfer)) == (1, 1)
+    assert [result.dry_run for result in run_quickstart(args)] == [True, True, True]  # all would run
+    assert (_runs(text), _runs(transfer), _runs(ladder)) == (1, 1, 1)
     args.dry_run = False
     run_quickstart(args)
-    assert (_runs(text), _runs(transfer)) == (2, 2)
+    assert (_runs(text), _runs(transfer), _runs(ladder)) == (2, 2, 2)
 
 
 def test_stages_are_checked_before_any_runs_and_a_dry_run_removes_nothing(tmp_path):
@@ -134,7 +144,21 @@ def test_stages_are_checked_before_any_runs_and_a_dry_run_removes_nothing(tmp_pa
     nested = tmp_path / "recipes" / "mine" / "ladder_compare.yaml"
     nested.write_text(yaml.safe_dump({"ladders": [], "output_dir": str(tmp_path / "out")}))
     args.stages = ["pair_text", "ladder_compare"]
-    with pytest.raises(SystemExit, match=r"'pair_text' writes .*/out/text, inside 'ladder_compare'"):
+    with pytest.raises(SystemExit, match=r"pair_text writes inside the output_dir of ladder_compare \(.*/out\)"):
+        run_quickstart(args)
+    args.stages, args.accelerate_stages = ["pair_text", "pair_text"], ["pretrian"]
+    args.accelerate_config = str(tmp_path / "nope.yaml")
+    with pytest.raises(SystemExit) as refused:
+        run_quickstart(args)
+    message = str(refused.value)
+    assert "listed more than once: ['pair_text']" in message
+    assert "`accelerate_stages` ['pretrian'] names no stage" in message and "nope.yaml does not exist" in message
+    nested.write_text(yaml.safe_dump({"ladders": [], "output_dir": str(tmp_path / "out" / "text")}))
+    args.stages, args.accelerate_stages, args.accelerate_config = ["pair_text", "ladder_compare"], [], None
+    with pytest.raises(SystemExit, match="'pair_text' and 'ladder_compare' both write"):
+        run_quickstart(args)
+    args.stages = []
+    with pytest.raises(SystemExit, match="`stages` is empty"):
         run_quickstart(args)
 
     args.stages = ["pair_text", "transfer"]

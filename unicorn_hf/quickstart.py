@@ -189,11 +189,13 @@ def _inputs(config: object) -> list[str]:
 
 
 def _reads(config: dict, folder: Path) -> bool:
-    """Whether a stage's settings name `folder` or a path inside it (`NAME=path` and `local-dir:path` forms too)."""
-    prefix = str(folder).rstrip("/")
+    """Whether a stage's settings name `folder` or a path inside it, in any spelling (`./x`, absolute) and form
+    (`NAME=path`, `local-dir:path`). `output_dir` is where it writes, not what it reads."""
+    folder = Path(folder).resolve()
     for text in _inputs({key: value for key, value in config.items() if key != "output_dir"}):
-        for path in (text, text.partition("=")[2], text.partition(":")[2]):
-            if path == prefix or path.startswith(prefix + "/"):
+        for path in {text, text.partition("=")[2], text.partition(":")[2]} - {""}:
+            resolved = Path(path).resolve()
+            if resolved == folder or folder in resolved.parents:
                 return True
     return False
 
@@ -203,17 +205,19 @@ def _finished_at(marker: Path) -> float:
     return json.loads(marker.read_text()).get("finished_at") or marker.stat().st_mtime
 
 
-def stale_inputs(args: QuickstartArguments, stage: str, marker: Path, earlier: list[str]) -> list[str]:
-    """The earlier stages of this run whose output `stage` reads and that finished after it did (or have not finished:
-    what a dry run sees before they run): its output was made from inputs that have been remade since, so it is
-    redone."""
+def stale_inputs(
+    args: QuickstartArguments, stage: str, marker: Path, earlier: list[str], remade: set[str] | None = None
+) -> list[str]:
+    """The earlier stages of this run whose output `stage` reads and that finished after it did, have not finished,
+    or are in `remade` (run, or in a dry run to be run, by this invocation): its output was made from inputs that are
+    remade since, so it is redone."""
     config, finished = stage_config(args, stage), _finished_at(marker)
     markers = {before: stage_output_dir(args, before) / DONE_MARKER for before in earlier}
     return [
         before
         for before, before_marker in markers.items()
         if _reads(config, before_marker.parent)
-        and (not before_marker.is_file() or _finished_at(before_marker) > finished)  # unfinished: a dry run's view
+        and (before in (remade or ()) or not before_marker.is_file() or _finished_at(before_marker) > finished)
     ]
 
 
@@ -232,18 +236,44 @@ def check_stages(args: QuickstartArguments) -> None:
             folders[stage] = stage_output_dir(args, stage)
         except ValueError as error:
             problems.append(str(error))
-    for stage, folder in folders.items():
-        for other, other_folder in folders.items():
-            if stage != other and (folder == other_folder or other_folder in folder.parents):
-                problems.append(f"{stage!r} writes {folder}, inside {other!r}'s output_dir {other_folder}")
+    if not args.stages:
+        problems.append("`stages` is empty")
+    repeated = sorted({stage for stage in args.stages if args.stages.count(stage) > 1})
+    if repeated:
+        problems.append(f"listed more than once: {repeated}")
+    named = set(args.stages) | {stage_kind(stage) for stage in folders}
+    unknown = sorted(set(args.accelerate_stages) - named)
+    if unknown:
+        problems.append(f"`accelerate_stages` {unknown} names no stage of this run nor its kind")
+    if args.accelerate_config and not Path(args.accelerate_config).is_file():
+        problems.append(f"`accelerate_config` {args.accelerate_config} does not exist")
+    items = list(folders.items())
+    for index, (stage, folder) in enumerate(items):
+        for other, other_folder in items[index + 1 :]:
+            if folder == other_folder:
+                problems.append(f"{stage!r} and {other!r} both write {folder}")
+            elif other_folder in folder.parents or folder in other_folder.parents:
+                inner, outer = (stage, other) if other_folder in folder.parents else (other, stage)
+                problems.append(f"{inner} writes inside the output_dir of {outer} ({folders[outer]})")
     if problems:
         raise SystemExit("The run's stages have problems; nothing was run:\n- " + "\n- ".join(problems))
 
 
-def run_stage(args: QuickstartArguments, stage: str, earlier: list[str] | None = None) -> StageResult:
+def run_stage(
+    args: QuickstartArguments, stage: str, earlier: list[str] | None = None, remade: set[str] | None = None
+) -> StageResult:
     """Run one stage (its own process), or skip it when its marker says it finished with the same settings and no
-    stage of `earlier` that it reads was remade since. Raises `SystemExit` when the stage fails or its settings
-    changed."""
+    stage of `earlier` that it reads was remade since (`remade`: the stages this run ran, or in a dry run would run;
+    this stage is added when it runs). Raises `SystemExit` when the stage fails or its settings changed."""
+    remade = set() if remade is None else remade
+    result = _run_stage(args, stage, earlier or [], remade)
+    if result.seconds is not None or result.dry_run:
+        remade.add(stage)
+    result.kind = stage_kind(stage)
+    return result
+
+
+def _run_stage(args: QuickstartArguments, stage: str, earlier: list[str], remade: set[str]) -> StageResult:
     command = stage_command(args, stage)
     printable = shlex.join(command[1:] if command[0] == sys.executable else command)
     output_dir = stage_output_dir(args, stage)
@@ -258,7 +288,7 @@ def run_stage(args: QuickstartArguments, stage: str, earlier: list[str] | None =
         shutil.rmtree(output_dir)
     if marker.is_file():
         check_finished_stage(args, stage, marker)
-        stale = stale_inputs(args, stage, marker, earlier or [])
+        stale = stale_inputs(args, stage, marker, earlier, remade)
         if stale and args.dry_run:
             logger.info("[%s] would run again (%s was remade since): python %s", stage, ", ".join(stale), printable)
             return StageResult(stage, printable, output_dir, None, {}, dry_run=True)
@@ -293,7 +323,8 @@ def run_stage(args: QuickstartArguments, stage: str, earlier: list[str] | None =
 def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
     check_stages(args)
     start = time.perf_counter()
-    results = [run_stage(args, stage, args.stages[:index]) for index, stage in enumerate(args.stages)]
+    remade: set[str] = set()
+    results = [run_stage(args, stage, args.stages[:index], remade) for index, stage in enumerate(args.stages)]
     total = time.perf_counter() - start
     render_summary(results, total)
     if args.summary_file and not args.dry_run:  # a dry run must not replace the record of the real one

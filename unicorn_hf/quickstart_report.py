@@ -23,6 +23,7 @@ class StageResult:
     seconds: float | None  # this run's; None: skipped, finished earlier (or not run: dry_run)
     summary: dict
     recorded_seconds: float | None = None  # the run that made the output, this one or an earlier one
+    kind: str | None = None  # the stage kind (`pretrain` for `pretrain_plain`); None: the name is the kind
     dry_run: bool = False  # logged, not run (`--dry_run`)
 
 
@@ -108,8 +109,6 @@ def _numbers(summary: dict) -> str:
 
 
 def render_summary(results: list[StageResult], total_seconds: float) -> None:
-    from .quickstart import stage_kind  # the runner imports this module: a module-level import would be circular
-
     table = Table(
         title=f"unicorn-hf: {len(results)} stages, {total_seconds / 60:.1f} min in this run", show_lines=True
     )
@@ -123,7 +122,7 @@ def render_summary(results: list[StageResult], total_seconds: float) -> None:
         else:
             earlier = "" if result.recorded_seconds is None else f", took {result.recorded_seconds:.0f}s"
             elapsed = f"skipped (done{earlier})"
-        push = PUSH_HINTS.get(stage_kind(result.name), "").format(dir=result.output_dir)
+        push = PUSH_HINTS.get(result.kind or result.name, "").format(dir=result.output_dir)
         table.add_row(
             result.name,
             elapsed,

@@ -127,7 +127,9 @@ def plot_comparison(ladders: dict[str, dict], path: Path, scoring: str = "calibr
     axis.set_yticks(range(len(rungs)), rungs)
     axis.invert_yaxis()
     # The bars' intervals are each rung's own; the paired differences against shuffled (comparison.md) are narrower.
-    axis.set_xlabel(f"{scoring} candidate likelihood accuracy (%), unpaired 95% intervals; paired ones: comparison.md")
+    axis.set_xlabel(
+        f"{scoring} candidate likelihood accuracy (%)\nunpaired 95% intervals; paired differences: comparison.md"
+    )
     axis.legend(loc="best", fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
