@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,6 @@ from unicorn_hf.training.metadata import package_versions  # noqa: E402
 
 logger = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
-MODEL_CARD_DIR = "model_card"  # <output_dir>/model_card/README.md: the checkpoint's card with these results
 _PACKAGES = ("unicorn-hf", "torch", "transformers", "open_clip_torch", "evaluate", "datasets", "huggingface_hub")
 
 
@@ -224,17 +222,13 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
     # into the checkpoint folder (outside output_dir: the user asks for it by name).
     checkpoint = Path(model_args.model_name_or_path)
     if checkpoint.is_dir():
-        from unicorn_hf.cards import update_model_card
+        from unicorn_hf.cards import write_stage_card
 
-        card_path = output_dir / MODEL_CARD_DIR / "README.md"
         sees = json.loads(Path(args.sees_results).read_text()) if args.sees_results else None
         ladder = json.loads(Path(args.ladder_results).read_text()) if args.ladder_results else None
-        update_model_card(checkpoint, summary, push=args.push_to_hub, repo_id=args.hub_model_id,
-                          template_path=args.model_card_template, card_path=card_path, sees=sees,
-                          ladder=ladder)  # fmt: skip
-        if args.update_model_card:
-            logger.info("--update_model_card: writing the card outside output_dir, to %s", checkpoint / "README.md")
-            shutil.copyfile(card_path, checkpoint / "README.md")
+        write_stage_card(checkpoint, output_dir, summary, into_checkpoint=args.update_model_card,
+                         push=args.push_to_hub, repo_id=args.hub_model_id, template_path=args.model_card_template,
+                         sees=sees, ladder=ladder)  # fmt: skip
     elif args.update_model_card or args.push_to_hub:
         raise ValueError(
             f"--update_model_card / --push_to_hub need a local checkpoint folder; {checkpoint} is not one."

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 
 logger = logging.getLogger(__name__)
+
+MODEL_CARD_DIR = "model_card"  # <output_dir>/model_card/README.md: a checkpoint's card as a stage rendered it
 
 TRAINING_FILE = "unicorn_training.json"
 
@@ -273,3 +276,19 @@ __all__ = [
     "update_model_card",
     "write_training_card",
 ]
+
+
+def write_stage_card(
+    checkpoint_dir: str | Path, output_dir: str | Path, results: dict, *, into_checkpoint: bool = False, **card_kwargs
+) -> Path:
+    """`update_model_card` for a stage that writes only under its `output_dir` (evaluation, the probe ladder): the
+    checkpoint's card goes to `<output_dir>/model_card/README.md`, and over the checkpoint's own README.md only when
+    `into_checkpoint` (the user's `--update_model_card`: outside output_dir, asked for by name). `card_kwargs` are
+    `update_model_card`'s (`sees`, `ladder`, `push`, ...). Returns the card's path."""
+    card_path = Path(output_dir) / MODEL_CARD_DIR / "README.md"
+    update_model_card(checkpoint_dir, results, card_path=card_path, **card_kwargs)
+    if into_checkpoint:
+        target = Path(checkpoint_dir) / "README.md"
+        logger.info("--update_model_card: writing the card outside output_dir, to %s", target)
+        shutil.copyfile(card_path, target)
+    return card_path

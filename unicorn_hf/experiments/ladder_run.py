@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +40,6 @@ logger = logging.getLogger(__name__)
 LADDER_FILE = "ladder.json"
 LADDER_TABLE = "ladder.md"
 LADDER_PLOT = "ladder.png"
-MODEL_CARD_DIR = "model_card"  # <output_dir>/model_card/README.md: the checkpoint's card with this ladder
 BLIND_REFERENCES = ("blind/shuffled", "blind/zero")
 TITLE_IN_PROMPT_RUNG = "title_in_prompt"  # the SFT questions with the title written in the prompt, zero embedding
 CANDIDATE_SCORINGS = ("raw", "calibrated")
@@ -345,18 +343,13 @@ def write_ladder_card(args: LadderArguments, ladder: dict) -> Path | None:
     """The checkpoint's model card with this ladder in its "Does it see?" section (and the evaluation results its
     README.md already lists), written to `<output_dir>/model_card/README.md`; also into the checkpoint folder when
     `update_model_card`. Returns the card's path, None for a checkpoint that is not a local folder."""
-    from unicorn_hf.cards import update_model_card
+    from unicorn_hf.cards import write_stage_card
 
     checkpoint = Path(args.model_name_or_path)
     if not checkpoint.is_dir():
         logger.info("%s is not a local folder: no model card written", checkpoint)
         return None
-    card_path = Path(args.output_dir) / MODEL_CARD_DIR / "README.md"
-    update_model_card(checkpoint, {}, card_path=card_path, ladder=ladder)
-    if args.update_model_card:
-        logger.info("--update_model_card: writing the card into the checkpoint, %s", checkpoint / "README.md")
-        shutil.copyfile(card_path, checkpoint / "README.md")
-    return card_path
+    return write_stage_card(checkpoint, args.output_dir, {}, into_checkpoint=args.update_model_card, ladder=ladder)
 
 
 def run_ladder(args: LadderArguments) -> dict:
