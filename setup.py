@@ -1,6 +1,6 @@
 """Build hook for what setup.cfg cannot say: the folders a checkout keeps beside the package (recipe scripts and
 YAMLs, accelerate configs, card templates) travel inside the wheel as `unicorn_hf/_<folder>`, so that a plain
-`pip install .` runs the quickstart and `--update_model_card` (found at run time by `unicorn_hf.resources`).
+`pip install .` runs the quickstart and `--update_model_card` (found at run time by `unicorn_hf.utils.resources`).
 Everything else (metadata, dependencies, package data) is in setup.cfg."""
 
 from setuptools import find_packages, setup

@@ -34,10 +34,10 @@ def main() -> None:
 
     import synthesize_captions
 
-    from unicorn_hf.logging_utils import setup_logging
     from unicorn_hf.synthesis.llms import build_llm, generation_kwargs
     from unicorn_hf.synthesis.prompt_files import load_prompt
     from unicorn_hf.synthesis.seeds import load_seeds
+    from unicorn_hf.utils.logging import setup_logging
 
     setup_logging("WARNING")
     seed_args, caption_args, llm_args, _ = synthesize_captions.make_parser().parse_args_and_config(

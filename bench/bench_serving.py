@@ -78,8 +78,8 @@ def main() -> None:
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from vllm import LLM
 
-    from unicorn_hf.logging_utils import setup_logging
     from unicorn_hf.serving.reference import question_image_pairs
+    from unicorn_hf.utils.logging import setup_logging
 
     setup_logging("INFO")
     dtype = getattr(torch, cli.dtype)

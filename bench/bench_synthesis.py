@@ -54,7 +54,6 @@ def main() -> None:
     import synthesize_captions
     import synthesize_instructions
 
-    from unicorn_hf.logging_utils import setup_logging
     from unicorn_hf.synthesis.captions import output_tokens
     from unicorn_hf.synthesis.dialogues import assign_tasks
     from unicorn_hf.synthesis.instructions import first_conversation, repair_conversation, reply_to_messages
@@ -63,6 +62,7 @@ def main() -> None:
     from unicorn_hf.synthesis.pipelines import build_caption_pipeline, run_pipeline
     from unicorn_hf.synthesis.prompt_files import load_prompt
     from unicorn_hf.synthesis.seeds import load_seeds
+    from unicorn_hf.utils.logging import setup_logging
 
     setup_logging("WARNING")
     override = ["--max_new_tokens", str(cli.max_new_tokens)] if cli.max_new_tokens else []

@@ -94,7 +94,7 @@ def time_steps(step: Callable[[], None], steps: int, warmup: int, device: str) -
 def base_lm(args, folder: Path) -> str:
     """The LLM to benchmark: a Hub id / local path / pkg:// reference, or `small`: a random Llama with SmolLM2's
     tokenizer (hidden 256, 4 layers) so that a CPU run finishes in minutes."""
-    from unicorn_hf.assets import resolve_model_path
+    from unicorn_hf.utils.assets import resolve_model_path
 
     if args.model != "small":
         return resolve_model_path(args.model)
@@ -119,7 +119,7 @@ def base_lm(args, folder: Path) -> str:
 
 
 def build(lm_path: str, args, num_image_tokens: int):
-    from unicorn_hf.modeling.builder import build_from_text_model
+    from unicorn_hf.training.builder import build_from_text_model
 
     model, processor = build_from_text_model(
         lm_path, embed_dim=args.embed_dim, projector_type="mlp2x_gelu", num_image_tokens=num_image_tokens

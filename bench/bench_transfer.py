@@ -36,8 +36,8 @@ def make_inputs(folder: Path, rows: int, seed: int = 0) -> tuple[Path, Path]:
     """Stage-1/2 shaped datasets: `rows` captions and one dialogue for every second caption."""
     from datasets import Dataset
 
-    from unicorn_hf.assets import imagenet_classnames
-    from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config
+    from unicorn_hf.utils.assets import imagenet_classnames
+    from unicorn_hf.utils.hub import configs_metadata, write_card, write_dataset_config
 
     rng = random.Random(seed)
     labels = imagenet_classnames()
@@ -156,7 +156,7 @@ def main() -> None:
 
     import torch
 
-    from unicorn_hf.logging_utils import setup_logging
+    from unicorn_hf.utils.logging import setup_logging
 
     setup_logging("WARNING")
     torch.manual_seed(0)

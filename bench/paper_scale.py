@@ -55,9 +55,9 @@ def make_parser() -> TrlParser:
 
 def measure(args: ScaleArguments) -> dict[str, float]:
     """Per-sample token figures from real generations and the real prompt files."""
-    from unicorn_hf.assets import resolve_model_path
-    from unicorn_hf.hub import load_dataset_folder
     from unicorn_hf.synthesis.prompt_files import load_prompt
+    from unicorn_hf.utils.assets import resolve_model_path
+    from unicorn_hf.utils.hub import load_dataset_folder
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))
 
@@ -139,7 +139,7 @@ def estimate(args: ScaleArguments, measured: dict[str, float]) -> list[tuple[str
 
 
 def main(args: ScaleArguments) -> None:
-    from unicorn_hf.logging_utils import setup_logging
+    from unicorn_hf.utils.logging import setup_logging
 
     setup_logging("WARNING")
     for name in (args.captions_dataset, args.instructions_dataset):

@@ -41,10 +41,10 @@ from unicorn_hf.evaluation.benchmarks import build_question_text, load_benchmark
 from unicorn_hf.evaluation.config import EvalArguments, EvalDataArguments, EvalModelArguments  # noqa: E402
 from unicorn_hf.evaluation.inference import MEAN_MODE_DESCRIPTIONS, MEAN_MODES, UnicornImageQA  # noqa: E402
 from unicorn_hf.evaluation.scorers import score  # noqa: E402
-from unicorn_hf.logging_utils import setup_logging  # noqa: E402
-from unicorn_hf.paths import portable_command, portable_record  # noqa: E402
 from unicorn_hf.preflight import check_encoder_spec, check_reference, check_unicorn_config  # noqa: E402
 from unicorn_hf.training.metadata import package_versions  # noqa: E402
+from unicorn_hf.utils.logging import setup_logging  # noqa: E402
+from unicorn_hf.utils.paths import portable_command, portable_record  # noqa: E402
 
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ Nothing is re-scored: each row holds its ladder's own numbers (`unicorn_hf.exper
 from __future__ import annotations
 
 from unicorn_hf.experiments.ladder_compare import LadderCompareArguments, make_parser, run_comparison
-from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.utils.logging import setup_logging
 
 
 def main(args: LadderCompareArguments) -> dict:

@@ -27,10 +27,7 @@ from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.cards import write_training_card
-from unicorn_hf.hub import push_folder
-from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.preflight import check_reference
-from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, make_config_portable, write_metadata
@@ -46,6 +43,9 @@ from unicorn_hf.training.stages import (
     statistics_source,
     train,
 )
+from unicorn_hf.utils.hub import push_folder
+from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.processes import die_with_launcher
 
 
 logger = logging.getLogger(__name__)

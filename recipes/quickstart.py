@@ -6,24 +6,24 @@
 Finished stages are skipped on a re-run. Each stage is also runnable alone with the command the log prints.
 From an installed wheel (no checkout), in any folder (the packaged recipe files are copied there first):
 
-    python -m unicorn_hf.quickstart --config recipes/tiny/quickstart.yaml
+    python -m unicorn_hf.stages.runner --config recipes/tiny/quickstart.yaml
 """
 
 from __future__ import annotations
 
 from trl import TrlParser
 
-from unicorn_hf.logging_utils import setup_logging
-from unicorn_hf.quickstart import QuickstartArguments, run_quickstart
+from unicorn_hf.stages.runner import StageRunArguments, run_stages
+from unicorn_hf.utils.logging import setup_logging
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((QuickstartArguments,))
+    return TrlParser((StageRunArguments,))
 
 
-def main(args: QuickstartArguments) -> None:
+def main(args: StageRunArguments) -> None:
     setup_logging()
-    run_quickstart(args)
+    run_stages(args)
 
 
 if __name__ == "__main__":

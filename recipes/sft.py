@@ -34,11 +34,8 @@ from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.cards import write_training_card
-from unicorn_hf.hub import push_folder
-from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.modeling.processing_unicorn import accept_structured_content
 from unicorn_hf.preflight import check_reference, check_unicorn_config
-from unicorn_hf.processes import die_with_launcher
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
 from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
@@ -56,6 +53,9 @@ from unicorn_hf.training.stages import (
     statistics_source,
     train,
 )
+from unicorn_hf.utils.hub import push_folder
+from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.processes import die_with_launcher
 
 
 logger = logging.getLogger(__name__)

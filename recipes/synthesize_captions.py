@@ -12,9 +12,9 @@ regenerates everything).
 
 from trl import TrlParser
 
-from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.synthesis.captions import synthesize_captions
 from unicorn_hf.synthesis.config import CaptionArguments, LLMArguments, OutputArguments, SeedArguments
+from unicorn_hf.utils.logging import setup_logging
 
 
 def make_parser() -> TrlParser:

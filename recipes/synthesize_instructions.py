@@ -12,9 +12,9 @@ only what no earlier run finished (distilabel's cache in `output_dir/.distilabel
 
 from trl import TrlParser
 
-from unicorn_hf.logging_utils import setup_logging
 from unicorn_hf.synthesis.config import InstructionArguments, LLMArguments, OutputArguments
 from unicorn_hf.synthesis.instructions import synthesize_instructions
+from unicorn_hf.utils.logging import setup_logging
 
 
 def make_parser() -> TrlParser:

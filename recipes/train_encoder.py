@@ -13,7 +13,7 @@ from trl import TrlParser
 from unicorn_hf.encoder.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
 from unicorn_hf.encoder.recipe import encoder_parser
 from unicorn_hf.encoder.train import train_encoder
-from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.utils.logging import setup_logging
 
 
 def make_parser() -> TrlParser:

@@ -38,7 +38,7 @@ prepare() {
     --python-version "${GPU_PYTHON_VERSION:-3.12}" --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$wheels" "${pins[@]}"
   local gguf_path
-  gguf_path=$("$PYTHON" -c "from unicorn_hf.assets import smollm2_gguf; f, n = smollm2_gguf(); print(f / n)")
+  gguf_path=$("$PYTHON" -c "from unicorn_hf.utils.assets import smollm2_gguf; f, n = smollm2_gguf(); print(f / n)")
   split -b 40M -d "$gguf_path" "$load2/gguf/part-"
   mv "$load2/gguf/part-00" "$load1/gguf/"
   (cd "$(dirname "$gguf_path")" && sha256sum "$GGUF") > "$load2/gguf/SHA256SUMS"

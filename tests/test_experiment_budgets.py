@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unicorn_hf.quickstart import (
-    QuickstartArguments,
+from unicorn_hf.stages.runner import (
+    StageRunArguments,
     check_stages,
     script_path,
     stage_config,
@@ -33,11 +33,11 @@ TWINS = [
 ]
 
 
-def _budget(name: str) -> QuickstartArguments:
+def _budget(name: str) -> StageRunArguments:
     config = yaml.safe_load((RECIPE / name).read_text())
     config["recipe_dir"] = str(RECIPE.parents[1] / config["recipe_dir"])
     config["stages"] = [str(RECIPE.parents[1] / s) if s.endswith(".yaml") else s for s in config["stages"]]
-    return QuickstartArguments(**config)
+    return StageRunArguments(**config)
 
 
 @pytest.mark.parametrize("budget", ["experiment_cpu.yaml", "experiment_gpu.yaml"])

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from datasets import Dataset, Features, List, Value, load_dataset
 
-from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
+from unicorn_hf.utils.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 
 
 def _write_folder(folder, rows: int) -> None:

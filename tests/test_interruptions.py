@@ -20,9 +20,9 @@ import psutil
 import pytest
 from datasets import Dataset
 
-from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 from unicorn_hf.synthesis.cards import CACHE_DIRNAME
 from unicorn_hf.synthesis.pipelines import finished_rows
+from unicorn_hf.utils.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 
 
 pytestmark = pytest.mark.interruption

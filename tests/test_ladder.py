@@ -33,7 +33,7 @@ def _pairs(titles: list[str], source: str = "emoji") -> list[Pair]:
 @pytest.fixture(scope="module")
 def tiny_unicorn(tiny_lm_path):
     """A random-init Unicorn with mean-shift statistics and a 6-row text memory."""
-    from unicorn_hf.modeling.builder import build_from_text_model
+    from unicorn_hf.training.builder import build_from_text_model
 
     torch.manual_seed(0)
     settings = {"method": "mean_shift", "renormalize": True, "memory_size": 6, "memory_temperature": 0.01}
@@ -197,8 +197,8 @@ def test_encoder_rung_ranks_by_cosine_with_the_captioned_candidates():
 
 def test_title_text_leaves_out_held_out_titles_and_counts_them(tmp_path, monkeypatch):
     from unicorn_hf.encoder import recipe
-    from unicorn_hf.experiments import pair_text
-    from unicorn_hf.hub import load_dataset_folder
+    from unicorn_hf.synthesis import pair_text
+    from unicorn_hf.utils.hub import load_dataset_folder
 
     pairs = _pairs(["cat", "dog", "owl", "bus", "tree", "Cat", "sun"])
     held_out = ["emoji/0", "emoji/1"]  # cat and dog; "Cat" (another pair) shares a held-out title
@@ -224,7 +224,7 @@ def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_qui
     from PIL import Image
 
     from unicorn_hf.experiments.ladder_run import ladder_table, plot_ladder, summarize
-    from unicorn_hf.quickstart_report import _numbers
+    from unicorn_hf.stages.report import _numbers
 
     n = 40
     credit = {
@@ -250,10 +250,10 @@ def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_qui
 
 def test_concept_bank_labels_join_the_captions_but_never_a_held_out_title(tmp_path, monkeypatch):
     from unicorn_hf import concepts
-    from unicorn_hf.drops import DropLog
     from unicorn_hf.encoder import recipe
-    from unicorn_hf.experiments import pair_text
-    from unicorn_hf.hub import load_dataset_folder
+    from unicorn_hf.synthesis import pair_text
+    from unicorn_hf.utils.drops import DropLog
+    from unicorn_hf.utils.hub import load_dataset_folder
 
     pairs = _pairs(["cat", "dog", "owl", "bus", "tree"])
     bank = [concepts.Concept(f"n0{i}", (name,), "a gloss") for i, name in enumerate(["Dog", "crane", "owl", "crane"])]
@@ -367,7 +367,7 @@ def test_the_sft_ladder_table_and_plot_show_both_question_kinds_against_their_ow
     assert text_row.split(" | ")[1].startswith("50.0 [") and "| +50.0 [" in text_row
     assert "Chance: mc 25.0%, yes/no 50.0%." in table and "The encoder row answers by cosine" in table
     assert "Training dialogues (first turn, 200 rows)" in table and "23.0% / 22.0% / 22.5%; chance 25.0%." in table
-    from unicorn_hf.quickstart_report import _numbers
+    from unicorn_hf.stages.report import _numbers
 
     numbers = _numbers({"ladder": {"summary": summary}})
     assert "text mc 50.0% (+50.0 [" in numbers and "text yes_no 100.0%" in numbers

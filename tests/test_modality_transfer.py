@@ -15,9 +15,7 @@ import torch.nn.functional as F
 
 from unicorn_fixtures.folder_pipeline import BLOCK_UNICORN_HF, pipeline_answer
 from unicorn_fixtures.hf_clip import EMBED_DIM, write_tiny_hf_clip
-from unicorn_hf.assets import photographs
 from unicorn_hf.evaluation.inference import UnicornImageQA, attach_encoder_image_tower
-from unicorn_hf.modeling.builder import build_from_text_model
 from unicorn_hf.modeling.modality_transfer import (
     TRANSFER_METHODS,
     TransferSettings,
@@ -28,9 +26,11 @@ from unicorn_hf.modeling.modality_transfer import (
     transfer_image,
     transfer_text,
 )
+from unicorn_hf.training.builder import build_from_text_model
 from unicorn_hf.transfer.config import TransferArguments
 from unicorn_hf.transfer.encoders import load_encoder
 from unicorn_hf.transfer.statistics import TransferStatistics
+from unicorn_hf.utils.assets import photographs
 
 
 # Two unit vectors in 2-d and hand-picked means, so every formula can be checked with pencil and paper.

@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from unicorn_hf import UnicornConfig, UnicornForConditionalGeneration, UnicornModel, UnicornProcessor
-from unicorn_hf.modeling.builder import build_from_text_model
+from unicorn_hf.training.builder import build_from_text_model
 
 
 IMAGE_TOKEN_ID = 63
@@ -310,7 +310,7 @@ def test_processor_expands_image_tokens_and_round_trips(tiny_lm_path, tmp_path):
 
 
 def test_processor_with_images_uses_the_embedder(tiny_lm_path):
-    from unicorn_hf.assets import load_photograph
+    from unicorn_hf.utils.assets import load_photograph
 
     model, processor = build_from_text_model(tiny_lm_path, embed_dim=4, projector_type="linear", num_image_tokens=2)
     model.set_modality_transfer(torch.full((4,), 0.25), torch.full((4,), 1.0))

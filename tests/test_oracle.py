@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset, Features, Sequence, Value
 
-from unicorn_hf.drops import DROPS_FILE
 from unicorn_hf.encoder.pairs import UnreadableImageError
 from unicorn_hf.experiments.oracle import (
     PairImages,
@@ -20,10 +19,11 @@ from unicorn_hf.experiments.oracle import (
     training_pair_ids,
     write_image_oracle,
 )
-from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE
-from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 from unicorn_hf.modeling.modality_transfer import TransferSettings
+from unicorn_hf.synthesis.pair_text import PAIR_IDS_FILE
 from unicorn_hf.transfer.statistics import TransferStatistics
+from unicorn_hf.utils.drops import DROPS_FILE
+from unicorn_hf.utils.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 
 
 DIM = 8

@@ -81,11 +81,11 @@ def test_wheel_ships_recipes_configs_templates_and_the_remote_code(installed):
 
 
 def test_quickstart_runs_from_the_installed_package_in_an_empty_folder(installed, tmp_path):
-    """`python -m unicorn_hf.quickstart --config recipes/tiny/quickstart.yaml` in a folder with nothing in it: the
+    """`python -m unicorn_hf.stages.runner --config recipes/tiny/quickstart.yaml` in a folder with nothing in it: the
     packaged recipe files are copied there and every stage command points at them (a dry run: the stages
     themselves are the quickstart test's business)."""
     result = run_installed(
-        installed, tmp_path, "", "-m", "unicorn_hf.quickstart", "--config", "recipes/tiny/quickstart.yaml",
+        installed, tmp_path, "", "-m", "unicorn_hf.stages.runner", "--config", "recipes/tiny/quickstart.yaml",
         "--dry_run", "true",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""`unicorn_hf.paths`: what a record stores for a path holds no path of the machine it ran on."""
+"""`unicorn_hf.utils.paths`: what a record stores for a path holds no path of the machine it ran on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from unicorn_hf.paths import OUTPUT_DIR_MARKER, content_fingerprint, portable_command, portable_path, portable_record
+from unicorn_hf.utils.paths import (
+    OUTPUT_DIR_MARKER,
+    content_fingerprint,
+    portable_command,
+    portable_path,
+    portable_record,
+)
 
 
 def test_relative_paths_hub_ids_and_package_names_are_kept_as_written(tmp_path):
@@ -66,7 +72,7 @@ def test_records_and_command_lines(tmp_path, monkeypatch):
 
 
 def test_resolve_recorded_path_inverts_the_output_dir_form(tmp_path):
-    from unicorn_hf.paths import resolve_recorded_path
+    from unicorn_hf.utils.paths import resolve_recorded_path
 
     written = portable_path(tmp_path / "out" / "predictions" / "pope.jsonl", tmp_path / "out")
     assert written == "<output_dir>/predictions/pope.jsonl"

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR
 # distilabel's workers wait on a queue served by the (also forked) manager process and so never notice.
 FORKED = """
     import multiprocessing, time
-    from unicorn_hf.processes import children_die_with_parent
+    from unicorn_hf.utils.processes import children_die_with_parent
 
     with children_die_with_parent():
         child = multiprocessing.Process(target=time.sleep, args=(120,))
@@ -37,7 +37,7 @@ FORKED = """
 LAUNCHED = """
     import os, subprocess, sys, time
 
-    script = ("import os, time; from unicorn_hf.processes import die_with_launcher; assert die_with_launcher(); "
+    script = ("import os, time; from unicorn_hf.utils.processes import die_with_launcher; assert die_with_launcher(); "
               "print(os.getpid(), flush=True); time.sleep(120)")
     env = {**os.environ, "ACCELERATE_MIXED_PRECISION": "no"}
     child = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
@@ -46,7 +46,7 @@ LAUNCHED = """
 """
 SUBPROCESS = """
     import subprocess, time
-    from unicorn_hf.processes import parent_death_signal
+    from unicorn_hf.utils.processes import parent_death_signal
 
     child = subprocess.Popen(["sleep", "120"], preexec_fn=parent_death_signal())
     print(child.pid, flush=True)

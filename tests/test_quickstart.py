@@ -60,7 +60,7 @@ def write_trimmed_recipe(folder: Path, outputs: Path) -> Path:
     return folder / "quickstart.yaml"
 
 
-def run_quickstart(config: Path, cwd: Path) -> subprocess.CompletedProcess:
+def run_stages(config: Path, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "recipes" / "quickstart.py"), "--config", str(config)],
         cwd=cwd,
@@ -76,7 +76,7 @@ def quickstart_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]
     root = tmp_path_factory.mktemp("quickstart")
     outputs = root / "outputs"
     config = write_trimmed_recipe(root / "recipe", outputs)
-    result = run_quickstart(config, cwd=REPO)
+    result = run_stages(config, cwd=REPO)
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-4000:])
     return config, result
 
@@ -153,8 +153,8 @@ def test_the_sft_folder_answers_about_a_real_image_by_itself(quickstart_run, tmp
     import torch
 
     from unicorn_fixtures.folder_pipeline import project_answer
-    from unicorn_hf.assets import load_photograph
     from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.utils.assets import load_photograph
 
     config, _ = quickstart_run
     outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent
@@ -274,7 +274,7 @@ def test_the_ladder_probes_the_pretrained_and_the_fine_tuned_checkpoint(quicksta
 
 def test_rerun_skips_finished_stages(quickstart_run):
     config, _ = quickstart_run
-    again = run_quickstart(config, cwd=REPO)
+    again = run_stages(config, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
     recipe = yaml.safe_load(config.read_text())
     summary = json.loads(Path(recipe["summary_file"]).read_text())
@@ -301,8 +301,8 @@ def test_checkpoint_loads_from_a_copy_after_the_original_moves_away(quickstart_r
     """The SFT checkpoint copied to another clone (its encoder folder beside it, at `<checkpoint>/encoder`, where
     evaluation finds it by content) answers about a real image once the original outputs have moved away. Runs last:
     it moves the module's outputs and puts them back."""
-    from unicorn_hf.assets import load_photograph
     from unicorn_hf.evaluation.inference import UnicornImageQA
+    from unicorn_hf.utils.assets import load_photograph
 
     config, _ = quickstart_run
     outputs = Path(yaml.safe_load(config.read_text())["summary_file"]).parent

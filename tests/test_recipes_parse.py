@@ -15,11 +15,11 @@ import pytest
 import torch
 import yaml
 
-from unicorn_hf.quickstart import STAGE_SCRIPTS, stage_kind
+from unicorn_hf.stages.runner import STAGE_SCRIPTS, stage_kind
 
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-# File names whose script is neither `<name>.py` nor the quickstart's stage kind of the name (unicorn_hf.quickstart:
+# File names whose script is neither `<name>.py` nor the quickstart's stage kind of the name (unicorn_hf.stages.runner:
 # `pretrain_plain_seed1.yaml` -> pretrain.py, `sft_ladder.yaml` -> ladder.py, `encoder.yaml` -> train_encoder.py).
 SCRIPT_FOR = {
     "scale": "../bench/paper_scale",  # recipes/unicorn-8b/scale.yaml: the paper-scale estimate's inputs

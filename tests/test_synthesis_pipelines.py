@@ -27,10 +27,10 @@ def _load_recipe(name: str):
 synthesize_captions = _load_recipe("synthesize_captions")
 synthesize_instructions = _load_recipe("synthesize_instructions")
 
-from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config  # noqa: E402
 from unicorn_hf.synthesis import llms  # noqa: E402
 from unicorn_hf.synthesis.config import LLMArguments, SeedSourceConfig  # noqa: E402
 from unicorn_hf.synthesis.dialogues import check_messages  # noqa: E402
+from unicorn_hf.utils.hub import configs_metadata, write_card, write_dataset_config  # noqa: E402
 
 
 CAPTION_COLUMNS = ["id", "seed", "seed_source", "caption", "model_name"]

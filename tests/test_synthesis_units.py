@@ -5,13 +5,13 @@ import math
 
 import pytest
 
-from unicorn_hf.drops import DropLog
 from unicorn_hf.synthesis.config import CaptionArguments, InstructionArguments, SeedArguments, TaskConfig
 from unicorn_hf.synthesis.dialogues import assign_tasks, check_messages, to_messages
 from unicorn_hf.synthesis.filters import filter_captions, trim_to_sentence
 from unicorn_hf.synthesis.parsing import parse_dialogue
 from unicorn_hf.synthesis.seeds import label_seeds, load_seeds
 from unicorn_hf.synthesis.stats import text_statistics
+from unicorn_hf.utils.drops import DropLog
 
 
 def _source(path, **kwargs):

@@ -9,10 +9,10 @@ import torch
 from datasets import Dataset
 
 from unicorn_fixtures.synthetic import write_synthetic_transfer_folder
-from unicorn_hf.hub import load_dataset_folder
 from unicorn_hf.modeling import UnicornProcessor
 from unicorn_hf.training.collator import UnicornDataCollator
 from unicorn_hf.training.data import ModalityStatistics, load_modality_statistics, prepare_dataset
+from unicorn_hf.utils.hub import load_dataset_folder
 
 
 DIM = 16

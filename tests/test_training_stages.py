@@ -257,7 +257,7 @@ def test_stock_sft_loss_equals_the_models_full_logit_loss(tiny_lm_path, tmp_path
     """TRL's stock `SFTTrainer` loss (its fused LM head runs `model.base_model` and projects only the scored
     positions, in chunks) is the model's own loss over the full logits, with and without `num_items_in_batch`, and
     its token accuracy is the full logits' one. The LM head module itself never runs."""
-    from unicorn_hf.modeling.builder import build_from_text_model
+    from unicorn_hf.training.builder import build_from_text_model
     from unicorn_hf.training.config import UnicornTrainingConfig
     from unicorn_hf.training.data import prepare_dataset
     from unicorn_hf.training.stages import build_trainer, load_train_split

@@ -46,7 +46,7 @@ def test_outputs_are_normalised_float32_in_input_order(tiny):
     one_batch = load_encoder(TINY, device="cpu", dtype="float32", batch_size=None, init_seed=0)
     torch.testing.assert_close(one_batch.encode_text(CAPTIONS[::-1]).flip(0), u, atol=1e-5, rtol=0)
 
-    from unicorn_hf.assets import photographs
+    from unicorn_hf.utils.assets import photographs
 
     images = [image for _, image in photographs()[:4]]
     w = tiny.encode_image(images)

@@ -52,7 +52,7 @@ def test_hf_clip_backend(tiny_clip_dir):
     alone = torch.cat([encoder.encode_text([caption]) for caption in CAPTIONS])
     torch.testing.assert_close(u, alone, atol=1e-5, rtol=0)
 
-    from unicorn_hf.assets import photographs
+    from unicorn_hf.utils.assets import photographs
 
     w = encoder.encode_image([image for _, image in photographs()[:3]])
     assert w.shape == (3, 16) and torch.isfinite(w).all()

@@ -10,13 +10,13 @@ import pytest
 import torch
 from datasets import Dataset, List, Value, load_dataset
 
-from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config
 from unicorn_hf.modeling.modality_transfer import TransferSettings
 from unicorn_hf.transfer import encoders as encoders_module
 from unicorn_hf.transfer import pipeline
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.encoders import load_encoder
 from unicorn_hf.transfer.statistics import TransferStatistics
+from unicorn_hf.utils.hub import configs_metadata, write_card, write_dataset_config
 
 
 TINY = "unicorn-tiny-clip"  # random-init tiny open_clip architecture shipped in unicorn_hf/transfer/model_configs
@@ -201,7 +201,7 @@ METHODS = {
 def test_every_method_stores_its_text_side_and_the_statistics_it_needs(inputs, tmp_path, method):
     """The stage writes each method's text side (no noise) and what its image side needs; the card's diagnostics
     list every method."""
-    from unicorn_hf.assets import photographs
+    from unicorn_hf.utils.assets import photographs
 
     images = tmp_path / "unlabeled"
     images.mkdir()
@@ -301,7 +301,7 @@ def test_mixing_encoders_or_widths_is_refused(inputs, tmp_path):
 def test_recipe_with_image_mean_gives_the_ideal_form(inputs, tmp_path):
     import importlib.util
 
-    from unicorn_hf.assets import photographs
+    from unicorn_hf.utils.assets import photographs
 
     images = tmp_path / "unlabeled"
     images.mkdir()
@@ -337,7 +337,7 @@ def test_recipe_with_image_mean_gives_the_ideal_form(inputs, tmp_path):
 def test_the_packaged_image_mean_source_is_photographs_no_evaluation_scores_on():
     """`pkg://unscored-photographs` (the tiny transfer's image_mean_source): real photographs from the wheels, none of
     them an evaluation fixture's."""
-    from unicorn_hf.assets import SKIMAGE_PHOTOGRAPHS, UNSCORED_PHOTOGRAPHS, packaged_images
+    from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS, UNSCORED_PHOTOGRAPHS, packaged_images
 
     scored = {photo.name for photo in SKIMAGE_PHOTOGRAPHS} | {"motorcycle_left", "motorcycle_right", "chelsea"}
     assert not {Path(file).stem for _, file in UNSCORED_PHOTOGRAPHS} & scored

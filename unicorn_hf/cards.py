@@ -35,8 +35,9 @@ TRAINING_FILE = "unicorn_training.json"
 
 
 def default_template() -> Path:
-    """`model_cards/model_card.md` of the checkout, or the copy an installed wheel ships (`unicorn_hf.resources`)."""
-    from .resources import bundled_dir
+    """`model_cards/model_card.md` of the checkout, or the copy an installed wheel ships
+    (`unicorn_hf.utils.resources`)."""
+    from unicorn_hf.utils.resources import bundled_dir
 
     return bundled_dir("model_cards") / "model_card.md"
 

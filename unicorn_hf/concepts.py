@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from unicorn_hf.drops import DropLog
+from unicorn_hf.utils.drops import DropLog
 
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ def write_concept_texts(output: str | Path, texts: Iterable[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m unicorn_hf.concepts --output concepts.txt --label_format lemma_gloss [--templates ...]`."""
-    from unicorn_hf.logging_utils import setup_logging
+    from unicorn_hf.utils.logging import setup_logging
 
     setup_logging()
     parser = argparse.ArgumentParser(

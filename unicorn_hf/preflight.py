@@ -51,7 +51,7 @@ def check_reference(
     model (`pkg://`), or a Hub `kind` ("model" | "dataset") repo that exists. A Hub lookup takes at most
     `HUB_LOOKUP_TIMEOUT_S`; offline (HF_HUB_OFFLINE) only the local Hub cache counts. `hint` is appended."""
     if value is None or str(value).startswith("pkg://"):
-        return  # pkg:// models are resolved (or refused) by `unicorn_hf.assets.resolve_model_path`
+        return  # pkg:// models are resolved (or refused) by `unicorn_hf.utils.assets.resolve_model_path`
     text = str(value)
     path = Path(text).expanduser()
     if path.is_dir():

@@ -48,7 +48,7 @@ def build_tiny_checkpoint(
 ) -> Path:
     """A saved Unicorn checkpoint over `lm_path` for `encoder`, with modality statistics computed from real
     captions / photographs, and an optional `unicorn_training.json`."""
-    from unicorn_hf.modeling.builder import build_from_text_model
+    from unicorn_hf.training.builder import build_from_text_model
 
     torch.manual_seed(0)
     model, processor = build_from_text_model(

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from datasets import Dataset, Features, List, Value
 
-from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config
 from unicorn_hf.transfer.statistics import STATS_JSON, STATS_TENSORS
+from unicorn_hf.utils.hub import configs_metadata, write_card, write_dataset_config
 
 
 _WORDS = [

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from unicorn_hf.drops import DropLog
 from unicorn_hf.encoder.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
-from unicorn_hf.hub import write_card
-from unicorn_hf.paths import portable_record
+from unicorn_hf.utils.drops import DropLog
+from unicorn_hf.utils.hub import write_card
+from unicorn_hf.utils.paths import portable_record
 
 
 LICENCES = "\n".join(

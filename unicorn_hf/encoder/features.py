@@ -15,8 +15,8 @@ from open_clip.model import CustomTextCLIP
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from unicorn_hf.drops import DropLog
 from unicorn_hf.encoder.pairs import Pair, UnreadableImageError, check_caption
+from unicorn_hf.utils.drops import DropLog
 
 
 logger = logging.getLogger(__name__)

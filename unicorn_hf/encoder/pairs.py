@@ -5,11 +5,11 @@
 - `openclipart`: the Open Clip Art Library drawings (Debian `openclipart-svg`, public domain), rendered with
   `rsvg-convert` (Debian `librsvg2-bin`), captioned with the SVG's `<dc:title>` (or its file name when the title is
   shared by several files, e.g. a theme name) plus its category folders.
-- `photographs`: scikit-image's real photographs with hand-written captions (`unicorn_hf.assets`), an out-of-domain
-  evaluation set only.
+- `photographs`: scikit-image's real photographs with hand-written captions (`unicorn_hf.utils.assets`), an
+  out-of-domain evaluation set only.
 
 Captions must be unique within a set, so that retrieval has exactly one right answer: later duplicates are dropped
-with a recorded reason (`unicorn_hf.drops.DropLog`), as are emoji that render blank.
+with a recorded reason (`unicorn_hf.utils.drops.DropLog`), as are emoji that render blank.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from unicorn_hf.drops import DropLog
+from unicorn_hf.utils.drops import DropLog
 
 
 logger = logging.getLogger(__name__)
@@ -166,8 +166,8 @@ def openclipart_pairs(drops: DropLog, size: int) -> list[Pair]:
 
 # --- photographs ---
 def photograph_pairs() -> list[Pair]:
-    """scikit-image's real photographs with their hand-written captions (`unicorn_hf.assets`)."""
-    from unicorn_hf.assets import SKIMAGE_PHOTOGRAPHS, load_photograph
+    """scikit-image's real photographs with their hand-written captions (`unicorn_hf.utils.assets`)."""
+    from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS, load_photograph
 
     return [
         Pair(f"photographs/{photo.name}", "photographs", photo.caption, lambda name=photo.name: load_photograph(name))

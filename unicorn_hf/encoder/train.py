@@ -19,7 +19,6 @@ from open_clip.model import CustomTextCLIP
 from open_clip.tokenizer import HFTokenizer
 from tqdm.auto import tqdm
 
-from unicorn_hf.drops import DropLog
 from unicorn_hf.encoder.card import write_encoder_card
 from unicorn_hf.encoder.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
 from unicorn_hf.encoder.evaluation import evaluate_pairs
@@ -35,6 +34,7 @@ from unicorn_hf.encoder.model import (
 from unicorn_hf.encoder.pairs import collect_pairs, photograph_pairs, restrict_pairs, split_pairs
 from unicorn_hf.encoder.recipe import HELD_OUT_IDS_FILE
 from unicorn_hf.encoder.towers import resolve
+from unicorn_hf.utils.drops import DropLog
 
 
 logger = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .answers import option_letters
+from unicorn_hf.evaluation.answers import option_letters
 
 
 logger = logging.getLogger(__name__)
@@ -363,7 +363,7 @@ def load_benchmark(
     if source == "hub":
         rows = load_hub_rows(spec, revision=revision, max_samples=max_samples)
     elif source == "fixture":
-        from .fixtures import build_fixture
+        from unicorn_hf.evaluation.fixtures import build_fixture
 
         if seed is None:
             raise ValueError("Fixture benchmarks need a seed (it places the answers among the options).")

@@ -2,7 +2,7 @@
 
 Each builder returns rows with the *same columns as the benchmark's Hub copy* (see benchmarks.py), so the offline
 path runs the real column mappings, prompts, extraction and scorers: image -> encoder -> shift -> model -> answer
--> score. The questions come from `unicorn_hf.assets.SKIMAGE_PHOTOGRAPHS` (hand-written captions) and from the
+-> score. The questions come from `unicorn_hf.utils.assets.SKIMAGE_PHOTOGRAPHS` (hand-written captions) and from the
 hand-picked object names below, chosen by looking at each photograph.
 
 - POPE: "Is there {object} in the image?" for the photo's own object (yes) and for another photo's object (no).
@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 from functools import cache
 
-from ..assets import SKIMAGE_PHOTOGRAPHS, load_photograph
-from .answers import option_letters
+from unicorn_hf.evaluation.answers import option_letters
+from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS, load_photograph
 
 
 # What each photograph shows, as a noun phrase for "Is there {object} in the image?".

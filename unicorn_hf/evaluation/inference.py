@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..modeling import UnicornForConditionalGeneration, UnicornProcessor
-from ..modeling.modality_transfer import IMAGE_MEAN_METHODS
-from ..transfer.image_towers import image_tower_from_encoder
+from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_METHODS
+from unicorn_hf.transfer.image_towers import image_tower_from_encoder
 
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def load_encoder_for(
     """The paired encoder of a checkpoint: `override` (a load_encoder spec) if given, else rebuilt from the config's
     structured `encoder` record (looked for in `search`, e.g. the checkpoint folder, then at its relative location),
     else, for checkpoints written before that record, parsed back from `encoder_id`."""
-    from ..transfer.encoders import load_encoder, load_encoder_from_spec
+    from unicorn_hf.transfer.encoders import load_encoder, load_encoder_from_spec
 
     if override is not None:
         return load_encoder(override, **load_kwargs)

@@ -25,7 +25,7 @@ import logging
 
 import torch
 
-from .inference import UnicornImageQA
+from unicorn_hf.evaluation.inference import UnicornImageQA
 
 
 try:

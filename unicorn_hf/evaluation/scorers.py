@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answers import extract_choice, extract_yes_no
-from .benchmarks import BenchmarkExample
+from unicorn_hf.evaluation.answers import extract_choice, extract_yes_no
+from unicorn_hf.evaluation.benchmarks import BenchmarkExample
 
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unicorn_hf.experiments.ladder_run import interval_cell
-from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.utils.logging import setup_logging
 
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from unicorn_hf.experiments.ladder import (
 )
 from unicorn_hf.experiments.probes import training_dialogue_probe
 from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions, title_in_prompt_questions
-from unicorn_hf.paths import portable_record
+from unicorn_hf.utils.paths import portable_record
 
 
 logger = logging.getLogger(__name__)
@@ -354,8 +354,8 @@ def write_ladder_card(args: LadderArguments, ladder: dict) -> Path | None:
 
 def run_ladder(args: LadderArguments) -> dict:
     """Score every rung; write and return `ladder.json` (also `ladder.md` and `ladder.png`)."""
+    from unicorn_hf.evaluation.sees import held_out_pairs
     from unicorn_hf.experiments.scoring import load_image_qa
-    from unicorn_hf.experiments.sees import held_out_pairs
     from unicorn_hf.training.metadata import package_versions, pretraining_caption_prompt, read_previous
     from unicorn_hf.transfer.encoders import load_encoder
 
@@ -463,7 +463,7 @@ def _question_record(args: LadderArguments) -> dict:
     """The SFT ladder's question wording: `questions_path`/pair_text.json, the record of the text the checkpoint
     trained on. Raises `FileNotFoundError` naming the missing record and `ValueError` when its option count differs
     from `num_candidates`."""
-    from unicorn_hf.experiments.sees import TEXT_RECORD, load_text_record
+    from unicorn_hf.evaluation.sees import TEXT_RECORD, load_text_record
 
     record = load_text_record(args.questions_path, "questions_path")
     if record["num_options"] != args.num_candidates:

@@ -23,13 +23,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from unicorn_hf.drops import DROPS_FILE, DropLog
 from unicorn_hf.encoder.pairs import UnreadableImageError
-from unicorn_hf.experiments.pair_text import PAIR_IDS_FILE, every_pair_of
-from unicorn_hf.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 from unicorn_hf.modeling.modality_transfer import TransferSettings
+from unicorn_hf.synthesis.pair_text import PAIR_IDS_FILE, every_pair_of
 from unicorn_hf.transfer.encoders import load_encoder
 from unicorn_hf.transfer.statistics import TransferStatistics
+from unicorn_hf.utils.drops import DROPS_FILE, DropLog
+from unicorn_hf.utils.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 
 
 logger = logging.getLogger(__name__)

@@ -146,7 +146,7 @@ def training_dialogue_probe(
     Raises `ValueError` naming the folder when none of its rows is a lettered question."""
     if not dialogues_path or num_rows <= 0:
         return None
-    from unicorn_hf.hub import load_dataset_folder
+    from unicorn_hf.utils.hub import load_dataset_folder
 
     rows = load_dataset_folder(dialogues_path, "instructions")
     image_token = qa.processor.image_token

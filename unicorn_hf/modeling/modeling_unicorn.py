@@ -725,7 +725,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         """Wrap an already loaded causal LM (whose vocabulary holds `<image>`) without copying or re-initialising it:
         its backbone becomes `model.language_model` and its head `lm_head` (tied weights stay tied).
 
-        `unicorn_hf.modeling.builder.build_from_text_model` loads the LM and tokenizer, adds the token and calls this.
+        `unicorn_hf.training.builder.build_from_text_model` loads the LM and tokenizer, adds the token and calls this.
         """
         config = UnicornConfig(
             text_config=text_model.config,

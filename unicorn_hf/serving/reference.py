@@ -34,7 +34,7 @@ class Pair:
 
 def question_image_pairs(count: int) -> list[Pair]:
     """`count` pairs over the packaged scikit-image photographs, each photograph asked every question in turn."""
-    from unicorn_hf.assets import SKIMAGE_PHOTOGRAPHS, load_photograph
+    from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS, load_photograph
 
     images: dict[str, object] = {}
     pairs = []

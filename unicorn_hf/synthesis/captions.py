@@ -7,7 +7,6 @@ import logging
 import time
 from pathlib import Path
 
-from unicorn_hf.drops import DropLog
 from unicorn_hf.synthesis.cards import (
     CACHE_DIRNAME,
     arguments_dict,
@@ -24,6 +23,7 @@ from unicorn_hf.synthesis.pipelines import build_caption_pipeline, reset_cache, 
 from unicorn_hf.synthesis.prompt_files import load_prompt, prompt_path
 from unicorn_hf.synthesis.seeds import load_seeds
 from unicorn_hf.synthesis.stats import text_statistics
+from unicorn_hf.utils.drops import DropLog
 
 
 logger = logging.getLogger(__name__)

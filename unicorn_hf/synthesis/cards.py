@@ -6,7 +6,7 @@
     drops.json             every DropLog of the stage
     summary.json           rows, drops, statistics (what the quickstart prints)
     generation.json        model name/revision, backend, generation settings, the recipe's arguments
-    pipeline.yaml          the executed distilabel pipeline (its paths as `unicorn_hf.paths` writes them)
+    pipeline.yaml          the executed distilabel pipeline (its paths as `unicorn_hf.utils.paths` writes them)
     prompts/*.txt          the prompt files used
     .distilabel_cache/     distilabel's resumable cache (not uploaded)
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 from datasets import Dataset
 
-from unicorn_hf.drops import DropLog
-from unicorn_hf.hub import CARD_NAME, configs_metadata, push_folder, write_card, write_dataset_config
-from unicorn_hf.paths import portable_record
+from unicorn_hf.utils.drops import DropLog
+from unicorn_hf.utils.hub import CARD_NAME, configs_metadata, push_folder, write_card, write_dataset_config
+from unicorn_hf.utils.paths import portable_record
 
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def write_stage_folder(
     (output_dir / CARD_NAME).unlink(missing_ok=True)
     write_dataset_config(Dataset.from_list(rows), output_dir, config_name, max_shard_rows=max_shard_rows)
     (output_dir / "drops.json").write_text(json.dumps([log.to_dict() for log in drop_logs], indent=2) + "\n")
-    # Records name paths as `unicorn_hf.paths` writes them: never a path of this machine (e.g. the model cache).
+    # Records name paths as `unicorn_hf.utils.paths` writes them: never a path of this machine (e.g. the model cache).
     generation = portable_record(json.loads(json.dumps(generation, default=str)), output_dir)
     (output_dir / "generation.json").write_text(json.dumps(generation, indent=2) + "\n")
     prompt_dir = output_dir / "prompts"

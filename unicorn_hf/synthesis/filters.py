@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import re
 
-from unicorn_hf.drops import DropLog
 from unicorn_hf.synthesis.config import CaptionArguments
 from unicorn_hf.synthesis.seeds import normalize_text
 from unicorn_hf.synthesis.stats import words
+from unicorn_hf.utils.drops import DropLog
 
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,6 @@ from pathlib import Path
 
 from jinja2 import StrictUndefined, Template
 
-from unicorn_hf.drops import DropLog
-from unicorn_hf.hub import load_dataset_folder
-from unicorn_hf.paths import portable_path
 from unicorn_hf.preflight import check_reference
 from unicorn_hf.synthesis.cards import (
     CACHE_DIRNAME,
@@ -36,6 +33,9 @@ from unicorn_hf.synthesis.llms import build_llm, check_backend, generation_kwarg
 from unicorn_hf.synthesis.parsing import DialogueParseError, parse_dialogue
 from unicorn_hf.synthesis.pipelines import build_chat_pipeline, reset_cache, run_pipeline
 from unicorn_hf.synthesis.prompt_files import load_prompt, prompt_path
+from unicorn_hf.utils.drops import DropLog
+from unicorn_hf.utils.hub import load_dataset_folder
+from unicorn_hf.utils.paths import portable_path
 
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from distilabel.pipeline import Pipeline
 from distilabel.steps import StepResources
 from distilabel.steps.tasks import ChatGeneration, TextGeneration
 
-from unicorn_hf.processes import children_die_with_parent
+from unicorn_hf.utils.processes import children_die_with_parent
 
 
 logger = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from unicorn_hf.concepts import CONCEPT_BANKS, concept_bank, concept_label
-from unicorn_hf.drops import DropLog
-from unicorn_hf.paths import portable_path
 from unicorn_hf.synthesis.config import SeedArguments, SeedSourceConfig
 from unicorn_hf.synthesis.prompt_files import prompt_path
+from unicorn_hf.utils.drops import DropLog
+from unicorn_hf.utils.paths import portable_path
 
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def load_labels(source: SeedSourceConfig) -> list[str]:
     if source.path in CONCEPT_BANKS:
         labels = [label for _, label in _keyed_labels(source)]
     elif source.path in PACKAGED_LABELS:
-        from unicorn_hf import assets
+        from unicorn_hf.utils import assets
 
         labels = getattr(assets, PACKAGED_LABELS[source.path])()
     else:
@@ -130,7 +130,7 @@ def load_templates(spec: str) -> list[str]:
     """Prompt templates with a `{label}` field: pkg://clip-openai | pkg://clip-simple | a .txt file, one per line
     (a path, or a file shipped in `unicorn_hf/synthesis/prompts/` such as `food_templates.txt`)."""
     if spec in PACKAGED_TEMPLATES:
-        from unicorn_hf.assets import clip_prompt_templates
+        from unicorn_hf.utils.assets import clip_prompt_templates
 
         templates = clip_prompt_templates(PACKAGED_TEMPLATES[spec])
     else:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from ..drops import DropLog
-from ..transfer.statistics import STATS_JSON, STATS_TENSORS, TransferStatistics  # noqa: F401 (re-exported)
+from unicorn_hf.transfer.statistics import STATS_JSON, STATS_TENSORS, TransferStatistics  # noqa: F401 (re-exported)
+from unicorn_hf.utils.drops import DropLog
 
 
 logger = logging.getLogger(__name__)

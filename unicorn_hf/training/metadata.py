@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from unicorn_hf.paths import portable_command, portable_path, portable_record
+from unicorn_hf.utils.paths import portable_command, portable_path, portable_record
 
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def hardware(num_processes: int) -> dict:
 
 
 def command_line(output_dir: str | Path) -> str:
-    """The command as this process saw it, its paths as a record stores them (`unicorn_hf.paths`). Under
+    """The command as this process saw it, its paths as a record stores them (`unicorn_hf.utils.paths`). Under
     `accelerate launch` every process runs the script itself, so the launcher's own flags are not visible here;
     `hardware.num_processes` records the resulting world size."""
     launcher = "accelerate launch" if "ACCELERATE_MIXED_PRECISION" in os.environ else "python"
@@ -189,15 +189,15 @@ def _without_history(record: dict) -> dict:
 
 def make_config_portable(config, output_dir: str | Path) -> None:
     """Before a checkpoint is saved: the names its `config.json` keeps of where the model came from (the text
-    config's `_name_or_path`) as `unicorn_hf.paths.portable_path` writes them, never a path of this machine."""
+    config's `_name_or_path`) as `unicorn_hf.utils.paths.portable_path` writes them, never a path of this machine."""
     for part in (config, getattr(config, "text_config", None)):
         if part is not None and part.name_or_path:
             part.name_or_path = portable_path(part.name_or_path, output_dir)
 
 
 def write_metadata(record: dict, output_dir: str | Path) -> Path:
-    """Write `unicorn_training.json`; every absolute path in it is written as `unicorn_hf.paths.portable_path` says,
-    so the record holds no path of the machine it ran on."""
+    """Write `unicorn_training.json`; every absolute path in it is written as `unicorn_hf.utils.paths.portable_path`
+    says, so the record holds no path of the machine it ran on."""
     path = Path(output_dir) / METADATA_FILE
     record = portable_record(json.loads(json.dumps(record, default=str)), output_dir)
     path.write_text(json.dumps(record, indent=2) + "\n")

@@ -11,11 +11,11 @@ import logging
 import torch
 from trl import SFTTrainer, get_peft_config, get_quantization_config
 
-from ..modeling import UnicornForConditionalGeneration, UnicornProcessor
-from ..modeling.builder import build_from_text_model
-from .collator import UnicornDataCollator
-from .config import UnicornModelConfig, UnicornTrainingConfig, require
-from .data import ModalityStatistics
+from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+from unicorn_hf.training.builder import build_from_text_model
+from unicorn_hf.training.collator import UnicornDataCollator
+from unicorn_hf.training.config import UnicornModelConfig, UnicornTrainingConfig, require
+from unicorn_hf.training.data import ModalityStatistics
 
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def statistics_folder(script_args) -> str:
         return script_args.dataset_name
     from huggingface_hub import snapshot_download
 
-    from ..transfer.statistics import STATS_FILES
+    from unicorn_hf.transfer.statistics import STATS_FILES
 
     return snapshot_download(script_args.dataset_name, repo_type="dataset", allow_patterns=list(STATS_FILES))
 
@@ -202,7 +202,7 @@ def statistics_source(script_args) -> str:
 def load_train_split(script_args):
     """The stage-3 config named in the YAML (a local folder or a Hub dataset), optionally cut to `max_train_samples`
     rows. A local folder is read from its parquet shards by path (`hub.load_dataset_folder`)."""
-    from ..hub import load_dataset_folder
+    from unicorn_hf.utils.hub import load_dataset_folder
 
     require(script_args, "dataset_name", "dataset_config", stage="training")
     dataset = load_dataset_folder(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from unicorn_hf.drops import DropLog
-from unicorn_hf.hub import configs_metadata, write_card
-from unicorn_hf.paths import portable_path
 from unicorn_hf.transfer.config import TransferArguments
 from unicorn_hf.transfer.diagnostics import PLOT_FILE
 from unicorn_hf.transfer.statistics import STATS_JSON, STATS_TENSORS, TransferStatistics
+from unicorn_hf.utils.drops import DropLog
+from unicorn_hf.utils.hub import configs_metadata, write_card
+from unicorn_hf.utils.paths import portable_path
 
 
 def _rule(stats: TransferStatistics) -> str:

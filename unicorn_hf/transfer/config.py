@@ -75,7 +75,7 @@ class TransferArguments:
         default=None,
         metadata={
             "help": "Unlabeled images for `image_mean`: an image folder, a dataset folder / Hub id (with "
-            "`image_mean_column`), or a packaged set: `pkg://unscored-photographs` (`unicorn_hf.assets`)."
+            "`image_mean_column`), or a packaged set: `pkg://unscored-photographs` (`unicorn_hf.utils.assets`)."
         },
     )
     image_mean_column: str | None = field(

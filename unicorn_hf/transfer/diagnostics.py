@@ -1,6 +1,6 @@
 """Modality-gap diagnostics: does the transfer rule bring captions to where their images are?
 
-On a paired image-text set (by default the real scikit-image photographs of `unicorn_hf.assets` with hand-written
+On a paired image-text set (by default the real scikit-image photographs of `unicorn_hf.utils.assets` with hand-written
 captions) we measure, before and after the rule (`unicorn_hf.modeling.modality_transfer`), applied to each side:
 
 - `centroid_gap`: distance between the text and the image centroids (the modality gap, Liang et al. 2022);
@@ -168,10 +168,10 @@ def plot_modality_gap(before: tuple, after: tuple, report: dict, path: Path, tit
 def modality_gap_report(
     encoder: PairedEncoder, stats: TransferStatistics, out: str | Path, pairs: list | None = None
 ) -> dict:
-    """Encode a paired set (default: `unicorn_hf.assets.photographs()`), measure, plot; writes `modality_gap.png`
+    """Encode a paired set (default: `unicorn_hf.utils.assets.photographs()`), measure, plot; writes `modality_gap.png`
     and `modality_gap.json` under `out` and returns the report."""
     if pairs is None:
-        from unicorn_hf.assets import photographs
+        from unicorn_hf.utils.assets import photographs
 
         pairs = photographs()
     captions = [photo.caption for photo, _ in pairs]

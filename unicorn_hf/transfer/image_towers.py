@@ -47,7 +47,7 @@ def image_tower_from_encoder(encoder):
     """
     from transformers import CLIPModel, SiglipModel
 
-    from .encoders import HFClipEncoder, OpenClipEncoder
+    from unicorn_hf.transfer.encoders import HFClipEncoder, OpenClipEncoder
 
     model = getattr(encoder, "model", None)
     if isinstance(encoder, HFClipEncoder) and isinstance(model, CLIPModel):

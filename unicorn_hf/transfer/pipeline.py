@@ -38,14 +38,14 @@ from datasets import Dataset, Features, Image, List, Value, load_dataset
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from unicorn_hf.assets import PACKAGED_SCHEME, packaged_images
-from unicorn_hf.drops import DROPS_FILE, DropLog
-from unicorn_hf.paths import portable_record
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.encoders import PairedEncoder, load_encoder
 from unicorn_hf.transfer.method_statistics import build_memory, realign_statistics
 from unicorn_hf.transfer.sources import ShardedSource
 from unicorn_hf.transfer.statistics import TransferStatistics
+from unicorn_hf.utils.assets import PACKAGED_SCHEME, packaged_images
+from unicorn_hf.utils.drops import DROPS_FILE, DropLog
+from unicorn_hf.utils.paths import portable_record
 
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ WORK_DIR = ".transfer_work"
 RUN_FILE = "transfer_run.json"
 CAPTIONS_COLUMNS = ("id", "seed", "seed_source", "caption", "model_name")
 INSTRUCTIONS_COLUMNS = ("id", "task", "caption", "messages", "model_name")
-_SHARD = "{split}-{index:05d}-of-{total:05d}.parquet"  # the layout of `unicorn_hf.hub.write_dataset_config`
+_SHARD = "{split}-{index:05d}-of-{total:05d}.parquet"  # the layout of `unicorn_hf.utils.hub.write_dataset_config`
 
 
 # --- small helpers ---------------------------------------------------------------------------------------------
@@ -355,7 +355,8 @@ def write_instructions(
 
 
 def _run_record(encoder: PairedEncoder, args: TransferArguments, sources: dict[str, ShardedSource]) -> dict:
-    """`transfer_run.json`: encoder, arguments (paths as `unicorn_hf.paths.portable_path` writes them) and inputs."""
+    """`transfer_run.json`: encoder, arguments (paths as `unicorn_hf.utils.paths.portable_path` writes them) and
+    inputs."""
     record = {"encoder_id": encoder.id, "dim": encoder.dim}
     arguments = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "overwrite")}
     record["arguments"] = portable_record(arguments, args.output_dir)

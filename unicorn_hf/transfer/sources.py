@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
 
-from unicorn_hf.hub import load_dataset_folder
+from unicorn_hf.utils.hub import load_dataset_folder
 
 
 class ShardedSource:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from trl import TrlParser
 
 from unicorn_hf.experiments.config import ExperimentArguments
-from unicorn_hf.experiments.runner import Experiment
-from unicorn_hf.logging_utils import setup_logging
+from unicorn_hf.experiments.does_it_see import Experiment
+from unicorn_hf.utils.logging import setup_logging
 
 
 def make_parser() -> TrlParser:

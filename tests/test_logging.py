@@ -1,4 +1,4 @@
-"""The entry scripts' logging set-up (unicorn_hf/logging_utils.py)."""
+"""The entry scripts' logging set-up (unicorn_hf/utils/logging.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def test_logging_sets_up_without_datasets_as_in_the_serving_venv(monkeypatch):
     (a fresh-clone `make serve-check` failed on `import datasets` here)."""
     import transformers
 
-    from unicorn_hf.logging_utils import setup_logging
+    from unicorn_hf.utils.logging import setup_logging
 
     monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` raises ImportError
     setup_logging(logging.WARNING)

@@ -22,7 +22,7 @@ from unicorn_hf.experiments.config import EvaluationMode
 from unicorn_hf.experiments.probes import training_dialogue_probe
 from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import load_image_qa, score_modes
-from unicorn_hf.paths import portable_record
+from unicorn_hf.utils.paths import portable_record
 
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class StageResult:
-    """One stage of a quickstart run, as the report reads it (`unicorn_hf.quickstart` produces them)."""
+    """One stage of a quickstart run, as the report reads it (`unicorn_hf.stages.runner` produces them)."""
 
     name: str
     command: str

@@ -17,7 +17,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # utils/ -> unicorn_hf/
 # The folders shipped as package data, by their name in a checkout.
 BUNDLED = ("recipes", "accelerate_configs", "model_cards")
 _CHECKOUT_MARKER = "setup.cfg"  # a source checkout's root holds it; site-packages does not

@@ -9,9 +9,9 @@ A stage is named by its YAML: `pretrain` is `<recipe_dir>/pretrain.yaml`, and an
 file's name starts with: `pretrain_plain_seed1.yaml` runs `pretrain.py`, `sft_ladder.yaml` runs `ladder.py`.
 
 From a checkout: `python recipes/quickstart.py --config recipes/tiny/quickstart.yaml` (or `make quickstart`). From an
-installed wheel, in any working directory: `python -m unicorn_hf.quickstart --config recipes/tiny/quickstart.yaml`
-copies the packaged `recipes/` and `accelerate_configs/` there first (`unicorn_hf.resources.materialize`), so every
-relative path of the recipe resolves as in a checkout and the outputs land under `./outputs`.
+installed wheel, in any working directory: `python -m unicorn_hf.stages.runner --config recipes/tiny/quickstart.yaml`
+copies the packaged `recipes/` and `accelerate_configs/` there first (`unicorn_hf.utils.resources.materialize`), so
+every relative path of the recipe resolves as in a checkout and the outputs land under `./outputs`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import yaml
 
-from .paths import portable_command, portable_record
-from .processes import parent_death_signal
-from .quickstart_report import StageResult, render_summary
-from .resources import bundled_dir, checkout_root, materialize
+from unicorn_hf.stages.report import StageResult, render_summary
+from unicorn_hf.utils.paths import portable_command, portable_record
+from unicorn_hf.utils.processes import parent_death_signal
+from unicorn_hf.utils.resources import bundled_dir, checkout_root, materialize
 
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ DONE_MARKER = ".stage_done.json"
 
 
 @dataclass
-class QuickstartArguments:
+class StageRunArguments:
     recipe_dir: str = field(metadata={"help": "Folder with one <stage>.yaml per stage, e.g. recipes/tiny."})
     stages: list[str] = field(
         metadata={
@@ -93,12 +93,12 @@ def _is_path(stage: str) -> bool:
     return stage.endswith((".yaml", ".yml"))
 
 
-def stage_config_path(args: QuickstartArguments, stage: str) -> Path:
+def stage_config_path(args: StageRunArguments, stage: str) -> Path:
     """`<recipe_dir>/<stage>.yaml`, or the entry itself when it is a path ending in `.yaml` / `.yml`."""
     return Path(stage) if _is_path(stage) else Path(args.recipe_dir) / f"{stage}.yaml"
 
 
-def script_path(args: QuickstartArguments, stage: str) -> Path:
+def script_path(args: StageRunArguments, stage: str) -> Path:
     """The stage's script in the nearest folder above the recipe folder that has it (`recipes/tiny` and
     `recipes/concept_titles/gpu` -> `recipes/<script>`: a checkout, or the copy `materialize` wrote), else the one
     shipped with the package. Raises `ValueError` for an unknown stage kind."""
@@ -109,7 +109,7 @@ def script_path(args: QuickstartArguments, stage: str) -> Path:
     return bundled_dir("recipes") / script
 
 
-def stage_command(args: QuickstartArguments, stage: str) -> list[str]:
+def stage_command(args: StageRunArguments, stage: str) -> list[str]:
     script = str(script_path(args, stage))
     config = str(stage_config_path(args, stage))
     if stage in args.accelerate_stages or stage_kind(stage) in args.accelerate_stages:
@@ -120,7 +120,7 @@ def stage_command(args: QuickstartArguments, stage: str) -> list[str]:
     return [sys.executable, script, "--config", config]
 
 
-def stage_config(args: QuickstartArguments, stage: str) -> dict:
+def stage_config(args: StageRunArguments, stage: str) -> dict:
     """The stage's YAML, parsed. Raises `FileNotFoundError` naming the file when it is missing."""
     config_path = stage_config_path(args, stage)
     if not config_path.is_file():
@@ -128,7 +128,7 @@ def stage_config(args: QuickstartArguments, stage: str) -> dict:
     return yaml.safe_load(config_path.read_text()) or {}
 
 
-def stage_output_dir(args: QuickstartArguments, stage: str) -> Path:
+def stage_output_dir(args: StageRunArguments, stage: str) -> Path:
     config = stage_config(args, stage)
     if "output_dir" not in config:
         raise ValueError(
@@ -137,13 +137,13 @@ def stage_output_dir(args: QuickstartArguments, stage: str) -> Path:
     return Path(config["output_dir"])
 
 
-def config_digest(args: QuickstartArguments, stage: str) -> str:
+def config_digest(args: StageRunArguments, stage: str) -> str:
     """sha256 of the stage's parsed settings (comments and layout do not count), recorded in its done-marker."""
     settings = json.dumps(stage_config(args, stage), sort_keys=True, default=str)
     return hashlib.sha256(settings.encode()).hexdigest()
 
 
-def check_finished_stage(args: QuickstartArguments, stage: str, marker: Path) -> None:
+def check_finished_stage(args: StageRunArguments, stage: str, marker: Path) -> None:
     """A finished stage is skipped only if it was made with the settings its YAML holds now.
 
     Raises `SystemExit` naming the stage, the YAML and `--overwrite` when they changed since (e.g. a recipe whose
@@ -206,7 +206,7 @@ def _finished_at(marker: Path) -> float:
 
 
 def stale_inputs(
-    args: QuickstartArguments, stage: str, marker: Path, earlier: list[str], remade: set[str] | None = None
+    args: StageRunArguments, stage: str, marker: Path, earlier: list[str], remade: set[str] | None = None
 ) -> list[str]:
     """The earlier stages of this run whose output `stage` reads and that finished after it did, have not finished,
     or are in `remade` (run, or in a dry run to be run, by this invocation): its output was made from inputs that are
@@ -221,7 +221,7 @@ def stale_inputs(
     ]
 
 
-def check_stages(args: QuickstartArguments) -> None:
+def check_stages(args: StageRunArguments) -> None:
     """Every stage entry checked before any runs: its YAML exists, its name has a stage kind, it has an output_dir,
     and no two stages write the same folder or one inside another's. Raises `SystemExit` listing every problem."""
     problems, folders = [], {}
@@ -260,7 +260,7 @@ def check_stages(args: QuickstartArguments) -> None:
 
 
 def run_stage(
-    args: QuickstartArguments, stage: str, earlier: list[str] | None = None, remade: set[str] | None = None
+    args: StageRunArguments, stage: str, earlier: list[str] | None = None, remade: set[str] | None = None
 ) -> StageResult:
     """Run one stage (its own process), or skip it when its marker says it finished with the same settings and no
     stage of `earlier` that it reads was remade since (`remade`: the stages this run ran, or in a dry run would run;
@@ -273,7 +273,7 @@ def run_stage(
     return result
 
 
-def _run_stage(args: QuickstartArguments, stage: str, earlier: list[str], remade: set[str]) -> StageResult:
+def _run_stage(args: StageRunArguments, stage: str, earlier: list[str], remade: set[str]) -> StageResult:
     command = stage_command(args, stage)
     printable = shlex.join(command[1:] if command[0] == sys.executable else command)
     output_dir = stage_output_dir(args, stage)
@@ -320,7 +320,7 @@ def _run_stage(args: QuickstartArguments, stage: str, earlier: list[str], remade
     return StageResult(stage, printable, output_dir, seconds, summary, recorded_seconds=seconds)
 
 
-def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
+def run_stages(args: StageRunArguments) -> list[StageResult]:
     check_stages(args)
     start = time.perf_counter()
     remade: set[str] = set()
@@ -328,7 +328,7 @@ def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
     total = time.perf_counter() - start
     render_summary(results, total)
     if args.summary_file and not args.dry_run:  # a dry run must not replace the record of the real one
-        folder = Path(args.summary_file).parent  # paths in the summary as `unicorn_hf.paths` writes them
+        folder = Path(args.summary_file).parent  # paths in the summary as `unicorn_hf.utils.paths` writes them
         recorded = [r.recorded_seconds for r in results]
         payload = {
             "total_seconds": round(total, 1),  # this run's: skipped stages cost nothing
@@ -348,12 +348,12 @@ def run_quickstart(args: QuickstartArguments) -> list[StageResult]:
 
 
 def cli(argv: list[str] | None = None) -> list[StageResult]:
-    """`python -m unicorn_hf.quickstart --config <yaml> [...]`: from an installed package, a `--config` path that is
+    """`python -m unicorn_hf.stages.runner --config <yaml> [...]`: from an installed package, a `--config` path that is
     not in the working directory but ships with the package (`recipes/tiny/quickstart.yaml`) makes the packaged
     recipe files appear there first, then the recipe runs as from a checkout."""
     from trl import TrlParser
 
-    from .logging_utils import setup_logging
+    from unicorn_hf.utils.logging import setup_logging
 
     setup_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -362,8 +362,8 @@ def cli(argv: list[str] | None = None) -> list[StageResult]:
         parts = Path(config).parts
         if parts and parts[0] == "recipes" and (bundled_dir("recipes").joinpath(*parts[1:])).is_file():
             materialize(Path.cwd())
-    (args,) = TrlParser((QuickstartArguments,)).parse_args_and_config(args=argv)
-    return run_quickstart(args)
+    (args,) = TrlParser((StageRunArguments,)).parse_args_and_config(args=argv)
+    return run_stages(args)
 
 
 if __name__ == "__main__":

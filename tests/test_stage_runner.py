@@ -1,4 +1,4 @@
-"""The quickstart's finished-stage markers (unicorn_hf/quickstart.py): a finished stage is skipped only when its
+"""The quickstart's finished-stage markers (unicorn_hf/stages/runner.py): a finished stage is skipped only when its
 YAML still holds the settings it was made with, so a changed recipe never reuses an output made another way."""
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unicorn_hf.quickstart import DONE_MARKER, QuickstartArguments, config_digest, run_stage
+from unicorn_hf.stages.runner import DONE_MARKER, StageRunArguments, config_digest, run_stage
 
 
-def _recipe(tmp_path, **settings) -> QuickstartArguments:
+def _recipe(tmp_path, **settings) -> StageRunArguments:
     """A recipe folder whose pretrain.yaml holds `settings` (and a comment)."""
     recipe = tmp_path / "recipe"
     recipe.mkdir(exist_ok=True)
     config = {"output_dir": str(tmp_path / "out" / "pretrain"), "max_steps": 300, **settings}
     (recipe / "pretrain.yaml").write_text("# a comment\n" + yaml.safe_dump(config))
-    return QuickstartArguments(recipe_dir=str(recipe), stages=["pretrain"])
+    return StageRunArguments(recipe_dir=str(recipe), stages=["pretrain"])
 
 
 def _finish(tmp_path, record: dict) -> None:
@@ -44,13 +44,13 @@ def test_a_finished_stage_is_skipped_only_with_the_settings_it_was_made_with(tmp
 
     # A marker from before digests were recorded cannot tell: skipped, with a warning that says so.
     _finish(tmp_path, {"command": "pretrain.py"})
-    with caplog.at_level(logging.WARNING, logger="unicorn_hf.quickstart"):
+    with caplog.at_level(logging.WARNING, logger="unicorn_hf.stages.runner"):
         assert run_stage(changed, "pretrain").seconds is None
     assert "does not record its settings" in caplog.text
 
 
 def test_a_stage_is_named_by_its_yaml_and_runs_the_script_of_the_kind_its_name_starts_with(tmp_path):
-    from unicorn_hf.quickstart import stage_command, stage_kind
+    from unicorn_hf.stages.runner import stage_command, stage_kind
 
     assert stage_kind("pretrain") == "pretrain"
     assert stage_kind("pretrain_plain_seed1") == "pretrain"
@@ -74,7 +74,7 @@ def test_a_stage_is_named_by_its_yaml_and_runs_the_script_of_the_kind_its_name_s
     assert "accelerate.commands.launch" not in command
 
 
-def _two_stage_recipe(tmp_path) -> QuickstartArguments:
+def _two_stage_recipe(tmp_path) -> StageRunArguments:
     """`pair_text` writes a file; `transfer` reads pair_text's folder. The script beside the recipe folder is a
     stand-in that records each run in its output_dir (the runner's logic is under test, not the stages)."""
     recipe = tmp_path / "recipes" / "mine"
@@ -90,7 +90,7 @@ def _two_stage_recipe(tmp_path) -> QuickstartArguments:
     text, transfer = tmp_path / "out" / "text", tmp_path / "out" / "transfer"
     (recipe / "pair_text.yaml").write_text(yaml.safe_dump({"output_dir": str(text)}))
     (recipe / "transfer.yaml").write_text(yaml.safe_dump({"captions_path": str(text), "output_dir": str(transfer)}))
-    return QuickstartArguments(recipe_dir=str(recipe), stages=["pair_text", "transfer"],
+    return StageRunArguments(recipe_dir=str(recipe), stages=["pair_text", "transfer"],
                                summary_file=str(transfer / "summary.json"))  # fmt: skip
 
 
@@ -99,13 +99,13 @@ def _runs(folder) -> int:
 
 
 def test_a_stage_is_redone_when_a_stage_it_reads_was_remade_after_it_and_the_summary_keeps_recorded_times(tmp_path):
-    from unicorn_hf.quickstart import run_quickstart
+    from unicorn_hf.stages.runner import run_stages
 
     args = _two_stage_recipe(tmp_path)
     text, transfer = tmp_path / "out" / "text", tmp_path / "out" / "transfer"
-    run_quickstart(args)
+    run_stages(args)
     assert (_runs(text), _runs(transfer)) == (1, 1)
-    run_quickstart(args)  # nothing changed: both skipped
+    run_stages(args)  # nothing changed: both skipped
     assert (_runs(text), _runs(transfer)) == (1, 1)
     summary = json.loads((transfer / "summary.json").read_text())
     assert [stage["seconds"] for stage in summary["stages"]] == [None, None]
@@ -119,59 +119,59 @@ def test_a_stage_is_redone_when_a_stage_it_reads_was_remade_after_it_and_the_sum
               else str(transfer) + "/", "output_dir": str(ladder)}  # fmt: skip
     (tmp_path / "recipes" / "mine" / "ladder.yaml").write_text(yaml.safe_dump(config))
     args.stages = ["pair_text", "transfer", "ladder"]
-    run_quickstart(args)
+    run_stages(args)
     assert (_runs(text), _runs(transfer), _runs(ladder)) == (1, 1, 1)
 
     (text / DONE_MARKER).unlink()  # pair_text is redone, so transfer, which reads it, and ladder are redone too
     args.dry_run = True
-    assert [result.dry_run for result in run_quickstart(args)] == [True, True, True]  # all would run
+    assert [result.dry_run for result in run_stages(args)] == [True, True, True]  # all would run
     assert (_runs(text), _runs(transfer), _runs(ladder)) == (1, 1, 1)
     args.dry_run = False
-    run_quickstart(args)
+    run_stages(args)
     assert (_runs(text), _runs(transfer), _runs(ladder)) == (2, 2, 2)
 
 
 def test_stages_are_checked_before_any_runs_and_a_dry_run_removes_nothing(tmp_path):
-    from unicorn_hf.quickstart import run_quickstart
+    from unicorn_hf.stages.runner import run_stages
 
     args = _two_stage_recipe(tmp_path)
     args.stages = ["pair_text", "foo", str(tmp_path / "missing" / "encoder.yaml")]
     with pytest.raises(
         SystemExit, match=r"nothing was run:\n- Stage 'foo': .*\n- .*missing/encoder.yaml does not exist"
     ):
-        run_quickstart(args)
+        run_stages(args)
     assert not (tmp_path / "out").exists()
     nested = tmp_path / "recipes" / "mine" / "ladder_compare.yaml"
     nested.write_text(yaml.safe_dump({"ladders": [], "output_dir": str(tmp_path / "out")}))
     args.stages = ["pair_text", "ladder_compare"]
     with pytest.raises(SystemExit, match=r"pair_text writes inside the output_dir of ladder_compare \(.*/out\)"):
-        run_quickstart(args)
+        run_stages(args)
     args.stages, args.accelerate_stages = ["pair_text", "pair_text"], ["pretrian"]
     args.accelerate_config = str(tmp_path / "nope.yaml")
     with pytest.raises(SystemExit) as refused:
-        run_quickstart(args)
+        run_stages(args)
     message = str(refused.value)
     assert "listed more than once: ['pair_text']" in message
     assert "`accelerate_stages` ['pretrian'] names no stage" in message and "nope.yaml does not exist" in message
     nested.write_text(yaml.safe_dump({"ladders": [], "output_dir": str(tmp_path / "out" / "text")}))
     args.stages, args.accelerate_stages, args.accelerate_config = ["pair_text", "ladder_compare"], [], None
     with pytest.raises(SystemExit, match="'pair_text' and 'ladder_compare' both write"):
-        run_quickstart(args)
+        run_stages(args)
     args.stages = []
     with pytest.raises(SystemExit, match="`stages` is empty"):
-        run_quickstart(args)
+        run_stages(args)
 
     args.stages = ["pair_text", "transfer"]
-    run_quickstart(args)
+    run_stages(args)
     recorded = (tmp_path / "out" / "transfer" / "summary.json").read_text()
     args.overwrite, args.dry_run = True, True
-    run_quickstart(args)
+    run_stages(args)
     assert _runs(tmp_path / "out" / "text") == 1  # --overwrite --dry_run only says what it would remove
     assert (tmp_path / "out" / "transfer" / "summary.json").read_text() == recorded  # nor replaces the record
 
 
 def test_a_stage_reads_an_earlier_output_through_any_path_form_in_its_settings():
-    from unicorn_hf.quickstart import _reads
+    from unicorn_hf.stages.runner import _reads
 
     assert _reads({"image_tower_encoder": "local-dir:outputs/tiny/encoder"}, Path("outputs/tiny/encoder"))
     assert _reads({"ladders": ["seed 0=outputs/a/ladder/ladder.json"]}, Path("outputs/a/ladder"))

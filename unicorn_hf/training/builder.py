@@ -8,9 +8,9 @@ import torch
 from tokenizers import AddedToken
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ..assets import forget_gguf_quantization, resolve_model_path
-from .modeling_unicorn import UnicornForConditionalGeneration
-from .processing_unicorn import UnicornProcessor
+from unicorn_hf.modeling.modeling_unicorn import UnicornForConditionalGeneration
+from unicorn_hf.modeling.processing_unicorn import UnicornProcessor
+from unicorn_hf.utils.assets import forget_gguf_quantization, resolve_model_path
 
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from datasets import Dataset
 
 from unicorn_hf.encoder.pairs import Pair
 from unicorn_hf.experiments.questions import QuestionTemplates, group_by_source, training_dialogues
-from unicorn_hf.hub import configs_metadata, write_card, write_dataset_config
 from unicorn_hf.synthesis.seeds import seed_id
+from unicorn_hf.utils.hub import configs_metadata, write_card, write_dataset_config
 
 
 CAPTION_COLUMNS = ("id", "seed", "seed_source", "caption", "model_name")
@@ -179,7 +179,7 @@ def run_pair_text(args: PairTextArguments) -> Path:
     """Write `output_dir`: stages 1-2's rows (unchanged) followed by the pairs' captions and dialogues."""
     from unicorn_hf.encoder.recipe import trained_encoder_pairs
     from unicorn_hf.experiments.splits import hash_rank
-    from unicorn_hf.hub import load_dataset_folder
+    from unicorn_hf.utils.hub import load_dataset_folder
 
     pairs, held_out_ids = trained_encoder_pairs(args.encoder_config, args.encoder_dir)
     if args.pair_scope == "all_but_held_out":

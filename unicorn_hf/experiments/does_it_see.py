@@ -45,7 +45,7 @@ from unicorn_hf.experiments.oracle import (
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import most_frequent_answer
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
-from unicorn_hf.paths import portable_record
+from unicorn_hf.utils.paths import portable_record
 
 
 logger = logging.getLogger(__name__)
@@ -263,8 +263,8 @@ class Experiment:
 
     def text_data(self, splits: PairSplits, captions_dir: Path | None) -> Path:
         """Hub-ready folder with configs `captions` (raw seeds + expansions) and `instructions` (dialogues)."""
-        from unicorn_hf.experiments.pair_text import CAPTION_COLUMNS, pair_text_rows, write_text_folder
-        from unicorn_hf.hub import load_dataset_folder
+        from unicorn_hf.synthesis.pair_text import CAPTION_COLUMNS, pair_text_rows, write_text_folder
+        from unicorn_hf.utils.hub import load_dataset_folder
 
         folder = self.run_dir / "text"
         if _done(folder):
@@ -282,7 +282,7 @@ class Experiment:
         body = (
             "# does-it-see training text\n\nCaptions of the experiment's `vlm_train` pairs (raw seeds and stage-1 "
             f"expansions: {len(captions)} rows) and templated one-question dialogues ({len(dialogues)} rows). "
-            "Made by `unicorn_hf.experiments.runner`."
+            "Made by `unicorn_hf.experiments.does_it_see`."
         )
         write_text_folder(folder, captions, dialogues, pair_of_row, body)
         _mark_done(folder, {"captions": len(captions), "dialogues": len(dialogues)})
@@ -374,8 +374,8 @@ class Experiment:
         SFT multiple-choice (and yes/no) accuracy, each with the own, a shuffled and no embedding."""
         from unicorn_hf.evaluation.inference import UnicornImageQA
         from unicorn_hf.experiments.probes import caption_nll, training_dialogue_probe
-        from unicorn_hf.hub import load_dataset_folder
         from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+        from unicorn_hf.utils.hub import load_dataset_folder
 
         path = self.arm_dir(arm) / "probes.json"
         key = _fingerprint(num_rows, self.args.seed, self.arm_dir(arm) / "sft", transfer_dir)
