@@ -44,14 +44,14 @@ prepare() {
   (cd "$(dirname "$gguf_path")" && sha256sum "$GGUF") > "$load2/gguf/SHA256SUMS"
   local seed_dir=$RUN_DIR/seed-$seed data=()
   for path in shared/splits.json shared/splits_requested.json shared/image_embeds.safetensors \
-      shared/image_embeds_ids.json shared/pool_images/.done shared/captions shared/vlm_train_seeds.jsonl \
+      shared/image_embeds_ids.json shared/pool_images/.stage_done.json shared/captions shared/vlm_train_seeds.jsonl \
       shared/encoder_pair_ids.json "seed-$seed/text" "seed-$seed/questions.json" "seed-$seed/encoder_zero_shot.json"; do
     [[ -e "$RUN_DIR/$path" ]] || { echo "$RUN_DIR/$path is missing: run the CPU experiment for seed $seed first" >&2; exit 2; }
     data+=("$RUN_DIR/$path")
   done
   while IFS= read -r -d '' done_file; do  # every finished transfer folder of the seed's arms
     data+=("$(dirname "$done_file")")
-  done < <(find "$seed_dir" -mindepth 3 -maxdepth 3 -name .done -path '*transfer/.done' -print0)
+  done < <(find "$seed_dir" -mindepth 3 -maxdepth 3 -name .stage_done.json -path "*transfer/.stage_done.json" -print0)
   tar -cf "$load2/data.tar" "${data[@]}"
   du -sh "$load1" "$load2"
 }

@@ -14,7 +14,8 @@
       <budget>/results.*    the report of a named training budget
 
 Each stage script runs as its own process with an effective YAML written next to its output (base recipe YAML +
-the arm's overrides), exactly as a user would run it; a finished stage leaves `.done` and is skipped on re-runs.
+the arm's overrides), exactly as a user would run it (`unicorn_hf.stages.runner`'s script registry and child
+processes); a finished stage leaves `.stage_done.json` (`unicorn_hf.stages.markers`) and is skipped on re-runs.
 A stage runs only when something not yet finished needs it: a run whose data stages are all finished (a copy of
 `shared/` without the encoder's weights, the text and transfer folders, questions.json and the zero-shot scores)
 trains and scores on a machine that has neither the encoder nor the Debian image packages, e.g. a GPU box.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,26 +45,12 @@ from unicorn_hf.experiments.oracle import (
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import most_frequent_answer
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
+from unicorn_hf.stages.markers import changed_settings, is_finished, read_marker, write_marker
+from unicorn_hf.stages.runner import STAGE_SCRIPTS, run_command
 from unicorn_hf.utils.paths import portable_record
 
 
 logger = logging.getLogger(__name__)
-
-DONE = ".done"
-SCRIPTS = {
-    "captions": "synthesize_captions.py",
-    "transfer": "transfer.py",
-    "pretrain": "pretrain.py",
-    "sft": "sft.py",
-}
-
-
-def _done(folder: Path) -> bool:
-    return (folder / DONE).is_file()
-
-
-def _mark_done(folder: Path, record: dict | None = None) -> None:
-    (folder / DONE).write_text(json.dumps(record or {}, indent=1) + "\n")
 
 
 def _fingerprint(*parts) -> str:
@@ -129,16 +115,13 @@ class Experiment:
         config["output_dir"] = str(output_dir)
         if stage in ("pretrain", "sft") and self.args.max_steps is not None:
             config["max_steps"] = self.args.max_steps
-        # `.done` holds no path of this machine. Paths are taken relative to the experiment's own folder
+        # The marker holds no path of this machine. Paths are taken relative to the experiment's own folder
         # (`<output_dir>` there means `output_dir` of the experiment YAML), never named by content: a later budget
         # compares these records on a machine where the encoder folder may be absent, and must find them unchanged.
         recorded = portable_record(config, self.root)
-        if _done(output_dir):
-            finished = json.loads((output_dir / DONE).read_text()).get("config")
-            if finished != recorded:
-                changed = sorted(
-                    k for k in set(recorded) | set(finished or {}) if (finished or {}).get(k) != recorded.get(k)
-                )
+        if is_finished(output_dir):
+            changed = changed_settings(read_marker(output_dir), recorded)
+            if changed is not None:
                 raise ValueError(
                     f"{output_dir} was finished with other settings ({changed}): results would mix two "
                     "configurations. Use another output_dir, or delete that folder to redo it."
@@ -148,11 +131,12 @@ class Experiment:
         effective = output_dir.parent / f"{output_dir.name}.yaml"
         effective.parent.mkdir(parents=True, exist_ok=True)
         effective.write_text(yaml.safe_dump(config, sort_keys=False))
-        command = [self.args.python or sys.executable, str(Path(self.args.recipes_dir) / SCRIPTS[stage])]
-        command += ["--config", str(effective)]
+        script = Path(self.args.recipes_dir) / STAGE_SCRIPTS[stage]
+        command = [self.args.python or sys.executable, str(script), "--config", str(effective)]
         logger.info("running %s", " ".join(command))
-        subprocess.run(command, check=True)
-        _mark_done(output_dir, {"command": portable_record(command, self.root), "config": recorded})
+        seconds = run_command(stage, command)
+        record = {"command": portable_record(command, self.root), "seconds": round(seconds, 1)}
+        write_marker(output_dir, record, recorded)
         return output_dir
 
     # ---- shared: pairs, splits, encoder, image embeddings ---------------------------------------------------------
@@ -234,13 +218,13 @@ class Experiment:
     def pool_images(self, splits: PairSplits) -> Path:
         """The unlabeled pool as PNG files: what a user would point transfer's `image_mean_source` at."""
         folder = self.shared / "pool_images"
-        if _done(folder):
+        if is_finished(folder):
             return folder
         folder.mkdir(parents=True, exist_ok=True)
         pairs = self.pairs()
         for index, pair_id in enumerate(splits.ids["pool"]):
             pairs[pair_id].load().save(folder / f"{index:05d}.png")
-        _mark_done(folder, {"num_images": len(splits.ids["pool"])})
+        write_marker(folder, {"num_images": len(splits.ids["pool"])})
         return folder
 
     # ---- text data (the same for every arm) -----------------------------------------------------------------------
@@ -250,7 +234,9 @@ class Experiment:
         if self.args.num_expanded_captions == 0:
             return None
         seeds_file = self.shared / "vlm_train_seeds.jsonl"
-        if not _done(self.shared / "captions"):  # finished: no pairs needed (run_stage still checks its settings)
+        if not is_finished(
+            self.shared / "captions"
+        ):  # finished: no pairs needed (run_stage still checks its settings)
             pairs = self.pairs()
             chosen = splits.ids["vlm_train"][: self.args.num_expanded_captions]
             seeds_file.write_text(
@@ -267,7 +253,7 @@ class Experiment:
         from unicorn_hf.utils.hub import load_dataset_folder
 
         folder = self.run_dir / "text"
-        if _done(folder):
+        if is_finished(folder):
             return folder
         pairs = self.pairs()
         train = [pairs[pair_id] for pair_id in splits.ids["vlm_train"]]
@@ -285,7 +271,7 @@ class Experiment:
             "Made by `unicorn_hf.experiments.does_it_see`."
         )
         write_text_folder(folder, captions, dialogues, pair_of_row, body)
-        _mark_done(folder, {"captions": len(captions), "dialogues": len(dialogues)})
+        write_marker(folder, {"captions": len(captions), "dialogues": len(dialogues)})
         return folder
 
     # ---- arms -------------------------------------------------------------------------------------------------------
@@ -298,7 +284,7 @@ class Experiment:
         if overrides.get("image_mean_source") == "pool":
             overrides["image_mean_source"] = str(pool_dir)
         out = self.run_dir / arm.name / ("text_transfer" if arm.embeddings == "image" else "transfer")
-        if not _done(out):
+        if not is_finished(out):
             self.encoder_dir()
         out = self.run_stage("transfer", self.args.transfer_config, overrides, out)
         if arm.embeddings == "image":
@@ -309,11 +295,11 @@ class Experiment:
         """The same rows with each caption's embedding replaced by its pair's real image embedding
         (`unicorn_hf.experiments.oracle.write_image_oracle`: the paper's shift within the image modality)."""
         out = text_transfer.parent / "transfer"
-        if _done(out):
+        if is_finished(out):
             return out
         pair_of_row, _ = training_pair_ids(text_dir)
         write_image_oracle(text_transfer, pair_of_row, PairImages(self.image_embeddings(self.splits()), []), out)
-        _mark_done(out)
+        write_marker(out)
         return out
 
     def arm_dir(self, arm: Arm) -> Path:

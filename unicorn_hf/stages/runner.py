@@ -16,7 +16,6 @@ every relative path of the recipe resolves as in a checkout and the outputs land
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shlex
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from unicorn_hf.stages.markers import DONE_MARKER, changed_settings, settings_digest, write_marker
 from unicorn_hf.stages.report import StageResult, render_summary
 from unicorn_hf.utils.paths import portable_command, portable_record
 from unicorn_hf.utils.processes import parent_death_signal
@@ -52,7 +52,6 @@ STAGE_SCRIPTS: dict[str, str] = {
     "evaluate": "evaluate_vlm.py",
     "ladder_compare": "ladder_compare.py",  # several ladders side by side (seeds, arms): comparison.{json,md,png}
 }
-DONE_MARKER = ".stage_done.json"
 
 
 @dataclass
@@ -98,15 +97,21 @@ def stage_config_path(args: StageRunArguments, stage: str) -> Path:
     return Path(stage) if _is_path(stage) else Path(args.recipe_dir) / f"{stage}.yaml"
 
 
-def script_path(args: StageRunArguments, stage: str) -> Path:
-    """The stage's script in the nearest folder above the recipe folder that has it (`recipes/tiny` and
+def recipe_script(kind: str, near: str | Path) -> Path:
+    """The script of a stage kind in the nearest folder above `near` that has it (`recipes/tiny` and
     `recipes/concept_titles/gpu` -> `recipes/<script>`: a checkout, or the copy `materialize` wrote), else the one
-    shipped with the package. Raises `ValueError` for an unknown stage kind."""
-    script = STAGE_SCRIPTS[stage_kind(stage)]
-    for folder in Path(args.recipe_dir).parents:
+    shipped with the package. Raises `KeyError` for an unknown stage kind."""
+    script = STAGE_SCRIPTS[kind]
+    for folder in Path(near).parents:
         if (folder / script).is_file():
             return folder / script
     return bundled_dir("recipes") / script
+
+
+def script_path(args: StageRunArguments, stage: str) -> Path:
+    """The stage's script (`recipe_script` of its kind, near the recipe folder). Raises `ValueError` for an unknown
+    stage kind."""
+    return recipe_script(stage_kind(stage), Path(args.recipe_dir) / "_")
 
 
 def stage_command(args: StageRunArguments, stage: str) -> list[str]:
@@ -138,9 +143,8 @@ def stage_output_dir(args: StageRunArguments, stage: str) -> Path:
 
 
 def config_digest(args: StageRunArguments, stage: str) -> str:
-    """sha256 of the stage's parsed settings (comments and layout do not count), recorded in its done-marker."""
-    settings = json.dumps(stage_config(args, stage), sort_keys=True, default=str)
-    return hashlib.sha256(settings.encode()).hexdigest()
+    """`unicorn_hf.stages.markers.settings_digest` of the stage's parsed YAML, recorded in its marker."""
+    return settings_digest(stage_config(args, stage))
 
 
 def check_finished_stage(args: StageRunArguments, stage: str, marker: Path) -> None:
@@ -150,15 +154,17 @@ def check_finished_stage(args: StageRunArguments, stage: str, marker: Path) -> N
     default changed under an existing output folder). A marker written before digests were recorded cannot tell:
     a warning says so and the stage is skipped, as before.
     """
-    recorded = json.loads(marker.read_text()).get("config_sha256")
+    record = json.loads(marker.read_text())
     config_path = stage_config_path(args, stage)
-    if recorded is None:
+    changed = changed_settings(record, stage_config(args, stage))
+    if "config_sha256" not in record:
         logger.warning("[%s] %s does not record its settings: cannot tell whether %s changed since", stage, marker,
                        config_path)  # fmt: skip
-    elif recorded != config_digest(args, stage):
+    elif changed is not None:
+        keys = f" ({', '.join(changed)})" if changed else ""
         raise SystemExit(
-            f"Stage {stage!r}: {marker.parent} was made with other settings than {config_path} holds now. Re-run with "
-            f"--overwrite to redo the finished stages, or point that stage's output_dir elsewhere."
+            f"Stage {stage!r}: {marker.parent} was made with other settings{keys} than {config_path} holds now. "
+            f"Re-run with --overwrite to redo the finished stages, or point that stage's output_dir elsewhere."
         )
 
 
@@ -259,6 +265,23 @@ def check_stages(args: StageRunArguments) -> None:
         raise SystemExit("The run's stages have problems; nothing was run:\n- " + "\n- ".join(problems))
 
 
+def run_command(stage: str, command: list[str]) -> float:
+    """Run a stage's command as a child process that dies with this one (a killed runner must not leave a stage
+    writing its output_dir behind). Returns its wall seconds; raises `SystemExit` naming the stage, the exit code
+    and the command to run it alone when it fails."""
+    start = time.perf_counter()
+    completed = subprocess.run(command, check=False, preexec_fn=parent_death_signal())
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        printable = shlex.join(command[1:] if command[0] == sys.executable else command)
+        raise SystemExit(
+            f"Stage {stage!r} failed with exit code {completed.returncode} after {seconds:.0f}s; its log is above. "
+            f"Fix the cause, then re-run the same command: finished stages are skipped. To run this stage alone: "
+            f"python {printable}"
+        )
+    return seconds
+
+
 def run_stage(
     args: StageRunArguments, stage: str, earlier: list[str] | None = None, remade: set[str] | None = None
 ) -> StageResult:
@@ -300,21 +323,9 @@ def _run_stage(args: StageRunArguments, stage: str, earlier: list[str], remade: 
         logger.info("[%s] finished earlier, but %s was remade since: running it again", stage, ", ".join(stale))
         marker.unlink()  # an interrupted re-run must not look finished
     logger.info("[%s] running: python %s", stage, printable)
-    start = time.perf_counter()
-    # The stage dies with the quickstart: a killed quickstart must not leave a stage writing its output_dir behind.
-    completed = subprocess.run(command, check=False, preexec_fn=parent_death_signal())
-    seconds = time.perf_counter() - start
-    if completed.returncode != 0:
-        raise SystemExit(
-            f"Stage {stage!r} failed with exit code {completed.returncode} after {seconds:.0f}s; its log is above. "
-            f"Fix the cause, then re-run the same command: finished stages are skipped. To run this stage alone: "
-            f"python {printable}"
-        )
-    output_dir.mkdir(parents=True, exist_ok=True)
+    seconds = run_command(stage, command)
     recorded = portable_command(command[1:] if command[0] == sys.executable else command, output_dir)
-    record = {"command": recorded, "seconds": round(seconds, 1), "config_sha256": config_digest(args, stage),
-              "finished_at": time.time()}  # fmt: skip
-    marker.write_text(json.dumps(record, indent=2) + "\n")
+    write_marker(output_dir, {"command": recorded, "seconds": round(seconds, 1)}, stage_config(args, stage))
     logger.info("[%s] done in %.0fs -> %s", stage, seconds, output_dir)
     summary = collect_summary(output_dir, summary_file)
     return StageResult(stage, printable, output_dir, seconds, summary, recorded_seconds=seconds)
