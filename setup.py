@@ -15,7 +15,7 @@ BUNDLED = {
 # Package data, all in one place (setup() keywords override setup.cfg's, so none is declared there). Recipe folders
 # are data, not packages: each pattern is relative to the bundled folder.
 PACKAGE_DATA = {
-    "unicorn_hf": ["synthesis/prompts/*.txt", "evaluation/metrics/*/*.py", "transfer/model_configs/*.json"],
+    "unicorn_hf": ["synthesis/prompts/*.txt", "evaluation/metrics/*/*.py", "encoders/model_configs/*.json"],
     "unicorn_hf._recipes": [
         "*.py",
         "*/*.yaml",

@@ -79,7 +79,7 @@ def _arguments(inputs: tuple[Path, Path], out: Path, batch_size: int, shard_size
 
 
 def throughput(folder: Path, rows: int, batch_size: int, shard_size: int) -> dict:
-    from unicorn_hf.transfer.encoders import load_encoder
+    from unicorn_hf.encoders import load_encoder
     from unicorn_hf.transfer.pipeline import run_transfer
     from unicorn_hf.transfer.sources import ShardedSource
 

@@ -29,7 +29,7 @@ from trl import SFTTrainer, TrlParser
 from unicorn_hf.cards import write_training_card
 from unicorn_hf.preflight import check_reference
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
-from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
+from unicorn_hf.training.data import prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, make_config_portable, write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
 from unicorn_hf.training.stages import (
@@ -43,6 +43,7 @@ from unicorn_hf.training.stages import (
     statistics_source,
     train,
 )
+from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.hub import push_folder
 from unicorn_hf.utils.logging import setup_logging
 from unicorn_hf.utils.processes import die_with_launcher
@@ -68,7 +69,7 @@ def main(
     resume_from = checkpoint_to_resume(training_args)
 
     # Model: base LLM + fresh projector, sized by the statistics of the data it will see.
-    statistics = load_modality_statistics(statistics_folder(script_args), source=statistics_source(script_args))
+    statistics = TransferStatistics.load(statistics_folder(script_args), source=statistics_source(script_args))
     model, processor = build_pretrain_model(model_args, training_args, statistics)
     copy_modality_statistics(model, statistics)
     set_trainable_parts(model, model_args, STAGE)

@@ -37,7 +37,7 @@ from unicorn_hf.cards import write_training_card
 from unicorn_hf.modeling.processing_unicorn import accept_structured_content
 from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
-from unicorn_hf.training.data import load_modality_statistics, prepare_dataset
+from unicorn_hf.training.data import prepare_dataset
 from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
 from unicorn_hf.training.metadata import build_metadata, make_config_portable, read_previous, write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
@@ -53,6 +53,7 @@ from unicorn_hf.training.stages import (
     statistics_source,
     train,
 )
+from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.hub import push_folder
 from unicorn_hf.utils.logging import setup_logging
 from unicorn_hf.utils.processes import die_with_launcher
@@ -91,7 +92,7 @@ def main(
     resume_from = checkpoint_to_resume(training_args)
 
     # Model: the pretraining checkpoint; the statistics of this dataset must come from the same encoder.
-    statistics = load_modality_statistics(statistics_folder(script_args), source=statistics_source(script_args))
+    statistics = TransferStatistics.load(statistics_folder(script_args), source=statistics_source(script_args))
     model, processor = load_stage_checkpoint(model_args, training_args)
     copy_modality_statistics(model, statistics)
     set_trainable_parts(model, model_args, STAGE)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from trl import TrlParser
 
-from unicorn_hf.encoder.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
-from unicorn_hf.encoder.recipe import encoder_parser
-from unicorn_hf.encoder.train import train_encoder
+from unicorn_hf.lit.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
+from unicorn_hf.lit.recipe import encoder_parser
+from unicorn_hf.lit.train import train_encoder
 from unicorn_hf.utils.logging import setup_logging
 
 

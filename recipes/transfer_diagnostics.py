@@ -24,11 +24,11 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from unicorn_hf.encoder.pairs import collect_pairs, restrict_pairs
-from unicorn_hf.encoder.recipe import HELD_OUT_IDS_FILE
+from unicorn_hf.encoders import load_encoder
+from unicorn_hf.lit.pairs import collect_pairs, restrict_pairs
+from unicorn_hf.lit.recipe import HELD_OUT_IDS_FILE
 from unicorn_hf.modeling.modality_transfer import TransferSettings, transfer_image, transfer_text
 from unicorn_hf.transfer.diagnostics import gap_metrics, modality_gap
-from unicorn_hf.transfer.encoders import load_encoder
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.logging import setup_logging
 

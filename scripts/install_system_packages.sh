@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages that hold the real image-text pairs the offline encoder is trained on (see
-# unicorn_hf/encoder/pairs.py): emoji images with their Unicode names, Open Clip Art drawings with their titles, and
+# unicorn_hf/lit/pairs.py): emoji images with their Unicode names, Open Clip Art drawings with their titles, and
 # the SVG renderer for those drawings. Skipped, with a note, where apt-get is missing or we are not root.
 set -euo pipefail
 PACKAGES=(fonts-noto-color-emoji openclipart-svg librsvg2-bin)

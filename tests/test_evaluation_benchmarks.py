@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from unicorn_hf.encoders import load_encoder_for
 from unicorn_hf.evaluation.benchmarks import (
     BENCHMARKS,
     MMSTAR_DEFAULT_OPTIONS,
@@ -17,7 +18,6 @@ from unicorn_hf.evaluation.benchmarks import (
     parse_inline_options,
 )
 from unicorn_hf.evaluation.fixtures import OBJECTS, build_fixture
-from unicorn_hf.evaluation.inference import encoder_spec_from_id
 from unicorn_hf.evaluation.scorers import score
 from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS
 
@@ -138,28 +138,9 @@ def test_unknown_benchmark_and_source():
         load_benchmark("pope", "disk", seed=0)
 
 
-@pytest.mark.parametrize(
-    ("encoder_id", "expected"),
-    [
-        ("open_clip:local-dir:/m/enc", {"spec": "local-dir:/m/enc"}),
-        ("open_clip:ViT-B-32/laion2b_s34b_b79k", {"spec": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}),
-        ("open_clip:ViT-B-32/file:/w/clip.pt", {"spec": "ViT-B-32", "pretrained": "/w/clip.pt"}),
-        ("open_clip:unicorn-tiny-clip/None#random-init-seed42",
-         {"spec": "unicorn-tiny-clip", "pretrained": None, "init_seed": 42}),
-        ("open_clip:local-dir:/m/enc#random-init-seed0", {"spec": "local-dir:/m/enc", "init_seed": 0}),
-        ("open_clip:unicorn-tiny-clip#random-init-seed42",
-         {"spec": "unicorn-tiny-clip", "pretrained": None, "init_seed": 42}),
-        ("open_clip:hf-hub:timm/ViT-B-16-SigLIP", {"spec": "hf-hub:timm/ViT-B-16-SigLIP"}),
-        ("hf:openai/clip-vit-base-patch32", {"spec": "hf:openai/clip-vit-base-patch32"}),
-    ],
-)  # fmt: skip
-def test_encoder_spec_from_id(encoder_id, expected):
-    assert encoder_spec_from_id(encoder_id) == expected
-
-
-def test_encoder_spec_from_id_refuses_llm2clip():
-    with pytest.raises(ValueError, match="explicitly"):
-        encoder_spec_from_id("llm2clip:microsoft/LLM2CLIP-Openai-L-14-336+microsoft/LLM2CLIP-Llama-3-8B")
+def test_a_checkpoint_without_an_encoder_record_needs_the_encoder_named():
+    with pytest.raises(ValueError, match=r"records no `encoder` \(encoder_id 'open_clip:x'\); pass the encoder spec"):
+        load_encoder_for("open_clip:x", None, encoder=None, device="cpu", dtype="float32", batch_size=2)
 
 
 def test_mmstar_inline_choices_never_depend_on_the_gold_letter():

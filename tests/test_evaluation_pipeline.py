@@ -36,7 +36,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
-    from unicorn_hf.transfer.encoders import load_encoder
+    from unicorn_hf.encoders import load_encoder
 
     folder = write_tiny_open_clip(tmp_path_factory.mktemp("tiny-clip"))
     return load_encoder(f"local-dir:{folder}", device="cpu", dtype="float32", batch_size=8, init_seed=0)

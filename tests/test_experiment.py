@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import yaml
 
-from unicorn_hf.encoder.pairs import Pair
 from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_difference
 from unicorn_hf.experiments.config import Plan
 from unicorn_hf.experiments.questions import (
@@ -27,6 +26,7 @@ from unicorn_hf.experiments.questions import (
     training_dialogues,
 )
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
+from unicorn_hf.lit.pairs import Pair
 
 
 REPO = Path(__file__).resolve().parents[1]

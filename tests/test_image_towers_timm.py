@@ -17,9 +17,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
 
 from unicorn_fixtures.folder_pipeline import BLOCK_UNICORN_HF, save_with_image_tower
 from unicorn_fixtures.timm_clip import EMBED_DIM, write_tiny_timm_open_clip
+from unicorn_hf.encoders import load_encoder
+from unicorn_hf.encoders.image_tower import TowerNotCarriable, image_tower_from_encoder
 from unicorn_hf.evaluation.inference import UnicornImageQA
-from unicorn_hf.transfer.encoders import load_encoder
-from unicorn_hf.transfer.image_towers import TowerNotCarriable, image_tower_from_encoder
 from unicorn_hf.utils.assets import photographs
 
 
@@ -60,8 +60,8 @@ def test_the_carried_timm_tower_equals_open_clip_encode_image(tmp_path, images, 
 def test_the_quickstart_encoders_real_trunk_is_carried_faithfully(tmp_path, images):
     """The quickstart's towers (packaged EfficientNet-Lite0 weights, MiniLM), its YAML's shape; the projections are
     untrained here, which does not matter for equality."""
-    from unicorn_hf.encoder.config import EncoderModelArguments
-    from unicorn_hf.encoder.model import build_pretrained_encoder, save_encoder
+    from unicorn_hf.lit.config import EncoderModelArguments
+    from unicorn_hf.lit.model import build_pretrained_encoder, save_encoder
 
     with open("recipes/tiny/encoder.yaml") as handle:
         recipe = yaml.safe_load(handle)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from unicorn_hf.encoder.pairs import Pair
 from unicorn_hf.experiments.ladder import (
     ImageRule,
     LadderItem,
@@ -21,6 +20,7 @@ from unicorn_hf.experiments.ladder import (
     ranked_correct,
     rung_inputs,
 )
+from unicorn_hf.lit.pairs import Pair
 
 
 EMBED_DIM = 8
@@ -196,7 +196,7 @@ def test_encoder_rung_ranks_by_cosine_with_the_captioned_candidates():
 
 
 def test_title_text_leaves_out_held_out_titles_and_counts_them(tmp_path, monkeypatch):
-    from unicorn_hf.encoder import recipe
+    from unicorn_hf.lit import recipe
     from unicorn_hf.synthesis import pair_text
     from unicorn_hf.utils.hub import load_dataset_folder
 
@@ -250,7 +250,7 @@ def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_qui
 
 def test_concept_bank_labels_join_the_captions_but_never_a_held_out_title(tmp_path, monkeypatch):
     from unicorn_hf import concepts
-    from unicorn_hf.encoder import recipe
+    from unicorn_hf.lit import recipe
     from unicorn_hf.synthesis import pair_text
     from unicorn_hf.utils.drops import DropLog
     from unicorn_hf.utils.hub import load_dataset_folder

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from unicorn_fixtures.folder_pipeline import BLOCK_UNICORN_HF, pipeline_answer
 from unicorn_fixtures.hf_clip import EMBED_DIM, write_tiny_hf_clip
+from unicorn_hf.encoders import load_encoder
 from unicorn_hf.evaluation.inference import UnicornImageQA, attach_encoder_image_tower
 from unicorn_hf.modeling.modality_transfer import (
     TRANSFER_METHODS,
@@ -28,7 +29,6 @@ from unicorn_hf.modeling.modality_transfer import (
 )
 from unicorn_hf.training.builder import build_from_text_model
 from unicorn_hf.transfer.config import TransferArguments
-from unicorn_hf.transfer.encoders import load_encoder
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.assets import photographs
 

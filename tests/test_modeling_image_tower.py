@@ -17,9 +17,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
 from unicorn_fixtures.evaluation import write_tiny_open_clip
 from unicorn_fixtures.folder_pipeline import BLOCK_UNICORN_HF, save_with_image_tower
 from unicorn_fixtures.hf_clip import EMBED_DIM, write_tiny_hf_clip
+from unicorn_hf.encoders import load_encoder
 from unicorn_hf.evaluation.inference import UnicornImageQA, image_tower_from_encoder
 from unicorn_hf.training.builder import build_from_text_model
-from unicorn_hf.transfer.encoders import load_encoder
 from unicorn_hf.utils.assets import photographs
 
 

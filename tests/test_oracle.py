@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset, Features, Sequence, Value
 
-from unicorn_hf.encoder.pairs import UnreadableImageError
 from unicorn_hf.experiments.oracle import (
     PairImages,
     cached_pair_images,
@@ -19,6 +18,7 @@ from unicorn_hf.experiments.oracle import (
     training_pair_ids,
     write_image_oracle,
 )
+from unicorn_hf.lit.pairs import UnreadableImageError
 from unicorn_hf.modeling.modality_transfer import TransferSettings
 from unicorn_hf.synthesis.pair_text import PAIR_IDS_FILE
 from unicorn_hf.transfer.statistics import TransferStatistics

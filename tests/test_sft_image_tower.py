@@ -11,12 +11,12 @@ import torch
 
 from unicorn_fixtures.folder_pipeline import pipeline_answer, project_answer
 from unicorn_fixtures.timm_clip import EMBED_DIM, write_tiny_timm_open_clip
+from unicorn_hf.encoders import load_encoder
+from unicorn_hf.encoders.image_tower import TowerNotCarriable
 from unicorn_hf.evaluation.inference import UnicornImageQA
 from unicorn_hf.training.builder import build_from_text_model
 from unicorn_hf.training.config import UnicornModelConfig
 from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
-from unicorn_hf.transfer.encoders import load_encoder
-from unicorn_hf.transfer.image_towers import TowerNotCarriable
 from unicorn_hf.utils.assets import photographs
 
 

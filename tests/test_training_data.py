@@ -11,7 +11,8 @@ from datasets import Dataset
 from unicorn_fixtures.synthetic import write_synthetic_transfer_folder
 from unicorn_hf.modeling import UnicornProcessor
 from unicorn_hf.training.collator import UnicornDataCollator
-from unicorn_hf.training.data import ModalityStatistics, load_modality_statistics, prepare_dataset
+from unicorn_hf.training.data import prepare_dataset
+from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.hub import load_dataset_folder
 
 
@@ -197,22 +198,21 @@ def test_dataset_errors_are_clear(processor, transfer_folder):
 
 
 def test_statistics_contract_and_mismatch(transfer_folder, tmp_path):
-    stats = load_modality_statistics(transfer_folder)
-    direct = ModalityStatistics.load(transfer_folder)  # the documented file contract, read without transfer/
-    assert stats.dim == direct.dim == DIM and stats.encoder_id == direct.encoder_id == "test/encoder"
-    assert torch.equal(stats.text_mean, direct.text_mean)
+    stats = TransferStatistics.load(transfer_folder, source="org/dataset")
+    assert stats.dim == DIM and stats.encoder_id == "test/encoder" and stats.text_mean.shape == (DIM,)
+    assert stats.source == "org/dataset"  # how records name it, not saved
     stats.check_matches(DIM, "test/encoder", what="YAML")
     with pytest.raises(ValueError, match="embed_dim=1280 but the dataset's embeddings"):
         stats.check_matches(1280, None, what="YAML")
     with pytest.raises(ValueError, match="names encoder 'other'"):
         stats.check_matches(None, "other", what="YAML")
     with pytest.raises(FileNotFoundError, match="transfer_stats"):
-        ModalityStatistics.load(tmp_path)
+        TransferStatistics.load(tmp_path)
     (tmp_path / "transfer_stats.json").write_text(json.dumps({"dim": DIM}))
     tensors = (transfer_folder / "transfer_stats.safetensors").read_bytes()
     (tmp_path / "transfer_stats.safetensors").write_bytes(tensors)
     with pytest.raises(ValueError, match="no 'encoder_id' field"):
-        ModalityStatistics.load(tmp_path)
+        TransferStatistics.load(tmp_path)
 
 
 def test_a_wrong_length_embedding_names_the_dataset_row_and_field(processor):

@@ -291,10 +291,3 @@ def test_stock_sft_loss_equals_the_models_full_logit_loss(tiny_lm_path, tmp_path
     correct = (full.logits[:, :-1].argmax(-1) == batch["labels"][:, 1:]) & scored
     accuracy = trainer._metrics["eval"]["mean_token_accuracy"][-1]  # "eval": the model is in eval mode
     assert accuracy == pytest.approx(float(correct.sum() / scored.sum()))
-
-
-def test_the_old_trainer_name_is_a_deprecated_alias_of_trl_sft_trainer():
-    import unicorn_hf.training.stages as stages
-
-    with pytest.warns(FutureWarning, match="stock SFTTrainer"):
-        assert stages.UnicornSFTTrainer is SFTTrainer

@@ -8,7 +8,7 @@ import string
 import pytest
 import torch
 
-from unicorn_hf.transfer.encoders import HFClipEncoder, load_encoder
+from unicorn_hf.encoders import HFClipEncoder, load_encoder
 
 
 CAPTIONS = ["a cat", "a red bus on a street in the rain at night", "two dogs", "soup"]

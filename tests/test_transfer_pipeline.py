@@ -10,16 +10,16 @@ import pytest
 import torch
 from datasets import Dataset, List, Value, load_dataset
 
+from unicorn_hf import encoders as encoders_module
+from unicorn_hf.encoders import load_encoder
 from unicorn_hf.modeling.modality_transfer import TransferSettings
-from unicorn_hf.transfer import encoders as encoders_module
 from unicorn_hf.transfer import pipeline
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
-from unicorn_hf.transfer.encoders import load_encoder
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.hub import configs_metadata, write_card, write_dataset_config
 
 
-TINY = "unicorn-tiny-clip"  # random-init tiny open_clip architecture shipped in unicorn_hf/transfer/model_configs
+TINY = "unicorn-tiny-clip"  # random-init tiny open_clip architecture shipped in unicorn_hf/encoders/model_configs
 DIM = 64
 LONG_CAPTION = " ".join(["a long detailed caption about a red bicycle leaning on a wall"] * 12)  # >> 77 tokens
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from unicorn_hf.data_contract import option_key
 from unicorn_hf.evaluation.answers import option_letters
 
 
@@ -86,11 +87,6 @@ def _yes_no(value: str, where: str) -> str:
     return answer
 
 
-def _option_key(text: str) -> str:
-    """An option text compared without case, whitespace or a final full stop: "(6, 2)" == "(6,2)", "Cat." == "cat"."""
-    return "".join(str(text).lower().split()).rstrip(".")
-
-
 def answer_letter(value: Any, options: list[str], where: str) -> str:
     """The letter of an answer key: a letter among the options' ("B", "(b)", "B."), or the text of exactly one
     option ("a tabby cat" -> its letter). Anything else raises with `where` (the row) named."""
@@ -99,8 +95,8 @@ def answer_letter(value: Any, options: list[str], where: str) -> str:
     bare = re.fullmatch(r"\(?([A-Za-z])\)?\.?", text)
     if bare and bare.group(1).upper() in letters:
         return bare.group(1).upper()
-    key = _option_key(text)
-    same = [letter for letter, option in zip(letters, options, strict=True) if option and _option_key(option) == key]
+    key = option_key(text)
+    same = [letter for letter, option in zip(letters, options, strict=True) if option and option_key(option) == key]
     if len(same) == 1:
         return same[0]
     detail = f"the text of {len(same)} options" if same else "neither an option letter nor an option's text"

@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from unicorn_hf.encoders.image_tower import image_tower_from_encoder
+from unicorn_hf.encoders.loading import load_encoder_for
 from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_METHODS
-from unicorn_hf.transfer.image_towers import image_tower_from_encoder
 
 
 logger = logging.getLogger(__name__)
@@ -49,63 +49,6 @@ MEAN_MODE_DESCRIPTIONS = {
     "text": "training caption mean (text_mean) as fallback",
     "none": "no shift",
 }
-_RANDOM_INIT = re.compile(r"#random-init-seed(-?\d+)$")
-
-
-def encoder_spec_from_id(encoder_id: str) -> dict:
-    """Turn an encoder `.id` (as recorded in the model config) back into `load_encoder` arguments.
-
-    `open_clip:local-dir:/p` -> spec `local-dir:/p`; `open_clip:hf-hub:org/repo` -> `hf-hub:org/repo`;
-    `open_clip:NAME/file:/w.pt` -> NAME with that checkpoint;
-    `open_clip:NAME/TAG` -> NAME with pretrained TAG; a `#random-init-seedN` suffix -> random init seeded with N;
-    `hf:ID` is its own spec. `llm2clip:` needs its text model, so it must be given explicitly.
-    """
-    kwargs: dict = {}
-    seeded = _RANDOM_INIT.search(encoder_id)
-    if seeded:
-        kwargs["init_seed"] = int(seeded.group(1))
-        encoder_id = encoder_id[: seeded.start()]
-    if encoder_id.startswith("hf:"):
-        return {"spec": encoder_id, **kwargs}
-    if not encoder_id.startswith("open_clip:"):
-        raise ValueError(
-            f"Cannot rebuild encoder {encoder_id!r} from its id alone; pass `encoder` (a load_encoder spec) "
-            "explicitly."
-        )
-    body = encoder_id[len("open_clip:") :]
-    if body.startswith(("local-dir:", "hf-hub:")):  # the folder / Hub repo names its weights; "/" is part of it
-        return {"spec": body, **kwargs}
-    name, _, pretrained = body.partition("/")
-    if pretrained.startswith("file:"):
-        pretrained = pretrained[len("file:") :]
-    return {"spec": name, "pretrained": None if pretrained in ("", "None") else pretrained, **kwargs}
-
-
-def load_encoder_for(
-    encoder_id: str | None,
-    override: str | None = None,
-    *,
-    encoder: dict | None = None,
-    search: Sequence[str | Path] = (),
-    **load_kwargs,
-):
-    """The paired encoder of a checkpoint: `override` (a load_encoder spec) if given, else rebuilt from the config's
-    structured `encoder` record (looked for in `search`, e.g. the checkpoint folder, then at its relative location),
-    else, for checkpoints written before that record, parsed back from `encoder_id`."""
-    from unicorn_hf.transfer.encoders import load_encoder, load_encoder_from_spec
-
-    if override is not None:
-        return load_encoder(override, **load_kwargs)
-    if encoder is not None:
-        loaded = load_encoder_from_spec(encoder, search=search, **load_kwargs)
-    elif encoder_id is None:
-        raise ValueError("The model config records no encoder; pass the encoder spec explicitly (`encoder`).")
-    else:
-        spec = encoder_spec_from_id(encoder_id)
-        loaded = load_encoder(spec.pop("spec"), **(spec | load_kwargs))
-    if encoder_id is not None and loaded.id != encoder_id:
-        raise ValueError(f"Rebuilt encoder {loaded.id!r} differs from the model's {encoder_id!r}.")
-    return loaded
 
 
 def attach_encoder_image_tower(model: UnicornForConditionalGeneration, processor: UnicornProcessor, encoder, mean):
@@ -398,9 +341,7 @@ __all__ = [
     "BoundUnicornProcessor",
     "UnicornImageQA",
     "attach_encoder_image_tower",
-    "encoder_spec_from_id",
     "image_tower_from_encoder",
-    "load_encoder_for",
     "load_images",
     "make_pipeline",
 ]

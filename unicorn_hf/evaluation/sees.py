@@ -68,7 +68,7 @@ class SeesArguments:
 
 def held_out_pairs(encoder_config: str, encoder_dir: str, num_images: int):
     """The first `num_images` titled pairs the encoder held out (never trained on), in its own order."""
-    from unicorn_hf.encoder.recipe import trained_encoder_pairs
+    from unicorn_hf.lit.recipe import trained_encoder_pairs
 
     pairs, held_out_ids = trained_encoder_pairs(encoder_config, encoder_dir)
     by_id = {pair.id: pair for pair in pairs}
@@ -92,8 +92,8 @@ def load_text_record(text_path: str, field_name: str) -> dict:
 
 def run_sees(args: SeesArguments) -> dict:
     """Score the checkpoint sighted and blind; write and return `results.json` (also its `headline`)."""
+    from unicorn_hf.encoders import load_encoder
     from unicorn_hf.training.metadata import package_versions
-    from unicorn_hf.transfer.encoders import load_encoder
 
     start = time.perf_counter()
     record = load_text_record(args.text_path, "text_path")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import yaml
 
+from unicorn_hf.evaluation.inference import MEAN_MODES
 
-MEANS = ("eval", "image", "text", "none")  # see unicorn_hf.evaluation.inference.MEAN_MODES
-INPUTS = ("images", "zero", "shuffled")  # the real images, or the blind controls
+
+EVALUATION_INPUTS = ("images", "zero", "shuffled")  # the real images, or the blind controls
 
 
 @dataclass
@@ -20,7 +21,7 @@ class ExperimentArguments:
     output_dir: str = field(metadata={"help": "Everything is written here: shared/ (data, encoder), seed-N/ (arms)."})
     seed: int = field(metadata={"help": "Seed of the VLM training runs, the questions and the noise arm."})
     split_seed: int = field(metadata={"help": "Seed of the pair splits and the encoder (shared by every run)."})
-    sources: list[str] = field(metadata={"help": "Pair sources (unicorn_hf.encoder.pairs): emoji, openclipart."})
+    sources: list[str] = field(metadata={"help": "Pair sources (unicorn_hf.lit.pairs): emoji, openclipart."})
     num_eval: int = field(metadata={"help": "Evaluation images (one mc + one yes/no question each)."})
     num_pool: int = field(metadata={"help": "Unlabeled images whose mean embedding is stored for inference."})
     num_vlm_train: int = field(metadata={"help": "Pairs whose captions (text only) train the VLM."})
@@ -107,11 +108,7 @@ class Plan:
             if arm.embeddings not in ("text", "image"):
                 raise ValueError(f"{path}: arms[{index}].embeddings must be 'text' or 'image', got {arm.embeddings!r}")
             for mode in modes:
-                if mode.mean not in ("eval", "image", "text", "none") or mode.inputs not in (
-                    "images",
-                    "zero",
-                    "shuffled",
-                ):
+                if mode.mean not in MEAN_MODES or mode.inputs not in EVALUATION_INPUTS:
                     raise ValueError(f"{path}: arms[{index}] evaluate {mode.name!r}: bad mean/inputs {mode}")
             arms.append(arm)
         names = [f"{arm.name}/{mode.name}" for arm in arms for mode in arm.evaluate]

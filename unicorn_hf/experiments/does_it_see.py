@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import yaml
 
-from unicorn_hf.encoder.pairs import Pair, collect_pairs
+from unicorn_hf.data_contract import CAPTIONS_COLUMNS, CAPTIONS_CONFIG, IMAGE_EMBEDS
 from unicorn_hf.experiments.config import Arm, ExperimentArguments, Plan
 from unicorn_hf.experiments.oracle import (
     PairImages,
@@ -45,6 +45,7 @@ from unicorn_hf.experiments.oracle import (
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import most_frequent_answer
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
+from unicorn_hf.lit.pairs import Pair, collect_pairs
 from unicorn_hf.stages.markers import changed_settings, is_finished, read_marker, write_marker
 from unicorn_hf.stages.runner import STAGE_SCRIPTS, run_command
 from unicorn_hf.utils.paths import portable_record
@@ -67,7 +68,7 @@ def _fingerprint(*parts) -> str:
 
 
 def _is_readable(pair: Pair) -> bool:
-    from unicorn_hf.encoder.pairs import UnreadableImageError
+    from unicorn_hf.lit.pairs import UnreadableImageError
 
     try:
         pair.load()
@@ -142,7 +143,7 @@ class Experiment:
     # ---- shared: pairs, splits, encoder, image embeddings ---------------------------------------------------------
     def pairs(self) -> dict[str, Pair]:
         if self._pairs is None:
-            from unicorn_hf.encoder.recipe import parse_config
+            from unicorn_hf.lit.recipe import parse_config
 
             model_args, _, _ = parse_config(self.args.encoder_config)
             found, drops = collect_pairs(self.args.sources, None, self.args.split_seed, model_args.image_size)
@@ -182,7 +183,7 @@ class Experiment:
     def encoder_dir(self) -> Path:
         """The shared encoder folder: trained on first use (timed once, as stage `encoder`), then reused."""
         if self._encoder_dir is None:
-            from unicorn_hf.encoder.train import build_default_encoder
+            from unicorn_hf.lit.train import build_default_encoder
 
             ids_file = self.shared / "encoder_pair_ids.json"
             self._encoder_dir = self.timer.run(
@@ -194,7 +195,7 @@ class Experiment:
     def load_encoder(self):
         """The shared encoder, loaded once per run (image embeddings and zero-shot both use it)."""
         if self._encoder is None:
-            from unicorn_hf.transfer.encoders import load_encoder
+            from unicorn_hf.encoders import load_encoder
 
             encoder_yaml = yaml.safe_load(Path(self.args.encoder_config).read_text())
             self._encoder = load_encoder(
@@ -249,7 +250,7 @@ class Experiment:
 
     def text_data(self, splits: PairSplits, captions_dir: Path | None) -> Path:
         """Hub-ready folder with configs `captions` (raw seeds + expansions) and `instructions` (dialogues)."""
-        from unicorn_hf.synthesis.pair_text import CAPTION_COLUMNS, pair_text_rows, write_text_folder
+        from unicorn_hf.synthesis.pair_text import pair_text_rows, write_text_folder
         from unicorn_hf.utils.hub import load_dataset_folder
 
         folder = self.run_dir / "text"
@@ -262,9 +263,9 @@ class Experiment:
         )
         if captions_dir is not None:  # stage-1 expansions keep their own ids; their seed names the pair
             by_caption = {pair.caption: pair.id for pair in train}
-            for row in load_dataset_folder(captions_dir, "captions"):
+            for row in load_dataset_folder(captions_dir, CAPTIONS_CONFIG):
                 pair_of_row[row["id"]] = by_caption[row["seed"]]
-                captions.append({key: row[key] for key in CAPTION_COLUMNS})
+                captions.append({key: row[key] for key in CAPTIONS_COLUMNS})
         body = (
             "# does-it-see training text\n\nCaptions of the experiment's `vlm_train` pairs (raw seeds and stage-1 "
             f"expansions: {len(captions)} rows) and templated one-question dialogues ({len(dialogues)} rows). "
@@ -374,9 +375,9 @@ class Experiment:
             model = model.to(self.args.eval_device).eval()
             processor = UnicornProcessor.from_pretrained(folder)
             if stage == "pretrain":
-                rows = load_dataset_folder(transfer_dir, "captions")
+                rows = load_dataset_folder(transfer_dir, CAPTIONS_CONFIG)
                 rows = rows.select(range(min(num_rows, len(rows))))
-                embeds = torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
+                embeds = torch.tensor(np.asarray(rows[IMAGE_EMBEDS], dtype=np.float32))  # [N, D]
                 probes[stage] = caption_nll(model, processor, rows["caption"], embeds, self.args.seed)
             else:  # the first `num_rows` mc dialogues, and as many yes/no ones (stage 2's QA rows are passed over)
                 qa = UnicornImageQA(model, processor, encoder=None)  # embeddings given: no image to encode

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unicorn_hf.encoder.pairs import Pair
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, group_by_source, mc_question
+from unicorn_hf.lit.pairs import Pair
 
 
 @dataclass(frozen=True)

@@ -354,10 +354,10 @@ def write_ladder_card(args: LadderArguments, ladder: dict) -> Path | None:
 
 def run_ladder(args: LadderArguments) -> dict:
     """Score every rung; write and return `ladder.json` (also `ladder.md` and `ladder.png`)."""
+    from unicorn_hf.encoders import load_encoder
     from unicorn_hf.evaluation.sees import held_out_pairs
     from unicorn_hf.experiments.scoring import load_image_qa
     from unicorn_hf.training.metadata import package_versions, pretraining_caption_prompt, read_previous
-    from unicorn_hf.transfer.encoders import load_encoder
 
     start = time.perf_counter()
     # Every input is checked before the encoder and the model load.

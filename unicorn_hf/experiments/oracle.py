@@ -23,10 +23,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from unicorn_hf.encoder.pairs import UnreadableImageError
+from unicorn_hf.data_contract import CAPTIONS_CONFIG, CONFIG_NAMES, IMAGE_EMBEDS
+from unicorn_hf.encoders import load_encoder
+from unicorn_hf.lit.pairs import UnreadableImageError
 from unicorn_hf.modeling.modality_transfer import TransferSettings
 from unicorn_hf.synthesis.pair_text import PAIR_IDS_FILE, every_pair_of
-from unicorn_hf.transfer.encoders import load_encoder
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.drops import DROPS_FILE, DropLog
 from unicorn_hf.utils.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
@@ -34,7 +35,6 @@ from unicorn_hf.utils.hub import configs_metadata, load_dataset_folder, write_ca
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAMES = ("captions", "instructions")
 IMAGE_EMBEDS_FILE = "image_embeds.safetensors"  # raw image embeddings [N, D] of the training pairs
 IMAGE_EMBEDS_IDS_FILE = "image_embeds_ids.json"  # their pair ids, in row order
 # normalize(x - mean(X_train)): the paper's mean shift (re-normalised, as its text) within the image modality
@@ -73,7 +73,7 @@ def encode_pair_images(encoder, pairs: dict, ids: list[str], cache_dir: Path | N
 
     With `cache_dir`, the result is read from (and written to) `image_embeds.safetensors` there when it was made for
     exactly these ids by this encoder (`encoder.id`), so a repeated run encodes nothing. Raises `KeyError`
-    naming the first id that `pairs` (pair id -> `unicorn_hf.encoder.pairs.Pair`) lacks, before any image is encoded.
+    naming the first id that `pairs` (pair id -> `unicorn_hf.lit.pairs.Pair`) lacks, before any image is encoded.
     """
     cached = None if cache_dir is None else cached_pair_images(cache_dir, ids, encoder.id)
     if cached is not None:
@@ -150,7 +150,7 @@ def write_image_oracle(
 
     def swap(row: dict) -> dict:
         vector = oracle_stats.embed_text(image_embeds[pair_of_row[row["id"]]].unsqueeze(0))[0]  # [D]
-        return {"image_embeds": vector.to(torch.float16).tolist()}
+        return {IMAGE_EMBEDS: vector.to(torch.float16).tolist()}
 
     def reason(row_id: str) -> str | None:
         if row_id not in pair_of_row:
@@ -168,7 +168,7 @@ def write_image_oracle(
             else:
                 log.drop(why, row_id)
         kept = rows.select(keep)
-        if config_name == "captions" and len(kept) == 0:
+        if config_name == CAPTIONS_CONFIG and len(kept) == 0:
             raise ValueError(f"no caption row of {text_transfer} is left: {log.summary()}")
         write_dataset_config(kept.map(swap, features=kept.features), output_dir, config_name)
     oracle_stats.save(output_dir)

@@ -20,6 +20,7 @@ import re
 import numpy as np
 import torch
 
+from unicorn_hf.data_contract import IMAGE_EMBEDS, INSTRUCTIONS_CONFIG
 from unicorn_hf.evaluation.answers import option_letters
 from unicorn_hf.experiments.cloze import cloze_credit
 from unicorn_hf.experiments.questions import Question
@@ -128,7 +129,7 @@ def training_mc_accuracy(
 
 def _rows_with_embeds(rows, chosen: list[int]) -> tuple[list[dict], torch.Tensor]:
     rows = rows.select(chosen)
-    return rows.to_list(), torch.tensor(np.asarray(rows["image_embeds"], dtype=np.float32))  # [N, D]
+    return rows.to_list(), torch.tensor(np.asarray(rows[IMAGE_EMBEDS], dtype=np.float32))  # [N, D]
 
 
 def training_dialogue_probe(
@@ -148,7 +149,7 @@ def training_dialogue_probe(
         return None
     from unicorn_hf.utils.hub import load_dataset_folder
 
-    rows = load_dataset_folder(dialogues_path, "instructions")
+    rows = load_dataset_folder(dialogues_path, INSTRUCTIONS_CONFIG)
     image_token = qa.processor.image_token
     chosen_mc, chosen_yes_no, yes_no_questions, passed_over = [], [], [], 0
     for index, row in enumerate(rows.select_columns(["id", "messages"])):

@@ -15,8 +15,8 @@ import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
 
-from unicorn_hf.encoder.pairs import Pair
 from unicorn_hf.evaluation.answers import option_letters
+from unicorn_hf.lit.pairs import Pair
 
 
 @dataclass(frozen=True)

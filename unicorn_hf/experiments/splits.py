@@ -1,6 +1,6 @@
 """Disjoint splits of the packaged image-text pairs by id, written down so that every stage reads the same ones.
 
-The experiment needs four disjoint sets of real pairs (`unicorn_hf.encoder.pairs`):
+The experiment needs four disjoint sets of real pairs (`unicorn_hf.lit.pairs`):
 
     eval           images the VLM is questioned about; never seen by the encoder or the VLM
     pool           unlabeled images whose mean embedding is stored (no test-set statistics at inference)
@@ -18,10 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unicorn_hf.encoder.pairs import Pair
-
-
-SPLIT_NAMES = ("eval", "pool", "vlm_train", "encoder_train")
+from unicorn_hf.lit.pairs import Pair
 
 
 def hash_rank(seed: int, pair_id: str) -> str:

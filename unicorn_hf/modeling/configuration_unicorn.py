@@ -17,7 +17,7 @@ from .modality_transfer import IMAGE_MEAN_CHOICES, IMAGE_MEAN_METHODS, TransferS
 PROJECTOR_PATTERN = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
 # Image towers a checkpoint can carry: the transformers class that maps pixels into the paired encoder's joint
 # embedding space, the output field holding that embedding, and the config field giving its width. `timm_wrapper`
-# holds an open_clip timm trunk with its linear head as timm's classifier (`unicorn_hf.transfer.image_towers`); an
+# holds an open_clip timm trunk with its linear head as timm's classifier (`unicorn_hf.encoders.image_tower`); an
 # open_clip ViT has no transformers class to hold its weights (`UnicornForConditionalGeneration.attach_image_tower`).
 VISION_TOWERS = {
     "clip_vision_model": ("CLIPVisionModelWithProjection", "image_embeds", "projection_dim"),
@@ -58,7 +58,7 @@ class UnicornConfig(PreTrainedConfig):
             Path-free id of the paired text/image encoder whose embeddings the model was trained on (for display and
             to refuse another encoder's embeddings).
         encoder (`dict`, *optional*):
-            The same encoder, structured (`unicorn_hf.transfer.encoders.EncoderSpec.to_dict()`: library, name,
+            The same encoder, structured (`unicorn_hf.encoders.EncoderSpec.to_dict()`: library, name,
             pretrained tag, init seed, content fingerprint of a local folder, its relative location): what
             evaluation rebuilds the encoder from. Never holds a path of the machine it ran on.
         modality_transfer (`dict`, *optional*):

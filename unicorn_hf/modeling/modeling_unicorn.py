@@ -451,7 +451,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
                 as `image_mean`. Other methods take "none" (their image side subtracts nothing).
 
         An open_clip ViT tower (or LLM2CLIP's) has no transformers class to hold its weights, so it cannot be
-        carried; `unicorn_hf.transfer.image_towers.image_tower_from_encoder` converts what can be (an open_clip timm
+        carried; `unicorn_hf.encoders.image_tower.image_tower_from_encoder` converts what can be (an open_clip timm
         trunk with a linear head included) and names the ways out for the rest.
         """
         check_vision_config(vision_tower.config, self.config.embed_dim)

@@ -138,7 +138,7 @@ class UnicornProcessor(ProcessorMixin):
             else:
                 raise ValueError(
                     "PIL images need an image tower, and this processor has no image processor: the checkpoint "
-                    "carries no tower (see unicorn_hf.transfer.image_towers for the encoders that can). Pass "
+                    "carries no tower (see unicorn_hf.encoders.image_tower for the encoders that can). Pass "
                     "`image_embeds` made by the paired encoder, or an `image_embedder` "
                     "(`unicorn_hf.evaluation.inference.UnicornImageQA` / `make_pipeline` do both)."
                 )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from unicorn_hf.concepts import CONCEPT_BANKS, LABEL_FORMATS
+from unicorn_hf.data_contract import TASKS
 
 
 def _from_mapping(cls: type, value: Any, where: str):
@@ -211,7 +212,7 @@ class TaskConfig:
     response_prefix: str | None = None
 
     def __post_init__(self):
-        if self.name not in ("mc", "qa", "reasoning"):
+        if self.name not in TASKS:
             raise ValueError(f"task name must be mc, qa or reasoning, got {self.name!r}")
         if not 1 <= self.min_turns <= self.max_turns:
             raise ValueError(

@@ -1,6 +1,6 @@
 """Text made from real image-text pairs without an LLM: their captions as-is and templated dialogues about them.
 
-The packaged pairs (`unicorn_hf.encoder.pairs`) name what each picture shows ("grinning face", "soft blue couch").
+The packaged pairs (`unicorn_hf.lit.pairs`) name what each picture shows ("grinning face", "soft blue couch").
 Their captions are stage-1-shaped rows (`model_name: seed`) and `unicorn_hf.experiments.questions` asks two
 one-question dialogues about each (4-way "what is shown"; a yes/no presence question) in the instructions contract.
 Only the text is used: the images stay unseen, so held-out pairs can test whether the model reads real images.
@@ -16,13 +16,13 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from unicorn_hf.encoder.pairs import Pair
+from unicorn_hf.data_contract import CAPTIONS_COLUMNS, CAPTIONS_CONFIG, INSTRUCTIONS_CONFIG
 from unicorn_hf.experiments.questions import QuestionTemplates, group_by_source, training_dialogues
+from unicorn_hf.lit.pairs import Pair
 from unicorn_hf.synthesis.seeds import seed_id
 from unicorn_hf.utils.hub import configs_metadata, write_card, write_dataset_config
 
 
-CAPTION_COLUMNS = ("id", "seed", "seed_source", "caption", "model_name")
 logger = logging.getLogger(__name__)
 
 SEED_SOURCE = "pair_caption"
@@ -73,8 +73,8 @@ def write_text_folder(
 ) -> Path:
     """A Hub-ready folder with configs `captions` and `instructions` (stage 3 reads it like stages 1-2's output)."""
     folder = Path(folder)
-    write_dataset_config(Dataset.from_list(captions), folder, "captions")
-    write_dataset_config(Dataset.from_list(dialogues), folder, "instructions")
+    write_dataset_config(Dataset.from_list(captions), folder, CAPTIONS_CONFIG)
+    write_dataset_config(Dataset.from_list(dialogues), folder, INSTRUCTIONS_CONFIG)
     write_card(folder, {"configs": configs_metadata(["captions", "instructions"])}, body)
     (folder / PAIR_IDS_FILE).write_text(json.dumps(pair_of_row, indent=0) + "\n")
     return folder
@@ -166,8 +166,8 @@ def concept_caption_rows(
 
 def every_pair_of(encoder_config: str) -> list[Pair]:
     """Every pair of the encoder recipe's sources, de-duplicated, without its per-source cap (same ids)."""
-    from unicorn_hf.encoder.pairs import collect_pairs
-    from unicorn_hf.encoder.recipe import parse_config
+    from unicorn_hf.lit.pairs import collect_pairs
+    from unicorn_hf.lit.recipe import parse_config
 
     model_args, data_args, training_args = parse_config(encoder_config)
     pairs, drops = collect_pairs(data_args.sources, None, training_args.seed, model_args.image_size)
@@ -177,8 +177,8 @@ def every_pair_of(encoder_config: str) -> list[Pair]:
 
 def run_pair_text(args: PairTextArguments) -> Path:
     """Write `output_dir`: stages 1-2's rows (unchanged) followed by the pairs' captions and dialogues."""
-    from unicorn_hf.encoder.recipe import trained_encoder_pairs
     from unicorn_hf.experiments.splits import hash_rank
+    from unicorn_hf.lit.recipe import trained_encoder_pairs
     from unicorn_hf.utils.hub import load_dataset_folder
 
     pairs, held_out_ids = trained_encoder_pairs(args.encoder_config, args.encoder_dir)
@@ -209,11 +209,13 @@ def run_pair_text(args: PairTextArguments) -> Path:
         captions += concept_rows
     carried = {"captions": 0, "instructions": 0}
     if args.captions_path is not None:
-        rows = load_dataset_folder(args.captions_path, "captions").select_columns(list(CAPTION_COLUMNS)).to_list()
+        rows = (
+            load_dataset_folder(args.captions_path, CAPTIONS_CONFIG).select_columns(list(CAPTIONS_COLUMNS)).to_list()
+        )
         captions, carried["captions"] = rows + captions, len(rows)
     if args.instructions_path is not None:
         columns = ["id", "task", "caption", "messages", "model_name"]
-        rows = load_dataset_folder(args.instructions_path, "instructions").select_columns(columns).to_list()
+        rows = load_dataset_folder(args.instructions_path, INSTRUCTIONS_CONFIG).select_columns(columns).to_list()
         dialogues, carried["instructions"] = rows + dialogues, len(rows)
     body = (
         f"# Training text\n\n{carried['captions']} stage-1 captions and {carried['instructions']} stage-2 dialogues, "

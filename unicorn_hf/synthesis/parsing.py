@@ -29,6 +29,8 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from unicorn_hf.data_contract import option_key
+
 
 LETTERS = "ABCD"
 _FENCE = re.compile(r"```(?:json|JSON|javascript|python)?\s*(.*?)(?:```|$)", re.DOTALL)
@@ -249,11 +251,6 @@ class QATurn(_Turn):
 # A letter label in front of an option or answer: "A. red", "(b) blue", "C) green", "D: white", "[A] one".
 _LETTER_PREFIX = re.compile(r"\s*[\(\[]?\s*([A-Za-z])\s*(?:[\)\]]\s*[.:]?|[.:])\s+(.*)", re.DOTALL)
 _BARE_LETTER = re.compile(r"[\(\[]?\s*([A-Da-d])\s*[\)\]]?[.:]?")
-
-
-def option_key(text: str) -> str:
-    """An option compared without case, whitespace or a final full stop: "(6, 2)" == "(6,2)", "Cat." == "cat"."""
-    return "".join(text.lower().split()).rstrip(".")
 
 
 def _strip_label(option: Any, letter: str) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from unicorn_hf.data_contract import IMAGE_EMBEDS
+
 
 @dataclass
 class UnicornDataCollator:
@@ -58,7 +60,7 @@ class UnicornDataCollator:
             input_ids[i, span] = ids_t
             attention_mask[i, span] = 1
             labels[i, span] = ids_t.masked_fill(torch.tensor(mask, dtype=torch.bool).logical_not(), -100)
-        image_embeds = torch.tensor([row["image_embeds"] for row in rows], dtype=torch.float32)  # [B, D]
+        image_embeds = torch.tensor([row[IMAGE_EMBEDS] for row in rows], dtype=torch.float32)  # [B, D]
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,

@@ -19,37 +19,23 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from datasets import Dataset
 
-from unicorn_hf.transfer.statistics import STATS_JSON, STATS_TENSORS, TransferStatistics  # noqa: F401 (re-exported)
+from unicorn_hf.data_contract import FORBIDDEN_COLUMNS, IMAGE_EMBEDS
 from unicorn_hf.utils.drops import DropLog
 
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EMBEDS = "image_embeds"
-_FORBIDDEN_COLUMNS = ("image", "images")  # TRL switches to its PIL image pipeline on these names
 _KEPT_COLUMNS = ("id", "input_ids", "loss_mask", IMAGE_EMBEDS)
-
-
-# ---- modality statistics -----------------------------------------------------------------------------------------
-# One contract for the statistics files: `unicorn_hf.transfer.statistics` declares the file names, the fields and the
-# loader; training reads them through it. `ModalityStatistics` is kept as the name the training code used.
-ModalityStatistics = TransferStatistics
-
-
-def load_modality_statistics(folder: str | Path, source: str | None = None) -> TransferStatistics:
-    """Stage 3's statistics from `folder`; `source` names them in records (a Hub dataset id, not its cache path)."""
-    return TransferStatistics.load(folder, source=source)
 
 
 # ---- dataset-level checks ----------------------------------------------------------------------------------------
 def check_columns(dataset: Dataset, required: tuple[str, ...], where: str) -> None:
     """Raise a clear error when the dataset is not a stage-3 output of the expected config."""
     columns = set(dataset.column_names)
-    if bad := [c for c in _FORBIDDEN_COLUMNS if c in columns]:
+    if bad := [c for c in FORBIDDEN_COLUMNS if c in columns]:
         raise ValueError(
             f"{where} has a column named {bad}: TRL would treat it as PIL images. Unicorn stores the embedding in "
             f"{IMAGE_EMBEDS!r}; rename the column."

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from unicorn_hf.encoders.image_tower import image_tower_from_encoder
 from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_CHOICES, IMAGE_MEAN_METHODS
-from unicorn_hf.transfer.image_towers import image_tower_from_encoder
 
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def prepare_image_tower(
 
     Raises `TowerNotCarriable` (naming the ways out) when no transformers class holds the tower faithfully.
     """
-    from unicorn_hf.transfer.encoders import load_encoder
+    from unicorn_hf.encoders import load_encoder
 
     if mean not in TOWER_MEANS:
         raise ValueError(f"image_tower_mean must be one of {TOWER_MEANS} with image_tower_encoder set, got {mean!r}")

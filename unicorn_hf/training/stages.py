@@ -15,7 +15,7 @@ from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcesso
 from unicorn_hf.training.builder import build_from_text_model
 from unicorn_hf.training.collator import UnicornDataCollator
 from unicorn_hf.training.config import UnicornModelConfig, UnicornTrainingConfig, require
-from unicorn_hf.training.data import ModalityStatistics
+from unicorn_hf.transfer.statistics import TransferStatistics
 
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def torch_dtype(name: str | None) -> torch.dtype | str | None:
 
 # ---- models ------------------------------------------------------------------------------------------------------
 def build_pretrain_model(
-    model_args: UnicornModelConfig, training_args: UnicornTrainingConfig, stats: ModalityStatistics
+    model_args: UnicornModelConfig, training_args: UnicornTrainingConfig, stats: TransferStatistics
 ) -> tuple[UnicornForConditionalGeneration, UnicornProcessor]:
     """A fresh Unicorn model around the base LLM, sized by the transfer statistics (the YAML may only agree)."""
     require(model_args, "model_name_or_path", "projector_type", "num_image_tokens", stage="pretrain")
@@ -99,7 +99,7 @@ def load_stage_checkpoint(
     return model, processor
 
 
-def copy_modality_statistics(model: UnicornForConditionalGeneration, stats: ModalityStatistics) -> None:
+def copy_modality_statistics(model: UnicornForConditionalGeneration, stats: TransferStatistics) -> None:
     """Check that the data was embedded by the model's encoder, then store its statistics in the model."""
     stats.check_matches(model.config.embed_dim, model.config.encoder_id, what=f"The model ({model.name_or_path})")
     current = model.modality_statistics.text_mean.float().cpu()
@@ -161,20 +161,7 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 # TRL's stock `SFTTrainer` trains both stages: its fused LM head runs `model.base_model` (`UnicornModel`: the image
 # merge and the text backbone) and sends only the positions with a target through the LM head, in chunks, so the
 # 576 image positions and the prompts never reach the (128k-wide) vocabulary projection. Nothing is left for a
-# subclass to do: the project's `UnicornSFTTrainer` (which called `Trainer.compute_loss` past TRL because the model
-# had no backbone to run) is gone; the name stays importable as a deprecated alias of `SFTTrainer`.
-def __getattr__(name: str):
-    if name == "UnicornSFTTrainer":
-        import warnings
-
-        warnings.warn(
-            "UnicornSFTTrainer is deprecated: the Unicorn model trains on TRL's stock SFTTrainer (use trl.SFTTrainer "
-            "or unicorn_hf.training.stages.build_trainer).",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return SFTTrainer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# subclass to do.
 
 
 # ---- run plumbing shared by the two recipes -----------------------------------------------------------------------

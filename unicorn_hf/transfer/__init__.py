@@ -1,7 +1,7 @@
 """Stage 3, modality representation transfer: paired encoders, mean-shift statistics, the sharded transfer stage and
 modality-gap diagnostics (`recipes/transfer.py`)."""
 
-from unicorn_hf.transfer.encoders import PairedEncoder, load_encoder
+from unicorn_hf.encoders import PairedEncoder, load_encoder
 from unicorn_hf.transfer.statistics import TransferStatistics
 
 

@@ -14,7 +14,7 @@ CAPTIONS_MEMORY = "captions"  # `memory_source` naming this stage's own captions
 
 @dataclass
 class EncoderArguments:
-    """Which paired encoder embeds the captions (see `unicorn_hf.transfer.encoders.load_encoder`)."""
+    """Which paired encoder embeds the captions (see `unicorn_hf.encoders.load_encoder`)."""
 
     encoder: str = field(
         metadata={

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from unicorn_hf.encoders import PairedEncoder
 from unicorn_hf.modeling.modality_transfer import (
     IMAGE_MEAN_METHODS,
     NOISE_METHODS,
@@ -35,7 +36,6 @@ from unicorn_hf.modeling.modality_transfer import (
     transfer_image,
     transfer_text,
 )
-from unicorn_hf.transfer.encoders import PairedEncoder
 from unicorn_hf.transfer.statistics import TransferStatistics
 
 

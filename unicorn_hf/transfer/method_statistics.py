@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from unicorn_hf.encoders import PairedEncoder
 from unicorn_hf.modeling.modality_transfer import realign_first_step, realign_scale
 from unicorn_hf.transfer.config import CAPTIONS_MEMORY
-from unicorn_hf.transfer.encoders import PairedEncoder
 
 
 logger = logging.getLogger(__name__)

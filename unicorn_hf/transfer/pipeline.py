@@ -38,8 +38,9 @@ from datasets import Dataset, Features, Image, List, Value, load_dataset
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from unicorn_hf.data_contract import CAPTIONS_COLUMNS, IMAGE_EMBEDS, INSTRUCTIONS_COLUMNS
+from unicorn_hf.encoders import PairedEncoder, load_encoder
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
-from unicorn_hf.transfer.encoders import PairedEncoder, load_encoder
 from unicorn_hf.transfer.method_statistics import build_memory, realign_statistics
 from unicorn_hf.transfer.sources import ShardedSource
 from unicorn_hf.transfer.statistics import TransferStatistics
@@ -50,11 +51,8 @@ from unicorn_hf.utils.paths import portable_record
 
 logger = logging.getLogger(__name__)
 
-EMBEDS_COLUMN = "image_embeds"
 WORK_DIR = ".transfer_work"
 RUN_FILE = "transfer_run.json"
-CAPTIONS_COLUMNS = ("id", "seed", "seed_source", "caption", "model_name")
-INSTRUCTIONS_COLUMNS = ("id", "task", "caption", "messages", "model_name")
 _SHARD = "{split}-{index:05d}-of-{total:05d}.parquet"  # the layout of `unicorn_hf.utils.hub.write_dataset_config`
 
 
@@ -70,8 +68,8 @@ def _check_columns(source: ShardedSource, expected: tuple[str, ...]) -> None:
     missing = [name for name in expected if name not in source.column_names]
     if missing:
         raise ValueError(f"{source.name}: columns {missing} are missing (has {source.column_names})")
-    if EMBEDS_COLUMN in source.column_names:
-        raise ValueError(f"{source.name} already has `{EMBEDS_COLUMN}`: point the transfer at stage-1/2 output")
+    if IMAGE_EMBEDS in source.column_names:
+        raise ValueError(f"{source.name} already has `{IMAGE_EMBEDS}`: point the transfer at stage-1/2 output")
     if len(source) == 0:
         raise ValueError(f"{source.name} has no rows")
 
@@ -262,7 +260,7 @@ def _write_shard(table: pa.Table, embeds: np.ndarray, features: Features, path: 
         path.with_suffix(".empty").touch()
         return
     column = pa.FixedSizeListArray.from_arrays(pa.array(embeds.reshape(-1), type=pa.float16()), embeds.shape[-1])
-    table = table.append_column(EMBEDS_COLUMN, column).select(list(features))
+    table = table.append_column(IMAGE_EMBEDS, column).select(list(features))
     pq.write_table(table.cast(features.arrow_schema), str(_atomic(path)))
     os.replace(_atomic(path), path)
 
@@ -286,7 +284,7 @@ def publish(work: Path, out: Path, config_name: str) -> list[Path]:
 
 def _output_features(source: ShardedSource, dim: int) -> Features:
     features = source.features.copy()
-    features[EMBEDS_COLUMN] = List(Value("float16"), length=dim)
+    features[IMAGE_EMBEDS] = List(Value("float16"), length=dim)
     return features
 
 

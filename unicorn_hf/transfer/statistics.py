@@ -10,9 +10,8 @@ The training stages copy everything here into the model (`UnicornForConditionalG
 so inference repeats training exactly.
 
 Saved beside the data as `transfer_stats.safetensors` (tensors) + `transfer_stats.json` (everything else). This module
-is the one contract of those files: the transfer stage writes them, the training stages read them (through
-`unicorn_hf.training.data.load_modality_statistics`, which is `TransferStatistics.load`), and a Hub dataset is
-fetched by `STATS_FILES`.
+is the one contract of those files: the transfer stage writes them, the training stages read them
+(`TransferStatistics.load`), and a Hub dataset is fetched by `STATS_FILES`.
 
 - `transfer_stats.safetensors`: `text_mean` [D] float32; optional `image_mean` [D], `realign_mean` [D] (ReAlign's
   mu_hat), `memory` [K, D] (unit-norm caption embeddings for memory projection);

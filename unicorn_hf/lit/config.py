@@ -31,7 +31,7 @@ class EncoderModelArguments:
 
 @dataclass
 class EncoderDataArguments:
-    """Real image-text pairs that ship inside Debian / PyPI packages (see `unicorn_hf.encoder.pairs`)."""
+    """Real image-text pairs that ship inside Debian / PyPI packages (see `unicorn_hf.lit.pairs`)."""
 
     sources: list[str] = field(metadata={"help": "Pair sources: any of `emoji`, `openclipart`."})
     max_pairs_per_source: int | None = field(metadata={"help": "Keep at most this many pairs per source (None=all)."})

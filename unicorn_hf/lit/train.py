@@ -19,11 +19,11 @@ from open_clip.model import CustomTextCLIP
 from open_clip.tokenizer import HFTokenizer
 from tqdm.auto import tqdm
 
-from unicorn_hf.encoder.card import write_encoder_card
-from unicorn_hf.encoder.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
-from unicorn_hf.encoder.evaluation import evaluate_pairs
-from unicorn_hf.encoder.features import cached_features, embed_image_features, embed_text_features
-from unicorn_hf.encoder.model import (
+from unicorn_hf.lit.card import write_encoder_card
+from unicorn_hf.lit.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
+from unicorn_hf.lit.evaluation import evaluate_pairs
+from unicorn_hf.lit.features import cached_features, embed_image_features, embed_text_features
+from unicorn_hf.lit.model import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     build_pretrained_encoder,
@@ -31,9 +31,9 @@ from unicorn_hf.encoder.model import (
     save_encoder,
     trainable_parameters,
 )
-from unicorn_hf.encoder.pairs import collect_pairs, photograph_pairs, restrict_pairs, split_pairs
-from unicorn_hf.encoder.recipe import HELD_OUT_IDS_FILE
-from unicorn_hf.encoder.towers import resolve
+from unicorn_hf.lit.pairs import collect_pairs, photograph_pairs, restrict_pairs, split_pairs
+from unicorn_hf.lit.pretrained_towers import resolve
+from unicorn_hf.lit.recipe import HELD_OUT_IDS_FILE
 from unicorn_hf.utils.drops import DropLog
 
 
@@ -242,7 +242,7 @@ def build_default_encoder(output_dir: str | Path, config_path: str | Path, **ove
     Later calls return the finished folder at once. `overrides` replace YAML fields (e.g. `max_pairs_per_source`).
     The folder loads with `open_clip.create_model_and_transforms(f"local-dir:{folder}")`.
     """
-    from unicorn_hf.encoder.recipe import parse_config
+    from unicorn_hf.lit.recipe import parse_config
 
     model_args, data_args, training_args = parse_config(config_path, output_dir=str(output_dir), **overrides)
     return train_encoder(model_args, data_args, training_args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from unicorn_hf.encoder.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
+from unicorn_hf.lit.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
 from unicorn_hf.utils.drops import DropLog
 from unicorn_hf.utils.hub import write_card
 from unicorn_hf.utils.paths import portable_record
@@ -44,7 +44,7 @@ From anywhere, with unicorn-hf installed (the folder may be copied or moved: not
 written):
 
 ```python
-from unicorn_hf.encoder import load_encoder_folder
+from unicorn_hf.lit import load_encoder_folder
 model, preprocess, tokenizer = load_encoder_folder("path/to/this/folder")
 ```
 

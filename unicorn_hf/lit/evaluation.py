@@ -1,7 +1,7 @@
 """Held-out diagnostics of a paired encoder: cross-modal retrieval recall@k and the modality gap.
 
 All inputs are L2-normalised embeddings of matched pairs: row i of `image_embeds` and of `text_embeds` belong
-together, and every other row is a negative (captions are unique, see `unicorn_hf.encoder.pairs`).
+together, and every other row is a negative (captions are unique, see `unicorn_hf.lit.pairs`).
 """
 
 from __future__ import annotations

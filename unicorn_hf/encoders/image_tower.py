@@ -18,6 +18,9 @@ import copy
 
 import torch
 
+from unicorn_hf.encoders.hf_clip_encoder import HFClipEncoder
+from unicorn_hf.encoders.open_clip_encoder import OpenClipEncoder
+
 
 # The probe batch that checks a converted tower against the encoder's own image forward (seeded, so the check is
 # deterministic); the tolerance is float32 round-off over a few dozen layers, far below any real difference.
@@ -46,8 +49,6 @@ def image_tower_from_encoder(encoder):
     Raises `TowerNotCarriable` (a ValueError) where no transformers class holds the tower faithfully.
     """
     from transformers import CLIPModel, SiglipModel
-
-    from unicorn_hf.transfer.encoders import HFClipEncoder, OpenClipEncoder
 
     model = getattr(encoder, "model", None)
     if isinstance(encoder, HFClipEncoder) and isinstance(model, CLIPModel):

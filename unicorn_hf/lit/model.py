@@ -5,7 +5,7 @@ The model is an open_clip *custom config* (`CustomTextCLIP`). The folder holds `
 tower's `config.json` + tokenizer files. open_clip always reads a `local-dir:` model's tokenizer from the folder, but
 builds the HF text tower from `text_cfg.hf_model_name` as a path of its own; the saved config names it `"."` (the
 folder itself, `TEXT_TOWER_HERE`), never the absolute path it was written at, so a copied or moved folder is the
-same encoder. `load_encoder_folder` (and `unicorn_hf.transfer.encoders.load_encoder("local-dir:<folder>")`) point
+same encoder. `load_encoder_folder` (and `unicorn_hf.encoders.load_encoder("local-dir:<folder>")`) point
 it at the folder wherever it is; plain open_clip loads it from inside the folder, with HF_HUB_OFFLINE=1:
 
     model, _, preprocess = open_clip.create_model_and_transforms("local-dir:.")
@@ -25,9 +25,9 @@ import torch
 from open_clip.model import CustomTextCLIP
 from safetensors.torch import save_file
 
-from unicorn_hf.encoder.config import EncoderModelArguments
-from unicorn_hf.encoder.towers import load_image_trunk_weights, resolve
-from unicorn_hf.transfer.encoders import text_tower_in_folder
+from unicorn_hf.encoders import text_tower_in_folder
+from unicorn_hf.lit.config import EncoderModelArguments
+from unicorn_hf.lit.pretrained_towers import load_image_trunk_weights, resolve
 
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from unicorn_hf.transfer.encoders import (
+from unicorn_hf.encoders import (
     MODEL_CONFIGS,
     EncoderSpec,
     PairedEncoder,

@@ -15,7 +15,7 @@ from open_clip.model import CustomTextCLIP
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from unicorn_hf.encoder.pairs import Pair, UnreadableImageError, check_caption
+from unicorn_hf.lit.pairs import Pair, UnreadableImageError, check_caption
 from unicorn_hf.utils.drops import DropLog
 
 
