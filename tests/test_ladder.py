@@ -412,7 +412,8 @@ def test_ladder_arguments_are_checked_and_command_line_rules_read_as_json():
 def test_the_ladders_inputs_are_checked_before_any_model_loads(tmp_path, monkeypatch):
     """A missing question record, a wrong option count or a missing training-dialogue folder is refused by name
     before the held-out pairs, the encoder or the checkpoint are read (the helper's trial waited 2-8 min for these)."""
-    from unicorn_hf.experiments import ladder_run, sees
+    from unicorn_hf.evaluation import sees
+    from unicorn_hf.experiments import ladder_run
 
     def no_work(*args, **kwargs):
         raise AssertionError("reached model work before the inputs were checked")

@@ -106,7 +106,8 @@ def test_model_card_renders_from_the_installed_template(installed, tmp_path):
         import torch
         from safetensors.torch import save_file
         import unicorn_hf
-        from unicorn_hf import cards, resources
+        from unicorn_hf import cards
+        from unicorn_hf.utils import resources
 
         assert resources.checkout_root() is None and "site" in str(cards.default_template())
         folder = Path(sys.argv[1])
@@ -127,13 +128,46 @@ def test_model_card_renders_from_the_installed_template(installed, tmp_path):
     assert str(installed) in result.stdout
 
 
-def test_no_import_cycle_between_quickstart_modules():
-    """`quickstart_report` is the leaf: it defines what it renders and imports nothing of `quickstart`."""
-    tree = ast.parse((REPO / "unicorn_hf" / "quickstart_report.py").read_text())
-    imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
-        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+def _module_level_imports(path: Path) -> set[str]:
+    """The `unicorn_hf` modules a file imports at module level (function-level imports run later, when called)."""
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return {name for name in names if name.startswith("unicorn_hf")}
+
+
+def test_no_import_cycle_in_the_library():
+    """No two library modules import each other, directly or around a circle, at module level."""
+    modules = {}
+    for path in (REPO / "unicorn_hf").rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {
+        name: {i for i in _module_level_imports(path) if i in modules and i != name} for name, path in modules.items()
     }
-    assert not any(name.endswith("quickstart") for name in imported), imported
+    for name in graph:  # a package's own __init__ is imported before any of its modules: not an edge back
+        graph[name] = {i for i in graph[name] if not name.startswith(i + ".")}
+    visiting, done, cycles = [], set(), []
+
+    def visit(name):
+        if name in done:
+            return
+        if name in visiting:
+            cycles.append([*visiting[visiting.index(name) :], name])
+            return
+        visiting.append(name)
+        for other in sorted(graph[name]):
+            visit(other)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+    assert cycles == [], cycles
 
 
 def test_the_library_ships_no_test_fixtures():

@@ -5,8 +5,9 @@ experiment such as `unicorn_hf.experiments.does_it_see`) leaves `.stage_done.jso
 
     {"command": [...], "seconds": 12.3, "config_sha256": "...", "config": {...}, "finished_at": 1733561234.5}
 
-Only `finished_at` is always there; `config` (the settings, with no path of this machine) and its `config_sha256`
-are what a re-run compares against before it skips the stage.
+Only `finished_at` is always there. `config_sha256` is the digest of the settings the stage ran with, which a re-run
+compares before it skips the stage; `config` is those settings as a record keeps them (with no path of this
+machine: `unicorn_hf.utils.paths.portable_record`), so that a refusal can name the keys that changed.
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ def read_marker(folder: str | Path) -> dict:
     return json.loads((Path(folder) / DONE_MARKER).read_text())
 
 
-def write_marker(folder: str | Path, record: dict | None = None, settings: dict | None = None) -> Path:
-    """Mark `folder` finished: `record` (e.g. command, seconds) plus, when given, `settings` and their digest."""
+def write_marker(
+    folder: str | Path, record: dict | None = None, settings: dict | None = None, stored: dict | None = None
+) -> Path:
+    """Mark `folder` finished: `record` (e.g. command, seconds) plus, when given, the digest of `settings` and
+    `stored`, the settings as the marker keeps them (default: `settings` itself)."""
     record = dict(record or {})
     if settings is not None:
-        record |= {"config_sha256": settings_digest(settings), "config": settings}
+        record |= {"config_sha256": settings_digest(settings), "config": settings if stored is None else stored}
     record["finished_at"] = time.time()
     path = Path(folder) / DONE_MARKER
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,15 +50,16 @@ def write_marker(folder: str | Path, record: dict | None = None, settings: dict 
     return path
 
 
-def changed_settings(marker: dict, settings: dict) -> list[str] | None:
-    """None when `marker` was written with `settings`; else the keys whose value changed (empty when the marker
-    records only a digest, so the keys cannot be named). A marker with no digest at all predates recorded settings:
-    it returns None too, and the caller says that it cannot tell."""
+def changed_settings(marker: dict, settings: dict, stored: dict | None = None) -> list[str] | None:
+    """None when `marker` was written with `settings`; else the keys whose value changed between the marker's
+    `config` and `stored` (the settings as `write_marker` was given them; default `settings`), empty when the marker
+    records only a digest. A marker with no digest at all predates recorded settings: it returns None too, and the
+    caller says that it cannot tell."""
     if "config_sha256" not in marker or marker["config_sha256"] == settings_digest(settings):
         return None
     old = marker.get("config")
     if old is None:
         return []
     old = json.loads(json.dumps(old, default=str))
-    new = json.loads(json.dumps(settings, default=str))
+    new = json.loads(json.dumps(settings if stored is None else stored, default=str))
     return sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))

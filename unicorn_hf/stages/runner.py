@@ -147,6 +147,11 @@ def config_digest(args: StageRunArguments, stage: str) -> str:
     return settings_digest(stage_config(args, stage))
 
 
+def _stored_settings(args: StageRunArguments, stage: str) -> dict:
+    """The stage's settings as its marker keeps them: no path of this machine."""
+    return portable_record(stage_config(args, stage), stage_output_dir(args, stage))
+
+
 def check_finished_stage(args: StageRunArguments, stage: str, marker: Path) -> None:
     """A finished stage is skipped only if it was made with the settings its YAML holds now.
 
@@ -156,7 +161,7 @@ def check_finished_stage(args: StageRunArguments, stage: str, marker: Path) -> N
     """
     record = json.loads(marker.read_text())
     config_path = stage_config_path(args, stage)
-    changed = changed_settings(record, stage_config(args, stage))
+    changed = changed_settings(record, stage_config(args, stage), _stored_settings(args, stage))
     if "config_sha256" not in record:
         logger.warning("[%s] %s does not record its settings: cannot tell whether %s changed since", stage, marker,
                        config_path)  # fmt: skip
@@ -325,7 +330,8 @@ def _run_stage(args: StageRunArguments, stage: str, earlier: list[str], remade: 
     logger.info("[%s] running: python %s", stage, printable)
     seconds = run_command(stage, command)
     recorded = portable_command(command[1:] if command[0] == sys.executable else command, output_dir)
-    write_marker(output_dir, {"command": recorded, "seconds": round(seconds, 1)}, stage_config(args, stage))
+    record = {"command": recorded, "seconds": round(seconds, 1)}
+    write_marker(output_dir, record, stage_config(args, stage), _stored_settings(args, stage))
     logger.info("[%s] done in %.0fs -> %s", stage, seconds, output_dir)
     summary = collect_summary(output_dir, summary_file)
     return StageResult(stage, printable, output_dir, seconds, summary, recorded_seconds=seconds)
