@@ -33,7 +33,7 @@ def _pairs(titles: list[str], source: str = "emoji") -> list[Pair]:
 @pytest.fixture(scope="module")
 def tiny_unicorn(tiny_lm_path):
     """A random-init Unicorn with mean-shift statistics and a 6-row text memory."""
-    from unicorn_hf.training.builder import build_from_text_model
+    from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
 
     torch.manual_seed(0)
     settings = {"method": "mean_shift", "renormalize": True, "memory_size": 6, "memory_temperature": 0.01}
@@ -42,7 +42,7 @@ def tiny_unicorn(tiny_lm_path):
         modality_transfer=settings,
     )  # fmt: skip
     memory = torch.nn.functional.normalize(torch.randn(6, EMBED_DIM), dim=-1)
-    model.set_modality_transfer(torch.randn(EMBED_DIM) * 0.3, torch.randn(EMBED_DIM) * 0.3, memory=memory)
+    set_modality_transfer(model, torch.randn(EMBED_DIM) * 0.3, torch.randn(EMBED_DIM) * 0.3, memory=memory)
     return model.eval(), processor
 
 

@@ -27,7 +27,7 @@ from unicorn_hf.modeling.modality_transfer import (
     transfer_image,
     transfer_text,
 )
-from unicorn_hf.training.builder import build_from_text_model
+from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
 from unicorn_hf.transfer.config import TransferArguments
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.assets import photographs
@@ -210,7 +210,7 @@ def method_checkpoint(request, tmp_path_factory, tiny_lm_path, encoder, images):
         tiny_lm_path, embed_dim=EMBED_DIM, projector_type="mlp2x_gelu", num_image_tokens=NUM_IMAGE_TOKENS,
         encoder_id=encoder.id, encoder=encoder.spec.to_dict(), modality_transfer=stats.settings.to_dict(),
     )  # fmt: skip
-    model.set_modality_transfer(**stats.model_kwargs())
+    set_modality_transfer(model, **stats.model_kwargs())
     mean = "image" if request.param in ("mean_shift", "c3") else "none"
     attach_encoder_image_tower(model, processor, encoder, mean=mean)
     folder = tmp_path_factory.mktemp(request.param) / "sft"
@@ -309,8 +309,8 @@ def test_a_memory_of_another_width_or_size_is_refused(tiny_lm_path, encoder, ima
     )
     wide = {**stats.model_kwargs(), "memory": torch.zeros(MEMORY_SIZE, EMBED_DIM + 1)}
     with pytest.raises(ValueError, match=rf"memory has shape \({MEMORY_SIZE}, {EMBED_DIM + 1}\), expected"):
-        model.set_modality_transfer(**wide)
+        set_modality_transfer(model, **wide)
     with pytest.raises(ValueError, match=r"needs \['memory'\]"):
-        model.set_modality_transfer(**{**stats.model_kwargs(), "memory": None})
+        set_modality_transfer(model, **{**stats.model_kwargs(), "memory": None})
     with pytest.raises(ValueError, match=r"memory has shape \(3, .*\), expected \(5, .*\) for"):
         TransferStatistics(**{**vars(stats), "memory": stats.memory[:3]})

@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from unicorn_hf import UnicornConfig, UnicornForConditionalGeneration, UnicornModel, UnicornProcessor
-from unicorn_hf.training.builder import build_from_text_model
+from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
 
 
 IMAGE_TOKEN_ID = 63
@@ -140,7 +140,7 @@ def test_projector_types(projector_type, depth):
 
 def test_save_and_auto_round_trips(model, tmp_path):
     input_ids, image_embeds = batch()
-    model.set_modality_transfer(torch.randn(EMBED_DIM), torch.randn(EMBED_DIM), encoder_id="open_clip:test")
+    set_modality_transfer(model, torch.randn(EMBED_DIM), torch.randn(EMBED_DIM), encoder_id="open_clip:test")
     expected = model(input_ids=input_ids, image_embeds=image_embeds).logits
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
@@ -232,18 +232,18 @@ def test_bf16_weights_take_float32_embeddings(model, tmp_path):
 
 def test_transfer_images_matches_hand_computation(model):
     text_mean, image_mean = torch.full((EMBED_DIM,), 0.5), torch.full((EMBED_DIM,), -1.0)
-    model.set_modality_transfer(text_mean, image_mean, settings={"method": "mean_shift", "renormalize": False})
+    set_modality_transfer(model, text_mean, image_mean, settings={"method": "mean_shift", "renormalize": False})
     raw = torch.ones(2, EMBED_DIM)
     torch.testing.assert_close(model.transfer_images(raw, "text"), torch.full((2, EMBED_DIM), 0.5))
     torch.testing.assert_close(model.transfer_images(raw, "image"), torch.full((2, EMBED_DIM), 2.0))
     torch.testing.assert_close(model.transfer_images(raw, "none"), raw)
-    model.set_modality_transfer(text_mean, image_mean, settings={"method": "mean_shift", "renormalize": True})
+    set_modality_transfer(model, text_mean, image_mean, settings={"method": "mean_shift", "renormalize": True})
     expected = torch.full((2, EMBED_DIM), 2.0) / (4.0 * EMBED_DIM) ** 0.5
     torch.testing.assert_close(model.transfer_images(raw, "image"), expected)
     with pytest.raises(ValueError, match="Statistics come from encoder"):
-        model.set_modality_transfer(text_mean, encoder_id="another-encoder")
+        set_modality_transfer(model, text_mean, encoder_id="another-encoder")
     with pytest.raises(ValueError, match=r"expected \(16,\)"):
-        model.set_modality_transfer(torch.zeros(3))
+        set_modality_transfer(model, torch.zeros(3))
 
 
 REMOTE_CODE_SCRIPT = textwrap.dedent(
@@ -313,7 +313,7 @@ def test_processor_with_images_uses_the_embedder(tiny_lm_path):
     from unicorn_hf.utils.assets import load_photograph
 
     model, processor = build_from_text_model(tiny_lm_path, embed_dim=4, projector_type="linear", num_image_tokens=2)
-    model.set_modality_transfer(torch.full((4,), 0.25), torch.full((4,), 1.0))
+    set_modality_transfer(model, torch.full((4,), 0.25), torch.full((4,), 1.0))
 
     def encode_images(images):  # a stand-in encoder: mean RGB + a constant, [N, 4]
         return torch.stack(

@@ -127,7 +127,7 @@ def test_without_a_tower_pixels_are_refused_clearly(tiny_lm_path, images):
     with pytest.raises(ValueError, match=r"no image processor.*image_embeds"):
         processor(text=[PROMPT], images=[images[0]])
     input_ids = processor(text=[PROMPT], image_embeds=torch.zeros(1, EMBED_DIM))["input_ids"]
-    with pytest.raises(ValueError, match=r"carries no image tower.*attach_image_tower"):
+    with pytest.raises(ValueError, match=r"carries no image tower.*transfer_images"):
         model(input_ids=input_ids, pixel_values=torch.zeros(1, 3, 32, 32))
 
 

@@ -174,3 +174,30 @@ def test_the_library_ships_no_test_fixtures():
     names = {path.relative_to(REPO / "unicorn_hf").as_posix() for path in (REPO / "unicorn_hf").rglob("*.py")}
     assert "training/synthetic.py" not in names and "evaluation/testing.py" not in names
     assert json.loads(json.dumps(sorted(names)))  # the package still has its modules
+
+
+REMOTE_CODE_IMPORTS = {"__future__", "collections", "dataclasses", "json", "math", "os", "re", "typing", "torch",
+                       "transformers"}  # fmt: skip
+
+
+def test_the_remote_code_needs_nothing_of_the_library():
+    """What `push_to_hub` ships as remote code imports only torch, transformers and its sibling files, and no message
+    of it sends a user to `unicorn_hf` (absent wherever remote code runs). Docstrings may point developers there."""
+    folder = REPO / "unicorn_hf" / "modeling"
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "__init__.py":  # the package's face, not shipped
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and node.body
+            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+        }  # fmt: skip
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert node.module.split(".")[0] in REMOTE_CODE_IMPORTS, (path.name, node.module)
+            if isinstance(node, ast.Import):
+                assert {alias.name.split(".")[0] for alias in node.names} <= REMOTE_CODE_IMPORTS, path.name
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                assert "unicorn_hf" not in node.value, (path.name, node.lineno, node.value)

@@ -14,7 +14,7 @@ from unicorn_fixtures.timm_clip import EMBED_DIM, write_tiny_timm_open_clip
 from unicorn_hf.encoders import load_encoder
 from unicorn_hf.encoders.image_tower import TowerNotCarriable
 from unicorn_hf.evaluation.inference import UnicornImageQA
-from unicorn_hf.training.builder import build_from_text_model
+from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
 from unicorn_hf.training.config import UnicornModelConfig
 from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
 from unicorn_hf.utils.assets import photographs
@@ -37,7 +37,7 @@ def saved_checkpoint(folder, tiny_lm_path, encoder, image_mean: bool = True):
         tiny_lm_path, embed_dim=EMBED_DIM, projector_type="mlp2x_gelu", num_image_tokens=2,
         encoder_id=encoder.id, encoder=encoder.spec.to_dict(),
     )  # fmt: skip
-    model.set_modality_transfer(torch.randn(EMBED_DIM) * 0.1, torch.randn(EMBED_DIM) * 0.1 if image_mean else None)
+    set_modality_transfer(model, torch.randn(EMBED_DIM) * 0.1, torch.randn(EMBED_DIM) * 0.1 if image_mean else None)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return model.eval(), processor

@@ -48,7 +48,7 @@ def build_tiny_checkpoint(
 ) -> Path:
     """A saved Unicorn checkpoint over `lm_path` for `encoder`, with modality statistics computed from real
     captions / photographs, and an optional `unicorn_training.json`."""
-    from unicorn_hf.training.builder import build_from_text_model
+    from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
 
     torch.manual_seed(0)
     model, processor = build_from_text_model(
@@ -61,7 +61,7 @@ def build_tiny_checkpoint(
     )
     text_mean = encoder.encode_text(text_mean_from).mean(0) if text_mean_from else torch.zeros(encoder.dim)
     image_mean = encoder.encode_image(image_mean_from).mean(0) if image_mean_from else None
-    model.set_modality_transfer(text_mean, image_mean, encoder_id=encoder.id, encoder=encoder.spec.to_dict())
+    set_modality_transfer(model, text_mean, image_mean, encoder_id=encoder.id, encoder=encoder.spec.to_dict())
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)

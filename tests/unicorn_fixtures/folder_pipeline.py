@@ -31,14 +31,14 @@ def save_with_image_tower(folder, lm_path: str, encoder, images, embed_dim: int,
     """A random-init tiny Unicorn over `lm_path` for `encoder`'s embeddings, its stored image mean taken over
     `images`, saved into `folder` with the encoder's image tower and image processor. Returns (model, processor)."""
     from unicorn_hf.evaluation.inference import attach_encoder_image_tower
-    from unicorn_hf.training.builder import build_from_text_model
+    from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
 
     torch.manual_seed(0)
     model, processor = build_from_text_model(
         lm_path, embed_dim=embed_dim, projector_type="mlp2x_gelu", num_image_tokens=num_image_tokens,
         encoder_id=encoder.id, encoder=encoder.spec.to_dict(),
     )  # fmt: skip
-    model.set_modality_transfer(torch.randn(embed_dim) * 0.1, encoder.encode_image(images).mean(0))
+    set_modality_transfer(model, torch.randn(embed_dim) * 0.1, encoder.encode_image(images).mean(0))
     attach_encoder_image_tower(model, processor, encoder, mean="image")
     model.save_pretrained(folder)
     processor.save_pretrained(folder)

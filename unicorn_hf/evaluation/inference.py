@@ -38,6 +38,7 @@ from unicorn_hf.encoders.image_tower import image_tower_from_encoder
 from unicorn_hf.encoders.loading import load_encoder_for
 from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_METHODS
+from unicorn_hf.training.builder import attach_image_tower
 
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def attach_encoder_image_tower(model: UnicornForConditionalGeneration, processor
     if encoder.id != model.config.encoder_id:
         raise ValueError(f"The model was trained on {model.config.encoder_id!r} embeddings, not {encoder.id!r}.")
     tower, image_processor = image_tower_from_encoder(encoder)
-    model.attach_image_tower(tower, mean=mean)
+    attach_image_tower(model, tower, mean=mean)
     processor.image_processor = image_processor
 
 

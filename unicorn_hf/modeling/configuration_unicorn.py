@@ -18,7 +18,7 @@ PROJECTOR_PATTERN = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
 # Image towers a checkpoint can carry: the transformers class that maps pixels into the paired encoder's joint
 # embedding space, the output field holding that embedding, and the config field giving its width. `timm_wrapper`
 # holds an open_clip timm trunk with its linear head as timm's classifier (`unicorn_hf.encoders.image_tower`); an
-# open_clip ViT has no transformers class to hold its weights (`UnicornForConditionalGeneration.attach_image_tower`).
+# open_clip ViT has no transformers class to hold its weights (`unicorn_hf.training.builder.attach_image_tower`).
 VISION_TOWERS = {
     "clip_vision_model": ("CLIPVisionModelWithProjection", "image_embeds", "projection_dim"),
     "siglip_vision_model": ("SiglipVisionModel", "pooler_output", "hidden_size"),

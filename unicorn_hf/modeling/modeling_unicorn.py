@@ -51,13 +51,11 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_unicorn import (
-    IMAGE_TOWER_MEANS,
     VISION_TOWERS,
     UnicornConfig,
-    check_vision_config,
     projector_depth,
 )
-from .modality_transfer import IMAGE_MEAN_METHODS, TransferSettings, UnicornModalityTransfer
+from .modality_transfer import IMAGE_MEAN_METHODS, UnicornModalityTransfer
 
 
 logger = logging.get_logger(__name__)
@@ -257,10 +255,10 @@ class UnicornModel(UnicornPreTrainedModel):
         tower = getattr(self, "vision_tower", None)
         if tower is None:
             raise ValueError(
-                "This checkpoint carries no image tower, so it takes `image_embeds` (shifted encoder embeddings), not "
-                "`pixel_values`. Attach the paired encoder's transformers tower "
-                "(`UnicornForConditionalGeneration.attach_image_tower`), or embed images with that encoder and pass "
-                "`image_embeds` (`unicorn_hf.evaluation.inference.UnicornImageQA`)."
+                "This checkpoint carries no image tower, so it takes `image_embeds`, not `pixel_values`: embed the "
+                "images with the paired encoder its config names (`config.encoder`), move them with "
+                "`model.transfer_images(raw_embeds)` and pass the result as `image_embeds` [B, D]; or use a "
+                "checkpoint that carries its tower (`config.vision_config` set)."
             )
         output_field = VISION_TOWERS[self.config.vision_config.model_type][1]
         tower_dtype = next(tower.parameters()).dtype
@@ -437,44 +435,6 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
     def vision_tower(self) -> PreTrainedModel | None:
         return getattr(self.model, "vision_tower", None)
 
-    def attach_image_tower(self, vision_tower: PreTrainedModel, mean: str | torch.Tensor = "image") -> None:
-        """Carry the paired encoder's image side (frozen), as LLaVA carries `vision_tower`: afterwards `pixel_values`
-        work and the checkpoint (weights + `vision_config`) is enough for `pipeline("image-text-to-text")`.
-
-        Args:
-            vision_tower: a `CLIPVisionModelWithProjection`, `SiglipVisionModel` or `TimmWrapperForImageClassification`
-                (`VISION_TOWERS`) whose output is the image embedding of the encoder the model was trained with
-                (`embed_dim` wide).
-            mean: for the methods that subtract an image mean (`mean_shift`, `c3`), the mean its L2-normalised
-                embeddings are shifted by: "image" (the stored `image_mean`), "text" (the training caption mean;
-                leaves the modality gap), "none", or a [D] tensor (e.g. the mean of a set of images), which is stored
-                as `image_mean`. Other methods take "none" (their image side subtracts nothing).
-
-        An open_clip ViT tower (or LLM2CLIP's) has no transformers class to hold its weights, so it cannot be
-        carried; `unicorn_hf.encoders.image_tower.image_tower_from_encoder` converts what can be (an open_clip timm
-        trunk with a linear head included) and names the ways out for the rest.
-        """
-        check_vision_config(vision_tower.config, self.config.embed_dim)
-        method = self.config.modality_transfer["method"]
-        if isinstance(mean, torch.Tensor):
-            if tuple(mean.shape) != (self.config.embed_dim,):
-                raise ValueError(f"mean has shape {tuple(mean.shape)}, expected ({self.config.embed_dim},).")
-            self.modality_statistics.image_mean.copy_(mean.to(self.modality_statistics.image_mean))
-            self.config.has_image_mean = True
-            mean = "image"
-        if mean not in IMAGE_TOWER_MEANS:
-            raise ValueError(f"mean must be one of {IMAGE_TOWER_MEANS} or a [D] tensor, got {mean!r}.")
-        if method not in IMAGE_MEAN_METHODS and mean != "none":
-            raise ValueError(
-                f"mean={mean!r}: the modality transfer method {method!r} subtracts no image mean; pass mean='none'."
-            )
-        if mean == "image" and not self.config.has_image_mean:
-            raise ValueError("This checkpoint stores no image_mean: pass mean='text', 'none' or a [D] tensor.")
-        parameter = next(self.model.projector.parameters())
-        self.model.vision_tower = vision_tower.to(parameter.device).requires_grad_(False).eval()
-        self.config.vision_config = vision_tower.config
-        self.config.image_tower_mean = mean
-
     def transfer_images(
         self, raw_embeds: torch.Tensor, image_mean: str | torch.Tensor | None = "image"
     ) -> torch.Tensor:
@@ -517,7 +477,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
         mm_encoder_outputs (`dict[str, BaseModelOutputWithPooling]`, *optional*):
             Pre-computed `{"image": get_image_features(...)}`, used instead of `image_embeds`.
         pixel_values (`torch.Tensor` of shape `(num_images, 3, height, width)`, *optional*):
-            Images for the image tower the checkpoint carries (`attach_image_tower`), instead of `image_embeds`.
+            Images for the image tower the checkpoint carries (`config.vision_config`), instead of `image_embeds`.
 
         Example:
 
@@ -633,72 +593,7 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
             model_inputs.pop("mm_encoder_outputs", None)
         return model_inputs
 
-    # ---- modality transfer and encoders -------------------------------------------------------------------------
-    def set_modality_transfer(
-        self,
-        text_mean: torch.Tensor,
-        image_mean: torch.Tensor | None = None,
-        *,
-        settings: TransferSettings | dict | None = None,
-        realign_mean: torch.Tensor | None = None,
-        realign_scale: float | torch.Tensor | None = None,
-        memory: torch.Tensor | None = None,
-        encoder_id: str | None = None,
-        encoder: dict | None = None,
-    ) -> None:
-        """Store the transfer rule the training data was made with, so that inference repeats it.
-
-        Args:
-            text_mean, image_mean: [D] means of the captions' and of unlabeled images' embeddings.
-            settings: the rule (`TransferSettings` or its dict); None keeps `config.modality_transfer`.
-            realign_mean, realign_scale: ReAlign's mu_hat [D] and s (method `realign`).
-            memory: [memory_size, D] unit-norm text embeddings for memory projection.
-            encoder_id, encoder: the paired encoder's id and structured record (`EncoderSpec.to_dict()`).
-
-        Raises:
-            ValueError: a tensor of the wrong shape (named), another encoder than the model's, or settings whose
-                method needs a tensor that is not given.
-        """
-        dim = self.config.embed_dim
-        if encoder_id is not None and self.config.encoder_id not in (None, encoder_id):
-            raise ValueError(
-                f"Statistics come from encoder {encoder_id!r} but the model was built for {self.config.encoder_id!r}."
-            )
-        if settings is not None:
-            settings = settings if isinstance(settings, TransferSettings) else TransferSettings.from_dict(settings)
-            self.config.modality_transfer = settings.to_dict()
-        settings = TransferSettings.from_dict(self.config.modality_transfer)
-        expected = {"text_mean": (dim,), "image_mean": (dim,), "realign_mean": (dim,),
-                    "memory": (settings.memory_size, dim)}  # fmt: skip
-        given = {"text_mean": text_mean, "image_mean": image_mean, "realign_mean": realign_mean, "memory": memory}
-        for name, tensor in given.items():
-            if tensor is not None and tuple(tensor.shape) != expected[name]:
-                raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected {expected[name]}.")
-        needed = {"realign": ("image_mean", "realign_mean", "realign_scale"), "c3": ("image_mean",)}
-        supplied = {**given, "realign_scale": realign_scale}
-        missing = [name for name in needed.get(settings.method, ()) if supplied[name] is None]
-        missing += ["memory"] if settings.memory_size and memory is None else []
-        if missing:
-            raise ValueError(f"modality transfer method {settings.method!r} needs {missing}, which were not given.")
-        # The buffers a method carries depend on its settings (ReAlign's, the memory's size): rebuild the module.
-        old = self.model.modality_statistics
-        rebuilt = UnicornModalityTransfer(self.config).to(old.text_mean.device)
-        rebuilt.image_mean.copy_(old.image_mean)
-        self.model.modality_statistics = rebuilt
-        rebuilt.text_mean.copy_(text_mean.to(rebuilt.text_mean))
-        if image_mean is not None:
-            rebuilt.image_mean.copy_(image_mean.to(rebuilt.image_mean))
-            self.config.has_image_mean = True
-        if settings.method == "realign":
-            rebuilt.realign_mean.copy_(realign_mean.to(rebuilt.realign_mean))
-            rebuilt.realign_scale.fill_(float(realign_scale))
-        if settings.memory_size:
-            rebuilt.memory.copy_(memory.to(rebuilt.memory))
-        if encoder_id is not None:
-            self.config.encoder_id = encoder_id
-        if encoder is not None:
-            self.config.encoder = dict(encoder)
-
+    # ---- encoders -------------------------------------------------------------------------------------------------
     def make_image_embedder(
         self, encode_images: Callable[[Sequence], torch.Tensor], mean: str | torch.Tensor | None = "image"
     ) -> Callable[[Sequence], torch.Tensor]:
@@ -708,48 +603,6 @@ class UnicornForConditionalGeneration(UnicornPreTrainedModel, GenerationMixin):
             return self.transfer_images(encode_images(images), image_mean=mean)
 
         return embed
-
-    # ---- construction from an existing LLM -----------------------------------------------------------------------
-    @classmethod
-    def from_text_model(
-        cls,
-        text_model: PreTrainedModel,
-        image_token_id: int,
-        embed_dim: int,
-        projector_type: str,
-        num_image_tokens: int,
-        encoder_id: str | None = None,
-        modality_transfer: dict | None = None,
-        encoder: dict | None = None,
-    ) -> UnicornForConditionalGeneration:
-        """Wrap an already loaded causal LM (whose vocabulary holds `<image>`) without copying or re-initialising it:
-        its backbone becomes `model.language_model` and its head `lm_head` (tied weights stay tied).
-
-        `unicorn_hf.training.builder.build_from_text_model` loads the LM and tokenizer, adds the token and calls this.
-        """
-        config = UnicornConfig(
-            text_config=text_model.config,
-            embed_dim=embed_dim,
-            projector_type=projector_type,
-            num_image_tokens=num_image_tokens,
-            image_token_id=image_token_id,
-            encoder_id=encoder_id,
-            encoder=encoder,
-            modality_transfer=modality_transfer,
-        )
-        with torch.device("meta"):  # skip a random init of a full LLM that is replaced right away
-            model = cls(config)
-        model.model.language_model = text_model.base_model
-        model.lm_head = text_model.get_output_embeddings()
-        parameter = next(text_model.parameters())
-        for module in (model.model.projector, model.model.modality_statistics):
-            module.to_empty(device=parameter.device)
-            module.apply(model._init_weights)
-        model.model.projector.to(parameter.dtype)
-        model._tied_weights_keys = {"lm_head.weight": f"{model._input_embeddings_name()}.weight"}
-        model.generation_config = text_model.generation_config
-        model._suppress_image_token()
-        return model
 
 
 __all__ = ["UnicornForConditionalGeneration", "UnicornModel", "UnicornPreTrainedModel"]

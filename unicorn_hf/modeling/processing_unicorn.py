@@ -138,9 +138,8 @@ class UnicornProcessor(ProcessorMixin):
             else:
                 raise ValueError(
                     "PIL images need an image tower, and this processor has no image processor: the checkpoint "
-                    "carries no tower (see unicorn_hf.encoders.image_tower for the encoders that can). Pass "
-                    "`image_embeds` made by the paired encoder, or an `image_embedder` "
-                    "(`unicorn_hf.evaluation.inference.UnicornImageQA` / `make_pipeline` do both)."
+                    "carries no tower. Pass `image_embeds` [N, D] (the images embedded by the paired encoder the "
+                    "model config names, moved by `model.transfer_images`), or an `image_embedder` that does both."
                 )
         rows_with_image = [i for i, t in enumerate(texts) if self.image_token in t]
         for i, t in enumerate(texts):

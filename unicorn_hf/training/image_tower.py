@@ -21,6 +21,7 @@ import torch
 from unicorn_hf.encoders.image_tower import image_tower_from_encoder
 from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_CHOICES, IMAGE_MEAN_METHODS
+from unicorn_hf.training.builder import attach_image_tower
 
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def carry_image_tower(folder: str | Path, carried: CarriedTower) -> dict:
     processor = UnicornProcessor.from_pretrained(folder)
     if model.config.encoder_id != carried.encoder_id:
         raise ValueError(f"{folder} was trained on {model.config.encoder_id!r} embeddings, not {carried.encoder_id!r}")
-    model.attach_image_tower(carried.tower.to(model.dtype), mean=carried.mean)
+    attach_image_tower(model, carried.tower.to(model.dtype), mean=carried.mean)
     processor.image_processor = carried.image_processor
     model.save_pretrained(folder)
     processor.save_pretrained(folder)

@@ -12,7 +12,7 @@ import torch
 from trl import SFTTrainer, get_peft_config, get_quantization_config
 
 from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
-from unicorn_hf.training.builder import build_from_text_model
+from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
 from unicorn_hf.training.collator import UnicornDataCollator
 from unicorn_hf.training.config import UnicornModelConfig, UnicornTrainingConfig, require
 from unicorn_hf.transfer.statistics import TransferStatistics
@@ -116,7 +116,7 @@ def copy_modality_statistics(model: UnicornForConditionalGeneration, stats: Tran
                        previous, stats.settings.to_dict())  # fmt: skip
     if model.config.has_image_mean and stats.image_mean is None:
         logger.info("The checkpoint's image_mean is kept: the dataset's statistics carry none.")
-    model.set_modality_transfer(**stats.model_kwargs())
+    set_modality_transfer(model, **stats.model_kwargs())
 
 
 # ---- what trains -------------------------------------------------------------------------------------------------
