@@ -143,7 +143,6 @@ def test_image_text_to_text_pipeline_runs_the_same_path(qa, photos, monkeypatch)
 
 
 def load_recipe():
-    # Loaded under another name: a module called `evaluate` would shadow the evaluate library.
     spec = importlib.util.spec_from_file_location("unicorn_evaluate_recipe", REPO / "recipes" / "evaluate_vlm.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -208,7 +207,8 @@ def test_tiny_recipe_end_to_end_with_model_card(checkpoint, tmp_path, monkeypatc
 
 
 def test_predictions_cut_short_by_a_kill_are_generated_again(tmp_path):
-    recipe = load_recipe()
+    from unicorn_hf.evaluation import run as recipe
+
     path = tmp_path / "predictions" / "pope" / "eval.jsonl"
     recipe._write_jsonl(path, [{"id": "a", "generation": "yes"}, {"id": "b", "generation": "no"}])
     assert [r["id"] for r in recipe._read_jsonl(path)] == ["a", "b"] and not list(path.parent.glob("*.partial"))

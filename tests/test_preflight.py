@@ -27,8 +27,7 @@ NEITHER = rf"{NOPE}' is neither a local folder nor a Hub (model|dataset) repo th
 
 
 def load_script(name: str):
-    # recipes/evaluate.py is being renamed to evaluate_vlm.py (it shadows the `evaluate` library): take either.
-    path = next(p for p in (REPO / "recipes" / f"{name}_vlm.py", REPO / "recipes" / f"{name}.py") if p.is_file())
+    path = REPO / "recipes" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"preflight_recipe_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -63,7 +62,7 @@ def unicorn_config(folder: Path, drop: tuple[str, ...] = (), drop_text: tuple[st
         ("pretrain", "pretrain.yaml", "dataset_name", ()),
         ("sft", "sft.yaml", "model_name_or_path", ()),
         ("sft", "sft.yaml", "dataset_name", ("--model_name_or_path", "{checkpoint}")),
-        ("evaluate", "evaluate.yaml", "model_name_or_path", ()),
+        ("evaluate_vlm", "evaluate.yaml", "model_name_or_path", ()),
         ("transfer", "transfer.yaml", "captions_path", ("--encoder", "unicorn-tiny-clip")),
         ("synthesize_instructions", "instructions.yaml", "captions_dataset", ()),
         ("pair_text", "pair_text.yaml", "captions_path", ()),
@@ -136,7 +135,14 @@ def test_a_missing_config_field_is_named(field, tmp_path):
 def test_evaluate_and_sft_refuse_a_checkpoint_without_num_image_tokens(tmp_path):
     folder = unicorn_config(tmp_path / "sft", drop=("num_image_tokens",))
     with pytest.raises(ValueError, match=r"sft/config.json lacks num_image_tokens"):
-        run("evaluate", "evaluate.yaml", "--model_name_or_path", str(folder), "--output_dir", str(tmp_path / "eval"))
+        run(
+            "evaluate_vlm",
+            "evaluate.yaml",
+            "--model_name_or_path",
+            str(folder),
+            "--output_dir",
+            str(tmp_path / "eval"),
+        )
     with pytest.raises(ValueError, match=r"sft/config.json lacks num_image_tokens"):
         run("sft", "sft.yaml", "--model_name_or_path", str(folder), "--output_dir", str(tmp_path / "sft-out"))
 
