@@ -34,8 +34,8 @@ from unicorn_hf.cards import write_stage_card
 from unicorn_hf.evaluation.config import EvalArguments, EvalDataArguments, EvalModelArguments
 from unicorn_hf.evaluation.inference import MEAN_MODES
 from unicorn_hf.evaluation.run import run_evaluation
-from unicorn_hf.preflight import check_encoder_spec, check_reference, check_unicorn_config
 from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.preflight import check_encoder_spec, check_reference, check_unicorn_config
 
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from trl import TrlParser
 
 from unicorn_hf.experiments.oracle import ImageOracleArguments, run_image_oracle
-from unicorn_hf.preflight import check_reference
 from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.preflight import check_reference
 
 
 def make_parser() -> TrlParser:

@@ -19,8 +19,8 @@ from __future__ import annotations
 from trl import TrlParser
 
 from unicorn_hf.experiments.ladder_run import LadderArguments, run_ladder
-from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.preflight import check_reference, check_unicorn_config
 
 
 def make_parser() -> TrlParser:

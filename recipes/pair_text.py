@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from trl import TrlParser
 
-from unicorn_hf.preflight import check_reference
 from unicorn_hf.synthesis.pair_text import PairTextArguments, run_pair_text
 from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.preflight import check_reference
 
 
 def make_parser() -> TrlParser:

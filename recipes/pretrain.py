@@ -27,7 +27,6 @@ from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.cards import write_training_card
-from unicorn_hf.preflight import check_reference
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import prepare_dataset
 from unicorn_hf.training.metadata import build_metadata, make_config_portable, write_metadata
@@ -46,6 +45,7 @@ from unicorn_hf.training.stages import (
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.hub import push_folder
 from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.preflight import check_reference
 from unicorn_hf.utils.processes import die_with_launcher
 
 

@@ -35,7 +35,6 @@ from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.cards import write_training_card
 from unicorn_hf.modeling.processing_unicorn import accept_structured_content
-from unicorn_hf.preflight import check_reference, check_unicorn_config
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.data import prepare_dataset
 from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
@@ -56,6 +55,7 @@ from unicorn_hf.training.stages import (
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.hub import push_folder
 from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.preflight import check_reference, check_unicorn_config
 from unicorn_hf.utils.processes import die_with_launcher
 
 

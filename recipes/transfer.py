@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from trl import TrlParser
 
-from unicorn_hf.preflight import check_encoder_spec, check_reference
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.pipeline import run_transfer
 from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.preflight import check_encoder_spec, check_reference
 
 
 def make_parser() -> TrlParser:

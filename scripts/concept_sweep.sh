@@ -6,7 +6,7 @@
 # each other.
 #   800:  800 pair titles                                   (the does-it-see experiment's scale)
 #   8k:   every pair title outside the held-out pairs       (recipes/concept_titles as shipped)
-#   30k:  those + the ImageNet-21k concept bank's lemmas    (pkg://imagenet21k, unicorn_hf/concepts.py)
+#   30k:  those + the ImageNet-21k concept bank's lemmas    (pkg://imagenet21k, unicorn_hf/synthesis/concepts.py)
 # Usage: [SEED=0] bash scripts/concept_sweep.sh [800] [8k] [30k]   (default: all three; finished stages are skipped)
 # SEED seeds the pretraining and the ladder's candidates; text and transfer are shared by every seed, and a seed
 # other than 0 writes its pretrain/ and ladder/ under <point>/seed-<SEED>/.

@@ -249,9 +249,8 @@ def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_qui
 
 
 def test_concept_bank_labels_join_the_captions_but_never_a_held_out_title(tmp_path, monkeypatch):
-    from unicorn_hf import concepts
     from unicorn_hf.lit import recipe
-    from unicorn_hf.synthesis import pair_text
+    from unicorn_hf.synthesis import concepts, pair_text
     from unicorn_hf.utils.drops import DropLog
     from unicorn_hf.utils.hub import load_dataset_folder
 

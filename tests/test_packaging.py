@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -201,3 +202,17 @@ def test_the_remote_code_needs_nothing_of_the_library():
                 assert {alias.name.split(".")[0] for alias in node.names} <= REMOTE_CODE_IMPORTS, path.name
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 assert "unicorn_hf" not in node.value, (path.name, node.lineno, node.value)
+
+
+def test_the_readme_layout_names_every_library_folder():
+    """The README's layout section lists each folder and top-level module of `unicorn_hf`, and nothing that is gone."""
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :].split("```")[1]
+    listed = set(re.findall(r"^  ([a-z_]+(?:/|\.py))", layout, flags=re.MULTILINE)) - {"experiments/"}
+    library = REPO / "unicorn_hf"
+    present = {f"{p.name}/" for p in library.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    present |= {p.name for p in library.glob("*.py") if p.name != "__init__.py"}
+    assert listed | {"experiments/"} >= present and listed <= present, (
+        sorted(present - listed),
+        sorted(listed - present),
+    )

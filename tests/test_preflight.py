@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from transformers import LlamaConfig
 
-from unicorn_hf import preflight
 from unicorn_hf.modeling import UnicornConfig
-from unicorn_hf.preflight import ReferenceNotFoundError, check_reference, check_unicorn_config
+from unicorn_hf.utils import preflight
+from unicorn_hf.utils.preflight import ReferenceNotFoundError, check_reference, check_unicorn_config
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,10 +161,10 @@ def test_an_unsized_llm_or_a_foreign_checkpoint_is_refused(tmp_path):
 
 def test_unknown_extra_keys_load_with_a_warning(tmp_path, caplog):
     folder = unicorn_config(tmp_path / "sft", my_note="kept by hand")
-    with caplog.at_level(logging.WARNING, logger="unicorn_hf.preflight"):
+    with caplog.at_level(logging.WARNING, logger="unicorn_hf.utils.preflight"):
         check_unicorn_config(folder)
     assert "does not know: my_note" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="unicorn_hf.preflight"):
+    with caplog.at_level(logging.WARNING, logger="unicorn_hf.utils.preflight"):
         check_unicorn_config(unicorn_config(tmp_path / "clean"))
     assert caplog.text == ""  # what save_pretrained writes is all known

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from jinja2 import StrictUndefined, Template
 
-from unicorn_hf.preflight import check_reference
 from unicorn_hf.synthesis.cards import (
     CACHE_DIRNAME,
     arguments_dict,
@@ -36,6 +35,7 @@ from unicorn_hf.synthesis.prompt_files import load_prompt, prompt_path
 from unicorn_hf.utils.drops import DropLog
 from unicorn_hf.utils.hub import load_dataset_folder
 from unicorn_hf.utils.paths import portable_path
+from unicorn_hf.utils.preflight import check_reference
 
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from distilabel.models.llms.utils import prepare_output
 from distilabel.steps import StepResources
 from pydantic import Field, PrivateAttr, SecretStr, validate_call
 
-from unicorn_hf.preflight import check_reference
 from unicorn_hf.synthesis.config import LLMArguments
 from unicorn_hf.utils.assets import resolve_model_path
+from unicorn_hf.utils.preflight import check_reference
 
 
 logger = logging.getLogger(__name__)

@@ -114,7 +114,7 @@ class PairTextArguments:
     concept_bank: str | None = field(
         default=None,
         metadata={
-            "help": "Also a caption row per concept of this bank (`pkg://imagenet21k`, unicorn_hf/concepts.py) in "
+            "help": "Also a caption row per concept of this bank (`pkg://imagenet21k`, unicorn_hf/synthesis/concepts.py) in "
             "`concept_label_format`: text-only concepts with no image and no dialogue. A held-out title or a pair's "
             "title is not repeated (counted)."
         },
@@ -141,8 +141,8 @@ def concept_caption_rows(
     """One caption row per concept of `args.concept_bank` (seeded subsample of `max_concepts`), leaving out labels
     that are a held-out title (casefolded: the ladder's rung b must stay untrained), a training pair's title or an
     earlier concept's; counts what it leaves out in `dropped`."""
-    from unicorn_hf.concepts import concept_bank, concept_label
     from unicorn_hf.experiments.splits import hash_rank
+    from unicorn_hf.synthesis.concepts import concept_bank, concept_label
 
     concepts, drops = concept_bank(args.concept_bank)
     logger.info("concept bank %s: %s", args.concept_bank, drops.summary())

@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
-from unicorn_hf.concepts import CONCEPT_BANKS, concept_bank, concept_label
+from unicorn_hf.synthesis.concepts import CONCEPT_BANKS, concept_bank, concept_label
 from unicorn_hf.synthesis.config import SeedArguments, SeedSourceConfig
 from unicorn_hf.synthesis.prompt_files import prompt_path
 from unicorn_hf.utils.drops import DropLog

