@@ -37,9 +37,9 @@ class SeedSourceConfig:
     `kind: labels` reads fine-grained class labels and renders each with `templates_per_label` random templates.
     `path` is a Hub dataset id, a local dataset folder, a `.jsonl`/`.csv`/`.txt` file, `pkg://imagenet` for the
     ImageNet class names shipped with open_clip, or `pkg://imagenet21k` for the concept bank of the 21,844 WordNet
-    synsets shipped with timm (`unicorn_hf.synthesis.concepts`), whose `label_format` says what text a synset gives to a
-    template: `lemma` ("crane") or `lemma_gloss` ("crane, large long-necked wading bird ..."; see that module for
-    why the recipes use it). Its seed ids carry the synset id.
+    synsets shipped with timm (`unicorn_hf.synthesis.concepts`), whose `label_format` says what text a synset gives
+    to a template: `lemma` ("crane") or `lemma_gloss` ("crane, large long-necked wading bird ..."; see that module
+    for why the recipes use it). Its seed ids carry the synset id.
     """
 
     name: str  # short source name, prefix of the seed ids and the value of `seed_source`

@@ -114,9 +114,9 @@ class PairTextArguments:
     concept_bank: str | None = field(
         default=None,
         metadata={
-            "help": "Also a caption row per concept of this bank (`pkg://imagenet21k`, unicorn_hf/synthesis/concepts.py) in "
-            "`concept_label_format`: text-only concepts with no image and no dialogue. A held-out title or a pair's "
-            "title is not repeated (counted)."
+            "help": "Also a caption row per concept of this bank (`pkg://imagenet21k`, "
+            "unicorn_hf/synthesis/concepts.py) in `concept_label_format`: text-only concepts with no image and no "
+            "dialogue. A held-out title or a pair's title is not repeated (counted)."
         },
     )
     concept_label_format: str | None = field(
