@@ -57,8 +57,8 @@ def main() -> None:
     from unicorn_hf.synthesis.captions import output_tokens
     from unicorn_hf.synthesis.dialogues import assign_tasks
     from unicorn_hf.synthesis.instructions import first_conversation, repair_conversation, reply_to_messages
+    from unicorn_hf.synthesis.json_recovery import DialogueParseError
     from unicorn_hf.synthesis.llms import build_llm, generation_kwargs
-    from unicorn_hf.synthesis.parsing import DialogueParseError
     from unicorn_hf.synthesis.pipelines import build_caption_pipeline, run_pipeline
     from unicorn_hf.synthesis.prompt_files import load_prompt
     from unicorn_hf.synthesis.seeds import load_seeds

@@ -17,9 +17,9 @@ from unicorn_hf.experiments.ladder import (
     encoder_rung,
     ladder_items,
     null_candidate_scores,
-    ranked_correct,
     rung_inputs,
 )
+from unicorn_hf.experiments.likelihood import ranked_correct
 from unicorn_hf.lit.pairs import Pair
 
 
@@ -223,7 +223,8 @@ def test_title_text_leaves_out_held_out_titles_and_counts_them(tmp_path, monkeyp
 def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_quickstart_prints_it(tmp_path):
     from PIL import Image
 
-    from unicorn_hf.experiments.ladder_run import ladder_table, plot_ladder, summarize
+    from unicorn_hf.experiments.ladder_report import ladder_table, plot_ladder
+    from unicorn_hf.experiments.ladder_run import summarize
     from unicorn_hf.stages.report import _numbers
 
     n = 40
@@ -341,7 +342,8 @@ def test_sft_rungs_ask_every_question_with_its_pairs_input_and_split_credit_by_k
 def test_the_sft_ladder_table_and_plot_show_both_question_kinds_against_their_own_chance(tmp_path):
     from PIL import Image
 
-    from unicorn_hf.experiments.ladder_run import answer_concentration, ladder_table, plot_ladder, summarize
+    from unicorn_hf.experiments.ladder_report import answer_concentration, ladder_table, plot_ladder
+    from unicorn_hf.experiments.ladder_run import summarize
 
     n = 20
     half = [1.0, 0.0] * (n // 2)
@@ -445,7 +447,7 @@ def test_the_training_dialogue_probe_takes_mc_and_yes_no_first_turns_and_counts_
     from datasets import Dataset
 
     from unicorn_hf.evaluation.inference import UnicornImageQA
-    from unicorn_hf.experiments.ladder_run import training_dialogue_line
+    from unicorn_hf.experiments.ladder_report import training_dialogue_line
     from unicorn_hf.experiments.probes import lettered_mc_question, training_dialogue_probe, yes_no_question_of
 
     model, processor = tiny_unicorn
@@ -554,7 +556,8 @@ def test_sft_rungs_and_the_training_probe_add_the_cloze_formulation_when_asked(t
 
     from unicorn_hf.evaluation.inference import UnicornImageQA
     from unicorn_hf.experiments.ladder import question_rungs
-    from unicorn_hf.experiments.ladder_run import ladder_table, summarize, training_dialogue_line
+    from unicorn_hf.experiments.ladder_report import ladder_table, training_dialogue_line
+    from unicorn_hf.experiments.ladder_run import summarize
     from unicorn_hf.experiments.probes import training_dialogue_probe
     from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
 
@@ -591,7 +594,8 @@ def test_sft_rungs_and_the_training_probe_add_the_cloze_formulation_when_asked(t
 def test_the_ladder_writes_the_checkpoints_card_with_its_table_and_into_the_checkpoint_only_when_asked(
     tiny_unicorn, tmp_path
 ):
-    from unicorn_hf.experiments.ladder_run import LadderArguments, ladder_table, summarize, write_ladder_card
+    from unicorn_hf.experiments.ladder_report import ladder_table
+    from unicorn_hf.experiments.ladder_run import LadderArguments, summarize, write_ladder_card
 
     model, processor = tiny_unicorn
     checkpoint = tmp_path / "pretrain"

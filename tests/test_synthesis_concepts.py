@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from unicorn_hf.synthesis import concept_texts as texts_module
 from unicorn_hf.synthesis import concepts
-from unicorn_hf.synthesis.concepts import GLOSS_FILE, LEMMA_FILE, concept_label, concept_texts, imagenet21k_concepts
+from unicorn_hf.synthesis.concept_texts import concept_texts
+from unicorn_hf.synthesis.concepts import GLOSS_FILE, LEMMA_FILE, concept_label, imagenet21k_concepts
 from unicorn_hf.synthesis.config import SeedArguments, SeedSourceConfig
 from unicorn_hf.synthesis.seeds import label_seeds, load_seeds, load_templates
 
@@ -172,13 +174,13 @@ def test_label_format_is_a_required_setting_of_concept_banks_only():
 def test_memory_export_one_text_per_line(tmp_path, bank):
     bank_concepts, _ = bank
     output = tmp_path / "memory" / "concepts.txt"
-    written = concepts.main(["--output", str(output), "--label_format", "lemma_gloss"])
+    written = texts_module.main(["--output", str(output), "--label_format", "lemma_gloss"])
     lines = output.read_text(encoding="utf-8").splitlines()
     assert written == len(lines) == 21843  # 21,844 labels, the two "gutta-percha tree" synsets written once
     assert f"crane, {CRANE_BIRD_GLOSS}" in lines and all(line == line.strip() and line for line in lines)
-    assert concepts.write_concept_texts(output, concept_texts("lemma")) == len({c.name for c in bank_concepts})
+    assert texts_module.write_concept_texts(output, concept_texts("lemma")) == len({c.name for c in bank_concepts})
     # With templates, the memory holds exactly the stage-1 seed texts of the same settings.
-    concepts.main(["--output", str(output), "--label_format", "lemma_gloss", "--templates", "pkg://clip-openai",
+    texts_module.main(["--output", str(output), "--label_format", "lemma_gloss", "--templates", "pkg://clip-openai",
                    "--templates_per_label", "1", "--template_seed", "0"])  # fmt: skip
     seeds, _ = load_seeds(SeedArguments(seed_sources=[_bank_source(templates_per_label=1)]))
     assert output.read_text(encoding="utf-8").splitlines() == [row["seed"] for row in seeds]

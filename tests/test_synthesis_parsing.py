@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from unicorn_hf.synthesis.parsing import DialogueParseError, extract_json, is_placeholder, json_values, parse_dialogue
+from unicorn_hf.synthesis.json_recovery import DialogueParseError, extract_json, json_values
+from unicorn_hf.synthesis.parsing import is_placeholder, parse_dialogue
 
 
 DATA = Path(__file__).parent / "data" / "synthesis"

@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from safetensors import safe_open
+
+from unicorn_hf.experiments.ladder_report import ladder_table
+from unicorn_hf.utils.resources import bundled_dir
 
 
 logger = logging.getLogger(__name__)
@@ -37,8 +41,6 @@ TRAINING_FILE = "unicorn_training.json"
 def default_template() -> Path:
     """`model_cards/model_card.md` of the checkout, or the copy an installed wheel ships
     (`unicorn_hf.utils.resources`)."""
-    from unicorn_hf.utils.resources import bundled_dir
-
     return bundled_dir("model_cards") / "model_card.md"
 
 
@@ -83,8 +85,6 @@ def transfer_statistics(checkpoint_dir: str | Path) -> dict:
     }  # fmt: skip
     weights = sorted(checkpoint_dir.glob("*.safetensors"))
     if weights:
-        from safetensors import safe_open
-
         for path in weights:
             with safe_open(str(path), framework="pt") as f:
                 keys = set(f.keys())
@@ -165,8 +165,6 @@ def render_model_card(
 ) -> ModelCard:
     """The full card of a checkpoint with `results` in its `model-index`; `sees` (results.json of recipes/sees.py)
     and `ladder` (ladder.json of recipes/ladder.py: its table is rendered here) fill the "Does it see?" section."""
-    from unicorn_hf.experiments.ladder_run import ladder_table
-
     checkpoint_dir = Path(checkpoint_dir)
     template_path = Path(template_path) if template_path else default_template()
     if not template_path.is_file():

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
 from unicorn_hf.encoders.base import PairedEncoder, pooled_features
 from unicorn_hf.encoders.spec import EncoderSpec, fingerprint_hf_folder, relative_hint
@@ -23,8 +24,6 @@ class HFClipEncoder(PairedEncoder):
     def __init__(
         self, name_or_path: str, device: str | torch.device, dtype: str | torch.dtype, batch_size: int | None
     ) -> None:
-        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
-
         super().__init__(device, dtype, batch_size)
         local = Path(name_or_path).expanduser()
         if local.is_dir():

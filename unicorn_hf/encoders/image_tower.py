@@ -16,7 +16,18 @@ from __future__ import annotations
 
 import copy
 
+import open_clip
 import torch
+from open_clip.timm_model import TimmModel
+from transformers import (
+    CLIPModel,
+    CLIPVisionModelWithProjection,
+    SiglipModel,
+    SiglipVisionModel,
+    TimmWrapperConfig,
+    TimmWrapperForImageClassification,
+    TimmWrapperImageProcessor,
+)
 
 from unicorn_hf.encoders.hf_clip_encoder import HFClipEncoder
 from unicorn_hf.encoders.open_clip_encoder import OpenClipEncoder
@@ -48,8 +59,6 @@ def image_tower_from_encoder(encoder):
 
     Raises `TowerNotCarriable` (a ValueError) where no transformers class holds the tower faithfully.
     """
-    from transformers import CLIPModel, SiglipModel
-
     model = getattr(encoder, "model", None)
     if isinstance(encoder, HFClipEncoder) and isinstance(model, CLIPModel):
         tower, image_processor = _clip_tower(model), encoder.image_processor
@@ -67,8 +76,6 @@ def image_tower_from_encoder(encoder):
 
 
 def _clip_tower(model):
-    from transformers import CLIPVisionModelWithProjection
-
     vision_config = copy.deepcopy(model.config.vision_config)
     vision_config.projection_dim = model.config.projection_dim  # the joint space's width
     tower = CLIPVisionModelWithProjection(vision_config)
@@ -78,8 +85,6 @@ def _clip_tower(model):
 
 
 def _siglip_tower(model):
-    from transformers import SiglipVisionModel
-
     tower = SiglipVisionModel(model.config.vision_config)
     tower.vision_model.load_state_dict(model.vision_model.state_dict())
     return tower
@@ -89,8 +94,6 @@ def _siglip_tower(model):
 def open_clip_timm_tower(encoder):
     """(TimmWrapperForImageClassification, TimmWrapperImageProcessor) reproducing `encoder.model.encode_image` and
     `encoder.preprocess`, checked on a probe batch; `TowerNotCarriable` where that cannot be done faithfully."""
-    from open_clip.timm_model import TimmModel
-
     visual = encoder.model.visual
     if not isinstance(visual, TimmModel):
         raise TowerNotCarriable(
@@ -104,8 +107,6 @@ def open_clip_timm_tower(encoder):
 
 def _timm_wrapper(encoder_id: str, visual, embed_dim: int):
     """The trunk in `TimmWrapperForImageClassification`, with open_clip's linear head as timm's classifier."""
-    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
-
     trunk, head = visual.trunk, dict(visual.head.named_children())
     unsupported = sorted(set(head) - {"drop", "proj"})
     projection = head.get("proj")
@@ -166,9 +167,6 @@ def _check_same_embeddings(encoder_id: str, visual, tower) -> None:
 
 def timm_image_processor(encoder_id: str, open_clip_model, architecture: str):
     """`TimmWrapperImageProcessor` with open_clip's eval transform: shortest-side resize, centre crop, normalise."""
-    import open_clip
-    from transformers import TimmWrapperImageProcessor
-
     cfg = open_clip.get_model_preprocess_cfg(open_clip_model)
     size = cfg["size"] if isinstance(cfg["size"], (tuple, list)) else (cfg["size"], cfg["size"])
     resize_mode = cfg.get("resize_mode", "shortest")

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPImageProcessor
 
 from unicorn_hf.encoders.base import PairedEncoder, pooled_features
 from unicorn_hf.encoders.spec import EncoderSpec
@@ -33,8 +34,7 @@ class LLM2ClipEncoder(PairedEncoder):
         dtype: str | torch.dtype,
         batch_size: int | None,
     ) -> None:
-        from llm2vec import LLM2Vec
-        from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPImageProcessor
+        from llm2vec import LLM2Vec  # optional: `pip install unicorn-hf[llm2clip]`
 
         super().__init__(device, dtype, batch_size)
         # Hub ids (the paper's weights); a local LLM2CLIP folder would need a fingerprint like the other backends.

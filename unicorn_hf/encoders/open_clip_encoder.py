@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import open_clip
 import torch
+from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
 
 from unicorn_hf.encoders.base import PairedEncoder
 from unicorn_hf.encoders.spec import (
@@ -55,8 +57,6 @@ class OpenClipEncoder(PairedEncoder):
         batch_size: int | None,
         init_seed: int | None = None,
     ) -> None:
-        import open_clip
-
         super().__init__(device, dtype, batch_size)
         open_clip.add_model_config(MODEL_CONFIGS)
         random_init = pretrained is None and not model_name.startswith("hf-hub:")  # hf-hub: brings its weights
@@ -114,8 +114,6 @@ class OpenClipEncoder(PairedEncoder):
 
     def _tokenize(self, texts: list[str]) -> tuple[torch.Tensor, int | None]:
         """Token ids [B, L] (padded to the context length) and the number of truncated texts."""
-        from open_clip.tokenizer import SimpleTokenizer
-
         tokenizer, length = self.tokenizer, self.context_length
         if not isinstance(tokenizer, SimpleTokenizer) or tokenizer.reduction_fn is not None:
             return tokenizer(texts), self.count_truncated(texts)
@@ -137,8 +135,6 @@ class OpenClipEncoder(PairedEncoder):
         return self.model.encode_image(pixels)
 
     def text_token_counts(self, texts: Sequence[str]) -> list[int] | None:
-        from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
-
         if isinstance(self.tokenizer, SimpleTokenizer) and self.tokenizer.reduction_fn is None:
             return [len(self.tokenizer.encode(text)) + 2 for text in texts]  # + <start>, <end>
         if isinstance(self.tokenizer, HFTokenizer):

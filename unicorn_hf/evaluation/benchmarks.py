@@ -35,8 +35,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from datasets import Image, load_dataset
+
 from unicorn_hf.data_contract import option_key
 from unicorn_hf.evaluation.answers import option_letters
+from unicorn_hf.evaluation.fixtures import build_fixture
 
 
 logger = logging.getLogger(__name__)
@@ -330,8 +333,6 @@ def normalize_rows(
 
 def load_hub_rows(spec: BenchmarkSpec, revision: str | None = None, max_samples: int | None = None):
     """The benchmark split from the Hub (needs network, or a warm `datasets` cache)."""
-    from datasets import Image, load_dataset
-
     # MMBench's copies of a question lie far from it in the file (q, then q + 1e6 after all originals), so a row
     # slice would cut questions apart; `normalize_rows` keeps the first N questions instead. (`load_dataset` fetches
     # the whole split either way: a slice saves no download.)
@@ -359,8 +360,6 @@ def load_benchmark(
     if source == "hub":
         rows = load_hub_rows(spec, revision=revision, max_samples=max_samples)
     elif source == "fixture":
-        from unicorn_hf.evaluation.fixtures import build_fixture
-
         if seed is None:
             raise ValueError("Fixture benchmarks need a seed (it places the answers among the options).")
         rows = build_fixture(name, seed=seed)

@@ -32,7 +32,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
+from transformers import pipeline
+from transformers.image_utils import load_image
 
 from unicorn_hf.encoders.image_tower import image_tower_from_encoder
 from unicorn_hf.encoders.loading import load_encoder_for
@@ -64,9 +67,6 @@ def attach_encoder_image_tower(model: UnicornForConditionalGeneration, processor
 
 def load_images(items: Sequence) -> list:
     """PIL images, local paths, http(s) URLs or undecoded `datasets` images ({"bytes", "path"}) -> RGB PIL images."""
-    from PIL import Image
-    from transformers.image_utils import load_image
-
     images = []
     for index, item in enumerate(items):
         if isinstance(item, dict) and ("bytes" in item or "path" in item):
@@ -323,8 +323,6 @@ def make_pipeline(qa: UnicornImageQA, mean: str | torch.Tensor):
     pipe = make_pipeline(qa, mean="image")
     pipe(images=pil_image, text=qa.format_prompt("What is shown?"), max_new_tokens=16, return_full_text=False)
     """
-    from transformers import pipeline
-
     resolved = qa.resolve_mean(mean)
     processor = BoundUnicornProcessor(
         tokenizer=qa.processor.tokenizer,

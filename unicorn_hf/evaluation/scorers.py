@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import evaluate
+
 from unicorn_hf.evaluation.answers import extract_choice, extract_yes_no
 from unicorn_hf.evaluation.benchmarks import BenchmarkExample
 
@@ -31,12 +33,6 @@ METRIC_OF_KIND = {"yes_no": "pope", "mme": "mme", "mc": "mc_accuracy", "mc_circu
 @functools.cache
 def load_metric(name: str):
     """`evaluate.load` of a packaged metric module by its local folder (works with HF_HUB_OFFLINE=1)."""
-    import evaluate
-
-    if not hasattr(evaluate, "load"):  # e.g. a local evaluate.py (the recipe had that name) shadowing the library
-        raise ImportError(
-            f"`import evaluate` found {getattr(evaluate, '__file__', evaluate)!r}, not the evaluate library"
-        )
     path = METRICS_DIR / name
     if not (path / f"{name}.py").is_file():
         raise FileNotFoundError(

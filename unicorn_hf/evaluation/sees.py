@@ -17,11 +17,14 @@ from pathlib import Path
 
 import torch
 
+from unicorn_hf.encoders import load_encoder
 from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_difference
 from unicorn_hf.experiments.config import EvaluationMode
 from unicorn_hf.experiments.probes import training_dialogue_probe
 from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import load_image_qa, score_modes
+from unicorn_hf.lit.recipe import trained_encoder_pairs
+from unicorn_hf.training.metadata import package_versions
 from unicorn_hf.utils.paths import portable_record
 
 
@@ -68,8 +71,6 @@ class SeesArguments:
 
 def held_out_pairs(encoder_config: str, encoder_dir: str, num_images: int):
     """The first `num_images` titled pairs the encoder held out (never trained on), in its own order."""
-    from unicorn_hf.lit.recipe import trained_encoder_pairs
-
     pairs, held_out_ids = trained_encoder_pairs(encoder_config, encoder_dir)
     by_id = {pair.id: pair for pair in pairs}
     titled = [by_id[pair_id] for pair_id in held_out_ids if pair_id in by_id and by_id[pair_id].title]
@@ -92,9 +93,6 @@ def load_text_record(text_path: str, field_name: str) -> dict:
 
 def run_sees(args: SeesArguments) -> dict:
     """Score the checkpoint sighted and blind; write and return `results.json` (also its `headline`)."""
-    from unicorn_hf.encoders import load_encoder
-    from unicorn_hf.training.metadata import package_versions
-
     start = time.perf_counter()
     record = load_text_record(args.text_path, "text_path")
     templates = QuestionTemplates(**record["templates"])

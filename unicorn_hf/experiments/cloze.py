@@ -19,7 +19,11 @@ from collections.abc import Sequence
 
 import torch
 
+from unicorn_hf.evaluation.answers import option_letters
+from unicorn_hf.experiments.likelihood import labelled_log_likelihoods, ranked_correct
 from unicorn_hf.experiments.questions import Question
+from unicorn_hf.training.collator import UnicornDataCollator
+from unicorn_hf.training.data import IMAGE_EMBEDS, caption_turn, tokenize_dialogue
 
 
 @torch.inference_mode()
@@ -40,10 +44,6 @@ def reply_log_likelihoods(
     Raises:
         ValueError: when a row makes no SFT row (`tokenize_dialogue`'s drop reason, e.g. an empty reply), naming it.
     """
-    from unicorn_hf.experiments.likelihood import labelled_log_likelihoods
-    from unicorn_hf.training.collator import UnicornDataCollator
-    from unicorn_hf.training.data import IMAGE_EMBEDS, caption_turn, tokenize_dialogue
-
     processor, model = qa.processor, qa.model
     if not len(questions) == len(replies) == len(embeds):
         raise ValueError(f"{len(questions)} questions, {len(replies)} replies and {len(embeds)} embeddings")
@@ -90,12 +90,9 @@ def cloze_credit(
 ) -> dict[str, list[float]]:
     """Per mc question, credit for ranking the right option first in the cloze formulation: `mc_cloze` (raw) and
     `mc_cloze_calibrated` (minus the scores under the centroid of `embeds` [Q, D]). Ties are credited 1/t
-    (`ladder.ranked_correct`), so a constant input scores chance exactly.
+    (`likelihood.ranked_correct`), so a constant input scores chance exactly.
 
     Raises `ValueError` when a question is not multiple choice."""
-    from unicorn_hf.evaluation.answers import option_letters
-    from unicorn_hf.experiments.ladder import ranked_correct
-
     if any(question.kind != "mc" for question in questions):
         raise ValueError("cloze scoring takes multiple-choice questions only")
     answers = [option_letters(len(q.options)).index(q.answer) for q in questions]

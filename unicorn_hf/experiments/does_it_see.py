@@ -23,6 +23,7 @@ trains and scores on a machine that has neither the encoder nor the Debian image
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -34,6 +35,8 @@ import torch
 import yaml
 
 from unicorn_hf.data_contract import CAPTIONS_COLUMNS, CAPTIONS_CONFIG, IMAGE_EMBEDS
+from unicorn_hf.encoders import load_encoder
+from unicorn_hf.evaluation.inference import UnicornImageQA
 from unicorn_hf.experiments.config import Arm, ExperimentArguments, Plan
 from unicorn_hf.experiments.oracle import (
     PairImages,
@@ -42,12 +45,19 @@ from unicorn_hf.experiments.oracle import (
     training_pair_ids,
     write_image_oracle,
 )
+from unicorn_hf.experiments.probes import caption_nll, training_dialogue_probe
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, evaluation_questions
-from unicorn_hf.experiments.scoring import most_frequent_answer
+from unicorn_hf.experiments.report import write_report
+from unicorn_hf.experiments.scoring import correctness, most_frequent_answer, score_checkpoint, zero_shot_answers
 from unicorn_hf.experiments.splits import PairSplits, split_pairs_by_id
-from unicorn_hf.lit.pairs import Pair, collect_pairs
+from unicorn_hf.lit.pairs import Pair, UnreadableImageError, collect_pairs
+from unicorn_hf.lit.recipe import parse_config
+from unicorn_hf.lit.train import build_default_encoder
+from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 from unicorn_hf.stages.markers import changed_settings, is_finished, read_marker, write_marker
 from unicorn_hf.stages.runner import STAGE_SCRIPTS, run_command
+from unicorn_hf.synthesis.pair_text import pair_text_rows, write_text_folder
+from unicorn_hf.utils.hub import load_dataset_folder
 from unicorn_hf.utils.paths import portable_record
 
 
@@ -56,7 +66,6 @@ logger = logging.getLogger(__name__)
 
 def _fingerprint(*parts) -> str:
     """A key of what a cached result depends on; a checkpoint folder counts by its weights' size and mtime."""
-    import hashlib
 
     def describe(part):
         if isinstance(part, Path):
@@ -68,8 +77,6 @@ def _fingerprint(*parts) -> str:
 
 
 def _is_readable(pair: Pair) -> bool:
-    from unicorn_hf.lit.pairs import UnreadableImageError
-
     try:
         pair.load()
     except UnreadableImageError as error:
@@ -143,8 +150,6 @@ class Experiment:
     # ---- shared: pairs, splits, encoder, image embeddings ---------------------------------------------------------
     def pairs(self) -> dict[str, Pair]:
         if self._pairs is None:
-            from unicorn_hf.lit.recipe import parse_config
-
             model_args, _, _ = parse_config(self.args.encoder_config)
             found, drops = collect_pairs(self.args.sources, None, self.args.split_seed, model_args.image_size)
             logger.info("pairs: %s", drops.summary())
@@ -183,8 +188,6 @@ class Experiment:
     def encoder_dir(self) -> Path:
         """The shared encoder folder: trained on first use (timed once, as stage `encoder`), then reused."""
         if self._encoder_dir is None:
-            from unicorn_hf.lit.train import build_default_encoder
-
             ids_file = self.shared / "encoder_pair_ids.json"
             self._encoder_dir = self.timer.run(
                 "encoder", build_default_encoder, self.shared / "encoder", self.args.encoder_config,
@@ -195,8 +198,6 @@ class Experiment:
     def load_encoder(self):
         """The shared encoder, loaded once per run (image embeddings and zero-shot both use it)."""
         if self._encoder is None:
-            from unicorn_hf.encoders import load_encoder
-
             encoder_yaml = yaml.safe_load(Path(self.args.encoder_config).read_text())
             self._encoder = load_encoder(
                 f"local-dir:{self.encoder_dir()}", device="cpu", dtype="float32",
@@ -250,9 +251,6 @@ class Experiment:
 
     def text_data(self, splits: PairSplits, captions_dir: Path | None) -> Path:
         """Hub-ready folder with configs `captions` (raw seeds + expansions) and `instructions` (dialogues)."""
-        from unicorn_hf.synthesis.pair_text import pair_text_rows, write_text_folder
-        from unicorn_hf.utils.hub import load_dataset_folder
-
         folder = self.run_dir / "text"
         if is_finished(folder):
             return folder
@@ -339,8 +337,6 @@ class Experiment:
         return questions
 
     def evaluate_arm(self, arm: Arm, sft_dir: Path, questions: list[Question], raw_by_id: dict) -> dict:
-        from unicorn_hf.experiments.scoring import score_checkpoint
-
         path = self.arm_dir(arm) / "scores.json"
         key = _fingerprint([q.to_dict() for q in questions], [vars(mode) for mode in arm.evaluate], sft_dir)
         if path.is_file() and (cached := json.loads(path.read_text())).get("key") == key:
@@ -359,11 +355,6 @@ class Experiment:
     def probe_arm(self, arm: Arm, transfer_dir: Path, num_rows: int) -> dict:
         """`unicorn_hf.experiments.probes` on the arm's first `num_rows` training rows: pretraining caption NLL and
         SFT multiple-choice (and yes/no) accuracy, each with the own, a shuffled and no embedding."""
-        from unicorn_hf.evaluation.inference import UnicornImageQA
-        from unicorn_hf.experiments.probes import caption_nll, training_dialogue_probe
-        from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
-        from unicorn_hf.utils.hub import load_dataset_folder
-
         path = self.arm_dir(arm) / "probes.json"
         key = _fingerprint(num_rows, self.args.seed, self.arm_dir(arm) / "sft", transfer_dir)
         if path.is_file() and (cached := json.loads(path.read_text())).get("key") == key:
@@ -389,8 +380,6 @@ class Experiment:
         return probes
 
     def zero_shot(self, questions: list[Question], raw_by_id: dict) -> dict:
-        from unicorn_hf.experiments.scoring import correctness, zero_shot_answers
-
         path = self.run_dir / "encoder_zero_shot.json"
         key = _fingerprint([q.to_dict() for q in questions], self.plan.zero_shot_prompts)
         if path.is_file() and (cached := json.loads(path.read_text())).get("key") == key:
@@ -410,8 +399,6 @@ class Experiment:
 
     # ---- the whole run ----------------------------------------------------------------------------------------------
     def run(self) -> dict:
-        from unicorn_hf.experiments.report import write_report
-
         splits = self.timer.run("splits", self.splits)
         raw_by_id = self.timer.run("image_embeddings", self.image_embeddings, splits)
         pool_dir = self.timer.run("pool_images", self.pool_images, splits)

@@ -37,11 +37,16 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
+from unicorn_hf.experiments.cloze import cloze_credit
+from unicorn_hf.experiments.likelihood import labelled_log_likelihoods, ranked_correct
 from unicorn_hf.experiments.questions import Question, QuestionTemplates, group_by_source, mc_question
+from unicorn_hf.experiments.scoring import correctness, score_questions, zero_shot_answers
 from unicorn_hf.lit.pairs import Pair
+from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_METHODS, TransferSettings
+from unicorn_hf.training.collator import UnicornDataCollator
+from unicorn_hf.training.data import IMAGE_EMBEDS, bos_ids, tokenize_caption, tokenize_caption_turn
 
 
 @dataclass(frozen=True)
@@ -94,10 +99,6 @@ def caption_log_likelihoods(
     Raises:
         ValueError: when a caption makes no pretraining row (empty, or holding the image token), naming it.
     """
-    from unicorn_hf.experiments.likelihood import labelled_log_likelihoods
-    from unicorn_hf.training.collator import UnicornDataCollator
-    from unicorn_hf.training.data import IMAGE_EMBEDS, bos_ids, tokenize_caption, tokenize_caption_turn
-
     tokenizer = processor.tokenizer
     bos = bos_ids(tokenizer)
     collate = UnicornDataCollator(tokenizer.pad_token_id, processor.image_token_id, model.config.num_image_tokens)
@@ -147,23 +148,6 @@ def null_candidate_scores(
     return torch.tensor([[by_title[candidate] for candidate in item.candidates] for item in items])
 
 
-# Scores closer than this (nats) are ties: the same row scored in batches of other lengths differs by float32
-# rounding (~1e-5 nats), which would otherwise break the ties of a constant input (calibrated scores of ~0) at random.
-TIE_TOLERANCE = 1e-3
-
-
-def ranked_correct(scores: torch.Tensor, answer_index: Sequence[int]) -> np.ndarray:
-    """[N] credit for ranking the right candidate first: 1, or 1/t when it ties with t-1 others (the expected score
-    of a uniform tie-break, so a constant input scores chance exactly instead of favouring a position). scores:
-    [N, K]; scores within `TIE_TOLERANCE` nats of the best count as tied."""
-    scores = scores.float()
-    best = scores.max(dim=1, keepdim=True).values  # [N, 1]
-    tied = scores >= best - TIE_TOLERANCE  # [N, K]
-    answers = torch.as_tensor(list(answer_index))
-    right = tied[torch.arange(len(answers)), answers].float()  # [N]
-    return (right / tied.sum(1).float()).numpy()
-
-
 @dataclass(frozen=True)
 class ImageRule:
     """How rung c moves the real images: `image_mean` (eval | image | text | none: what mean_shift / c3 subtract)
@@ -180,8 +164,6 @@ def apply_image_rule(model, raw: torch.Tensor, rule: ImageRule) -> torch.Tensor:
 
     Raises `ValueError` when the rule asks for memory projection and the checkpoint carries no memory.
     """
-    from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_METHODS, TransferSettings
-
     config = model.config
     saved = dict(config.modality_transfer)
     try:
@@ -266,9 +248,6 @@ def question_rungs(
 
     Raises `KeyError` naming a question whose pair has no input row.
     """
-    from unicorn_hf.experiments.cloze import cloze_credit
-    from unicorn_hf.experiments.scoring import score_questions
-
     row_of = {pair_id: row for row, pair_id in enumerate(pair_ids)}
     missing = sorted({q.pair_id for q in questions} - set(row_of))
     if missing:
@@ -309,8 +288,6 @@ def encoder_question_rung(
 ) -> dict[str, list[float]]:  # fmt: skip
     """Rung a of the SFT ladder: the encoder's own answers to the questions (`scoring.zero_shot_answers`: cosine
     with each option's caption), split by kind like `question_rungs`. raw_images: [N, D] in `pair_ids` order."""
-    from unicorn_hf.experiments.scoring import correctness, zero_shot_answers
-
     row_of = {pair_id: row for row, pair_id in enumerate(pair_ids)}
     embeds = raw_images[torch.tensor([row_of[q.pair_id] for q in questions])]  # [Q, D]
     correct = correctness(zero_shot_answers(embeds, questions, encode_text, prompt_for_title), questions).tolist()

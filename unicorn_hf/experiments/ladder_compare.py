@@ -17,7 +17,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unicorn_hf.experiments.ladder_run import interval_cell
+from trl import TrlParser
+
+from unicorn_hf.experiments.ladder_report import interval_cell
 from unicorn_hf.utils.logging import setup_logging
 
 
@@ -105,7 +107,7 @@ def compare_ladders(ladder_paths: dict[str, Path], output_dir: Path) -> dict:
 def plot_comparison(ladders: dict[str, dict], path: Path, scoring: str = "calibrated") -> None:
     """One group of horizontal bars per rung (the rungs of `comparison_table`), one bar per ladder, each with its own
     (unpaired) 95% interval, and the chance line of the first ladder (candidate ladders: 1 / candidates)."""
-    import matplotlib
+    import matplotlib  # here: the Agg backend must be chosen before pyplot loads (files only, no display)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -159,8 +161,6 @@ class LadderCompareArguments:
 
 def make_parser():
     """`--ladders NAME=PATH ... --output_dir D`, or `--config` a YAML with those keys (recipes/ladder_compare.py)."""
-    from trl import TrlParser
-
     return TrlParser((LadderCompareArguments,))
 
 

@@ -1,10 +1,12 @@
 """Summed log-likelihood of the labelled tokens of prepared rows: the one forward pass behind every likelihood
-scoring of the experiments (candidate titles after pretraining, cloze replies after SFT)."""
+scoring of the experiments (candidate titles after pretraining, cloze replies after SFT), and the credit for
+ranking the right candidate first."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 
@@ -35,3 +37,20 @@ def labelled_log_likelihoods(model, collate: Callable[[list[dict]], dict], rows:
         )  # [B, T-1], 0 where labels are -100
         scores.append(-nll.sum(1))
     return torch.cat(scores) if scores else torch.zeros(0)
+
+
+# Scores closer than this (nats) are ties: the same row scored in batches of other lengths differs by float32
+# rounding (~1e-5 nats), which would otherwise break the ties of a constant input (calibrated scores of ~0) at random.
+TIE_TOLERANCE = 1e-3
+
+
+def ranked_correct(scores: torch.Tensor, answer_index: Sequence[int]) -> np.ndarray:
+    """[N] credit for ranking the right candidate first: 1, or 1/t when it ties with t-1 others (the expected score
+    of a uniform tie-break, so a constant input scores chance exactly instead of favouring a position). scores:
+    [N, K]; scores within `TIE_TOLERANCE` nats of the best count as tied."""
+    scores = scores.float()
+    best = scores.max(dim=1, keepdim=True).values  # [N, 1]
+    tied = scores >= best - TIE_TOLERANCE  # [N, K]
+    answers = torch.as_tensor(list(answer_index))
+    right = tied[torch.arange(len(answers)), answers].float()  # [N]
+    return (right / tied.sum(1).float()).numpy()

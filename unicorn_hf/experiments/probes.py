@@ -23,8 +23,10 @@ import torch
 from unicorn_hf.data_contract import IMAGE_EMBEDS, INSTRUCTIONS_CONFIG
 from unicorn_hf.evaluation.answers import option_letters
 from unicorn_hf.experiments.cloze import cloze_credit
+from unicorn_hf.experiments.ladder import caption_log_likelihoods
 from unicorn_hf.experiments.questions import Question
 from unicorn_hf.experiments.scoring import correctness, likelihood_answers
+from unicorn_hf.utils.hub import load_dataset_folder
 
 
 logger = logging.getLogger(__name__)
@@ -42,8 +44,6 @@ def caption_nll(model, processor, captions: list[str], embeds: torch.Tensor, see
     """Mean per-token caption NLL (nats) in exactly the pretraining rows' format and loss mask
     (`unicorn_hf.training.data.tokenize_caption`: `[bos] <image> caption <eos>`, loss on caption + EOS) under own /
     shuffled / zero embeddings [N, D], and how many rows score better with their own embedding than a shuffled one."""
-    from unicorn_hf.experiments.ladder import caption_log_likelihoods
-
     tokenizer = processor.tokenizer
     # scored tokens per row: the caption's and EOS (no max_length, so nothing is cut)
     scored = torch.tensor([len(tokenizer(c, add_special_tokens=False)["input_ids"]) + 1 for c in captions])  # [N]
@@ -147,7 +147,6 @@ def training_dialogue_probe(
     Raises `ValueError` naming the folder when none of its rows is a lettered question."""
     if not dialogues_path or num_rows <= 0:
         return None
-    from unicorn_hf.utils.hub import load_dataset_folder
 
     rows = load_dataset_folder(dialogues_path, INSTRUCTIONS_CONFIG)
     image_token = qa.processor.image_token

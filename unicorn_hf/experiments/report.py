@@ -12,8 +12,10 @@ import numpy as np
 
 from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_difference
 from unicorn_hf.experiments.config import ExperimentArguments, Plan
+from unicorn_hf.experiments.ladder_report import interval_cell
 from unicorn_hf.experiments.questions import Question
 from unicorn_hf.experiments.splits import PairSplits
+from unicorn_hf.training.metadata import package_versions
 
 
 logger = logging.getLogger(__name__)
@@ -56,16 +58,12 @@ def summarize(
     return summary
 
 
-def _cell(result: dict) -> str:
-    return f"{100 * result['accuracy']:.1f} [{100 * result['low']:.1f}, {100 * result['high']:.1f}]"
-
-
 def _diff(result: dict) -> str:
     if "vs_reference" not in result:
         return "reference"
     diff = result["vs_reference"]
     mark = "" if diff["low"] <= 0 <= diff["high"] else " *"
-    return f"{100 * diff['difference']:+.1f} [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}]{mark}"
+    return interval_cell(diff, "difference") + mark
 
 
 def markdown_table(summary: dict, descriptions: dict[str, str], reference: str, confidence: float) -> str:
@@ -78,10 +76,10 @@ def markdown_table(summary: dict, descriptions: dict[str, str], reference: str, 
     ]
     for name, entry in summary.items():
         like = entry["likelihood"]
-        generation = _cell(entry["generation"]["all"]) if "generation" in entry else "-"
+        generation = interval_cell(entry["generation"]["all"]) if "generation" in entry else "-"
         lines.append(
-            f"| `{name}` | {descriptions.get(name, '')} | {_cell(like['all'])} | {_cell(like['mc'])} | "
-            f"{_cell(like['yes_no'])} | {_diff(like['all'])} | {generation} |"
+            f"| `{name}` | {descriptions.get(name, '')} | {interval_cell(like['all'])} | "
+            f"{interval_cell(like['mc'])} | {interval_cell(like['yes_no'])} | {_diff(like['all'])} | {generation} |"
         )
     lines.append("")
     lines.append(
@@ -121,7 +119,7 @@ def probes_table(probes: dict) -> str:
 
 def plot(summary: dict, path: Path) -> None:
     """Horizontal bars of likelihood accuracy (all questions) with their intervals."""
-    import matplotlib
+    import matplotlib  # here: the Agg backend must be chosen before pyplot loads (files only, no display)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -153,8 +151,6 @@ def write_report(
     """Write results.json, results.md and results.png into `run_dir`; returns the results dict. `probes`: per arm,
     `unicorn_hf.experiments.probes` on its training rows (a second table). `budget`: the training budget's name when
     `run_dir` is `seed-N/<budget>` (its table over seeds is `results-<budget>.md` beside the seed folders)."""
-    from unicorn_hf.training.metadata import package_versions
-
     summary = summarize(scores, questions, plan.reference, args.bootstrap_resamples, args.confidence, args.seed)
     descriptions = {
         "encoder/encoder_zero_shot": "the encoder alone, zero-shot: what its embeddings carry (not a bound)",
@@ -214,7 +210,7 @@ def combined_table(root: Path, budget: str | None = None) -> str | None:
             if entry is None:
                 cells += ["-", "-"]
                 continue
-            cells += [_cell(entry["likelihood"]["all"]), _diff(entry["likelihood"]["all"])]
+            cells += [interval_cell(entry["likelihood"]["all"]), _diff(entry["likelihood"]["all"])]
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     minutes = ", ".join(
         f"{seed}: {result.get('this_invocation_s', 0) / 60:.0f} min" for seed, result in results.items()

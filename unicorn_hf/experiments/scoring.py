@@ -10,13 +10,17 @@ The encoder's own zero-shot accuracy is the ceiling of what any VLM on its embed
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from unicorn_hf.evaluation.answers import extract_choice, extract_yes_no, option_letters
+from unicorn_hf.evaluation.inference import UnicornImageQA
 from unicorn_hf.experiments.questions import Question
+from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
+from unicorn_hf.modeling.modality_transfer import TransferSettings
 
 
 def single_token_id(tokenizer, text: str) -> int:
@@ -57,8 +61,6 @@ def correctness(answers: Sequence[str | None], questions: Sequence[Question]) ->
 def most_frequent_answer(questions: Sequence[Question]) -> np.ndarray:
     """0/1 per question [N] for a constant answer: per question kind, the most frequent right answer. What a model
     that ignores the image can reach from answer priors alone (a random letter gets 25%, this one more)."""
-    from collections import Counter
-
     best = {
         kind: Counter(q.answer for q in questions if q.kind == kind).most_common(1)[0][0]
         for kind in {q.kind for q in questions}
@@ -112,10 +114,6 @@ def load_image_qa(model_dir: str, device: str = "cpu", transfer_overrides: dict 
     """A `UnicornImageQA` of the checkpoint in float32 on `device`, fed precomputed embeddings (no encoder).
     `transfer_overrides` changes the checkpoint's modality-transfer settings in memory only (an inference-only arm,
     e.g. `project_images_onto_memory`); raises `ValueError` naming an unknown or bad field."""
-    from unicorn_hf.evaluation.inference import UnicornImageQA
-    from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
-    from unicorn_hf.modeling.modality_transfer import TransferSettings
-
     model = UnicornForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     if transfer_overrides:
         merged = {**model.config.modality_transfer, **transfer_overrides}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -118,8 +119,6 @@ def render_encoder_card(
     metrics: dict,
     drops: DropLog,
 ) -> str:
-    import json
-
     timings = metrics["timings"]
     return TEMPLATE.format(
         embed_dim=model_args.embed_dim,

@@ -24,6 +24,8 @@ import open_clip
 import torch
 from open_clip.model import CustomTextCLIP
 from safetensors.torch import save_file
+from timm.data import resolve_data_config
+from timm.models import get_pretrained_cfg
 
 from unicorn_hf.encoders import text_tower_in_folder
 from unicorn_hf.lit.config import EncoderModelArguments
@@ -42,9 +44,6 @@ _TEXT_TOWER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "
 
 def open_clip_config(model_args: EncoderModelArguments, text_tower: str | Path) -> dict:
     """`open_clip_config.json` content: `model_cfg` (CustomTextCLIP kwargs) + `preprocess_cfg`."""
-    from timm.data import resolve_data_config
-    from timm.models import get_pretrained_cfg
-
     pretrained_cfg = get_pretrained_cfg(model_args.image_tower)
     data_cfg = resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict()) if pretrained_cfg else {}
     model_cfg = {

@@ -15,6 +15,7 @@ with a recorded reason (`unicorn_hf.utils.drops.DropLog`), as are emoji that ren
 from __future__ import annotations
 
 import io
+import json
 import logging
 import random
 import re
@@ -26,8 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
+from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS, load_photograph
 from unicorn_hf.utils.drops import DropLog
 
 
@@ -89,8 +92,6 @@ def _render_emoji(character: str, font: ImageFont.FreeTypeFont) -> Image.Image:
 
 def emoji_pairs(drops: DropLog) -> list[Pair]:
     """One pair per single-code-point emoji of Noto Color Emoji, captioned with its Unicode name."""
-    from fontTools.ttLib import TTFont
-
     _require_file(NOTO_EMOJI_FONT, "fonts-noto-color-emoji")
     font = ImageFont.truetype(str(NOTO_EMOJI_FONT), _NOTO_STRIKE_SIZE)
     code_points = sorted(TTFont(str(NOTO_EMOJI_FONT), lazy=True).getBestCmap())
@@ -167,8 +168,6 @@ def openclipart_pairs(drops: DropLog, size: int) -> list[Pair]:
 # --- photographs ---
 def photograph_pairs() -> list[Pair]:
     """scikit-image's real photographs with their hand-written captions (`unicorn_hf.utils.assets`)."""
-    from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS, load_photograph
-
     return [
         Pair(f"photographs/{photo.name}", "photographs", photo.caption, lambda name=photo.name: load_photograph(name))
         for photo in SKIMAGE_PHOTOGRAPHS
@@ -217,8 +216,6 @@ def restrict_pairs(pairs: list[Pair], ids_file: str | Path, drops: DropLog) -> l
 
     Raises `ValueError` naming the file when it lists ids that no source produced (a stale or foreign split).
     """
-    import json
-
     wanted = json.loads(Path(ids_file).read_text())
     if not isinstance(wanted, list) or not all(isinstance(pair_id, str) for pair_id in wanted):
         raise ValueError(f"{ids_file}: expected a JSON list of pair ids such as 'emoji/U+1F600'")

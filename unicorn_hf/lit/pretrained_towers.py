@@ -12,6 +12,7 @@ import importlib
 import logging
 from pathlib import Path
 
+import timm
 import torch
 
 from unicorn_hf.utils.assets import PACKAGED_SCHEME
@@ -81,8 +82,6 @@ def efficientnet_lite_to_timm(state_dict: dict[str, torch.Tensor], timm_keys: li
 
 def load_image_trunk_weights(trunk: torch.nn.Module, reference: str) -> None:
     """Load packaged ImageNet weights into an open_clip `TimmModel.trunk` (its classifier was removed)."""
-    import timm
-
     path = resolve(reference)
     source = torch.load(path, map_location="cpu", weights_only=True)
     # A full timm model (with classifier) gives the reference key order; the trunk lacks only the classifier.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 from trl import TrlParser
 
 from unicorn_hf.lit.config import EncoderDataArguments, EncoderModelArguments, EncoderTrainingArguments
+from unicorn_hf.lit.pairs import collect_pairs
 
 
 def encoder_parser() -> TrlParser:
@@ -32,10 +34,6 @@ def trained_encoder_pairs(config_path: str | Path, encoder_dir: str | Path) -> t
     The pairs are collected again exactly as the recipe did (its sources, cap and seed). Raises `FileNotFoundError`
     naming the file when `encoder_dir` holds no finished encoder.
     """
-    import json
-
-    from unicorn_hf.lit.pairs import collect_pairs
-
     ids_path = Path(encoder_dir) / HELD_OUT_IDS_FILE
     if not ids_path.is_file():
         raise FileNotFoundError(f"{ids_path} is missing: train the encoder first (recipes/train_encoder.py)")

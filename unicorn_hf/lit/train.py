@@ -33,7 +33,7 @@ from unicorn_hf.lit.model import (
 )
 from unicorn_hf.lit.pairs import collect_pairs, photograph_pairs, restrict_pairs, split_pairs
 from unicorn_hf.lit.pretrained_towers import resolve
-from unicorn_hf.lit.recipe import HELD_OUT_IDS_FILE
+from unicorn_hf.lit.recipe import HELD_OUT_IDS_FILE, parse_config
 from unicorn_hf.utils.drops import DropLog
 
 
@@ -242,7 +242,5 @@ def build_default_encoder(output_dir: str | Path, config_path: str | Path, **ove
     Later calls return the finished folder at once. `overrides` replace YAML fields (e.g. `max_pairs_per_source`).
     The folder loads with `open_clip.create_model_and_transforms(f"local-dir:{folder}")`.
     """
-    from unicorn_hf.lit.recipe import parse_config
-
     model_args, data_args, training_args = parse_config(config_path, output_dir=str(output_dir), **overrides)
     return train_encoder(model_args, data_args, training_args)

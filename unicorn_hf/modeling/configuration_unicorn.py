@@ -10,6 +10,7 @@ import re
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from .modality_transfer import IMAGE_MEAN_CHOICES, IMAGE_MEAN_METHODS, TransferSettings
 
@@ -105,7 +106,6 @@ class UnicornConfig(PreTrainedConfig):
 
             self.vision_config = CONFIG_MAPPING[self.vision_config["model_type"]].from_dict(self.vision_config)
         super().__post_init__(**kwargs)
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
         text_type = self.text_config.model_type
         if text_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:

@@ -11,7 +11,9 @@ import os
 from collections.abc import Callable, Sequence
 
 import torch
-from transformers import BatchFeature, ProcessorMixin
+import transformers
+from transformers import AutoImageProcessor, BatchFeature, ProcessorMixin
+from transformers.image_processing_utils import ImageProcessingMixin
 
 
 # First line of the prelude `accept_structured_content` puts before a chat template: it is added once, so a template
@@ -233,10 +235,6 @@ def _is_timm_image_processor(image_processor) -> bool:
 def _load_image_processor(pretrained_model_name_or_path, hub_kwargs: dict):
     """The image processor saved beside the processor (`preprocessor_config.json`), or None where there is none (a
     checkpoint without an image tower)."""
-    import transformers
-    from transformers import AutoImageProcessor
-    from transformers.image_processing_utils import ImageProcessingMixin
-
     try:
         config, _ = ImageProcessingMixin.get_image_processor_dict(pretrained_model_name_or_path, **hub_kwargs)
     except OSError:

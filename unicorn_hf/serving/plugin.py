@@ -22,7 +22,7 @@ def register() -> None:
     The model class is given as a lazy `module:Class` string (vLLM imports it only when a Unicorn checkpoint is
     loaded), as vLLM's plugin documentation recommends, so that this plugin costs nothing to other models.
     """
-    from vllm import ModelRegistry
+    from vllm import ModelRegistry  # vLLM calls this plugin; importing unicorn_hf alone must not need vLLM
 
     import unicorn_hf.modeling  # noqa: F401  (AutoConfig / AutoProcessor know "unicorn" from here on)
 

@@ -11,6 +11,11 @@ import io
 import logging
 from dataclasses import dataclass
 
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
+
+from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS, load_photograph
+
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +39,6 @@ class Pair:
 
 def question_image_pairs(count: int) -> list[Pair]:
     """`count` pairs over the packaged scikit-image photographs, each photograph asked every question in turn."""
-    from unicorn_hf.utils.assets import SKIMAGE_PHOTOGRAPHS, load_photograph
-
     images: dict[str, object] = {}
     pairs = []
     for index in range(count):
@@ -55,8 +58,6 @@ def data_url(image) -> str:
 
 def tensor_base64(tensor) -> str:
     """A tensor as vLLM's `image_embeds` content part takes it: `torch.save` bytes, base64."""
-    import torch
-
     buffer = io.BytesIO()
     torch.save(tensor.contiguous(), buffer)
     return base64.b64encode(buffer.getvalue()).decode()
@@ -74,9 +75,6 @@ def transformers_reference(folder: str, pairs: list[Pair], max_new_tokens: int) 
         `text` (the pipeline's generated text), `image_embeds` ([1, embed_dim], the training-space embedding of the
         image by the checkpoint's own tower and rule: what a client would send as `image_embeds`).
     """
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
-
     import unicorn_hf  # noqa: F401  (registers the Auto classes)
 
     processor = AutoProcessor.from_pretrained(folder)

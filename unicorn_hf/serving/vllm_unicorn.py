@@ -33,6 +33,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import torch
+from accelerate import init_empty_weights
 from torch import nn
 from transformers import BatchFeature
 from vllm.config import VllmConfig
@@ -78,8 +79,6 @@ def build_image_side(config: UnicornConfig) -> UnicornModel:
         where the checkpoint carries one, `vision_tower`; no `language_model`. Its state-dict names are the
         checkpoint's own (`projector.*`, `modality_statistics.*`, `vision_tower.*`).
     """
-    from accelerate import init_empty_weights
-
     with init_empty_weights(include_buffers=False):
         image_side = UnicornModel(config)
     del image_side.language_model

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from trl import TrlParser
 
 from unicorn_hf.stages.markers import DONE_MARKER, changed_settings, settings_digest, write_marker
 from unicorn_hf.stages.report import StageResult, render_summary
+from unicorn_hf.utils.logging import setup_logging
 from unicorn_hf.utils.paths import portable_command, portable_record
 from unicorn_hf.utils.processes import parent_death_signal
 from unicorn_hf.utils.resources import bundled_dir, checkout_root, materialize
@@ -368,10 +370,6 @@ def cli(argv: list[str] | None = None) -> list[StageResult]:
     """`python -m unicorn_hf.stages.runner --config <yaml> [...]`: from an installed package, a `--config` path that is
     not in the working directory but ships with the package (`recipes/tiny/quickstart.yaml`) makes the packaged
     recipe files appear there first, then the recipe runs as from a checkout."""
-    from trl import TrlParser
-
-    from unicorn_hf.utils.logging import setup_logging
-
     setup_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
     config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None

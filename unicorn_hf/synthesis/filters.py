@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import re
 
+from datasketch import MinHash, MinHashLSH
+
 from unicorn_hf.synthesis.config import CaptionArguments
 from unicorn_hf.synthesis.seeds import normalize_text
 from unicorn_hf.synthesis.stats import words
@@ -91,8 +93,6 @@ def drop_near_duplicates(rows: list[dict], args: CaptionArguments, drops: DropLo
     The same algorithm as distilabel's `MinHashDedup` (datasketch MinHash + LSH), run here on the rows that passed
     the other filters so that each drop has a single reason and no extra tokenizer download (nltk) is needed.
     """
-    from datasketch import MinHash, MinHashLSH
-
     lsh = MinHashLSH(threshold=args.near_duplicate_threshold, num_perm=args.minhash_num_perm)
     shingles = []
     for row in rows:

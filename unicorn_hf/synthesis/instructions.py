@@ -28,8 +28,9 @@ from unicorn_hf.synthesis.cards import (
 )
 from unicorn_hf.synthesis.config import InstructionArguments, LLMArguments, OutputArguments, TaskConfig
 from unicorn_hf.synthesis.dialogues import assign_tasks, check_messages, to_messages
+from unicorn_hf.synthesis.json_recovery import DialogueParseError
 from unicorn_hf.synthesis.llms import build_llm, check_backend, generation_kwargs, model_identity, step_resources
-from unicorn_hf.synthesis.parsing import DialogueParseError, parse_dialogue
+from unicorn_hf.synthesis.parsing import parse_dialogue
 from unicorn_hf.synthesis.pipelines import build_chat_pipeline, reset_cache, run_pipeline
 from unicorn_hf.synthesis.prompt_files import load_prompt, prompt_path
 from unicorn_hf.utils.drops import DropLog

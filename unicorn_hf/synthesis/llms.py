@@ -12,10 +12,12 @@ import logging
 import os
 from typing import Any
 
+import torch
 from distilabel.models.llms import LLM, TransformersLLM, vLLM
 from distilabel.models.llms.utils import prepare_output
 from distilabel.steps import StepResources
 from pydantic import Field, PrivateAttr, SecretStr, validate_call
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from unicorn_hf.synthesis.config import LLMArguments
 from unicorn_hf.utils.assets import resolve_model_path
@@ -45,8 +47,6 @@ class BatchedTransformersLLM(TransformersLLM):
 
     def load(self) -> None:
         LLM.load(self)  # logger only: the parent's load builds the un-batched pipeline we replace
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if self.seed is not None:
             torch.manual_seed(self.seed)
@@ -81,8 +81,6 @@ class BatchedTransformersLLM(TransformersLLM):
         repetition_penalty: float | None = None,
     ) -> list[dict]:
         """One left-padded `generate` call for the whole distilabel batch."""
-        import torch
-
         tokenizer = self._pipeline.tokenizer
         # A conversation ending with an assistant message is a prefill: the reply starts with that text.
         prefixes, prompts = [], []
@@ -158,7 +156,7 @@ class V1vLLM(vLLM):
         top_p: float = 1.0,
         repetition_penalty: float | None = None,
     ) -> list[dict]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # optional: the vLLM backend only (`pip install unicorn-hf[vllm]`)
 
         prompts = [self.prepare_input(chat) for chat in inputs]
         sampling = SamplingParams(
@@ -225,7 +223,7 @@ def build_llm(args: LLMArguments) -> LLM:
             disable_cuda_device_placement=args.device == "cpu",
             generation_kwargs=gen,
         )
-    from distilabel.models.llms import OpenAILLM
+    from distilabel.models.llms import OpenAILLM  # the OpenAI-compatible backend only: loads the openai client
 
     client: dict[str, Any] = {"max_retries": args.request_retries, "timeout": args.request_timeout}
     return OpenAILLM(
@@ -247,7 +245,7 @@ def step_resources(args: LLMArguments) -> StepResources:
 def check_backend(args: LLMArguments) -> None:
     """Fail before the pipeline starts when the backend cannot work: no server, no vLLM, no such model."""
     if args.backend == "openai":
-        import openai
+        import openai  # the OpenAI-compatible backend only
 
         api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else "EMPTY"
         try:

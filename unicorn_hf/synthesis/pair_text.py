@@ -18,9 +18,12 @@ from datasets import Dataset
 
 from unicorn_hf.data_contract import CAPTIONS_COLUMNS, CAPTIONS_CONFIG, INSTRUCTIONS_CONFIG
 from unicorn_hf.experiments.questions import QuestionTemplates, group_by_source, training_dialogues
-from unicorn_hf.lit.pairs import Pair
+from unicorn_hf.experiments.splits import hash_rank
+from unicorn_hf.lit.pairs import Pair, collect_pairs
+from unicorn_hf.lit.recipe import parse_config, trained_encoder_pairs
+from unicorn_hf.synthesis.concepts import concept_bank, concept_label
 from unicorn_hf.synthesis.seeds import seed_id
-from unicorn_hf.utils.hub import configs_metadata, write_card, write_dataset_config
+from unicorn_hf.utils.hub import configs_metadata, load_dataset_folder, write_card, write_dataset_config
 
 
 logger = logging.getLogger(__name__)
@@ -141,9 +144,6 @@ def concept_caption_rows(
     """One caption row per concept of `args.concept_bank` (seeded subsample of `max_concepts`), leaving out labels
     that are a held-out title (casefolded: the ladder's rung b must stay untrained), a training pair's title or an
     earlier concept's; counts what it leaves out in `dropped`."""
-    from unicorn_hf.experiments.splits import hash_rank
-    from unicorn_hf.synthesis.concepts import concept_bank, concept_label
-
     concepts, drops = concept_bank(args.concept_bank)
     logger.info("concept bank %s: %s", args.concept_bank, drops.summary())
     concepts = sorted(concepts, key=lambda concept: hash_rank(args.seed, concept.synset))
@@ -166,9 +166,6 @@ def concept_caption_rows(
 
 def every_pair_of(encoder_config: str) -> list[Pair]:
     """Every pair of the encoder recipe's sources, de-duplicated, without its per-source cap (same ids)."""
-    from unicorn_hf.lit.pairs import collect_pairs
-    from unicorn_hf.lit.recipe import parse_config
-
     model_args, data_args, training_args = parse_config(encoder_config)
     pairs, drops = collect_pairs(data_args.sources, None, training_args.seed, model_args.image_size)
     logger.info("every pair of %s: %s", data_args.sources, drops.summary())
@@ -177,10 +174,6 @@ def every_pair_of(encoder_config: str) -> list[Pair]:
 
 def run_pair_text(args: PairTextArguments) -> Path:
     """Write `output_dir`: stages 1-2's rows (unchanged) followed by the pairs' captions and dialogues."""
-    from unicorn_hf.experiments.splits import hash_rank
-    from unicorn_hf.lit.recipe import trained_encoder_pairs
-    from unicorn_hf.utils.hub import load_dataset_folder
-
     pairs, held_out_ids = trained_encoder_pairs(args.encoder_config, args.encoder_dir)
     if args.pair_scope == "all_but_held_out":
         pairs = every_pair_of(args.encoder_config)

@@ -18,9 +18,13 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
+from datasets import load_dataset
+
 from unicorn_hf.synthesis.concepts import CONCEPT_BANKS, concept_bank, concept_label
 from unicorn_hf.synthesis.config import SeedArguments, SeedSourceConfig
 from unicorn_hf.synthesis.prompt_files import prompt_path
+from unicorn_hf.utils import assets
+from unicorn_hf.utils.assets import clip_prompt_templates
 from unicorn_hf.utils.drops import DropLog
 from unicorn_hf.utils.paths import portable_path
 
@@ -87,7 +91,6 @@ def _column_values(source: SeedSourceConfig) -> Iterator[tuple[str, object, str 
         if not seen_any:
             raise ValueError(f"Seed file {path} is empty (source {source.name!r})")
         return
-    from datasets import load_dataset
 
     dataset = load_dataset(source.path, source.config_name, split=source.split)
     if not hasattr(dataset, "column_names"):  # a DatasetDict: split=None with several splits
@@ -114,8 +117,6 @@ def load_labels(source: SeedSourceConfig) -> list[str]:
     if source.path in CONCEPT_BANKS:
         labels = [label for _, label in _keyed_labels(source)]
     elif source.path in PACKAGED_LABELS:
-        from unicorn_hf.utils import assets
-
         labels = getattr(assets, PACKAGED_LABELS[source.path])()
     else:
         labels = []
@@ -130,8 +131,6 @@ def load_templates(spec: str) -> list[str]:
     """Prompt templates with a `{label}` field: pkg://clip-openai | pkg://clip-simple | a .txt file, one per line
     (a path, or a file shipped in `unicorn_hf/synthesis/prompts/` such as `food_templates.txt`)."""
     if spec in PACKAGED_TEMPLATES:
-        from unicorn_hf.utils.assets import clip_prompt_templates
-
         templates = clip_prompt_templates(PACKAGED_TEMPLATES[spec])
     else:
         path = prompt_path(spec)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from unicorn_hf.encoders import load_encoder
 from unicorn_hf.encoders.image_tower import image_tower_from_encoder
 from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_CHOICES, IMAGE_MEAN_METHODS
@@ -48,8 +49,6 @@ def prepare_image_tower(
 
     Raises `TowerNotCarriable` (naming the ways out) when no transformers class holds the tower faithfully.
     """
-    from unicorn_hf.encoders import load_encoder
-
     if mean not in TOWER_MEANS:
         raise ValueError(f"image_tower_mean must be one of {TOWER_MEANS} with image_tower_encoder set, got {mean!r}")
     if method not in IMAGE_MEAN_METHODS and mean != "none":

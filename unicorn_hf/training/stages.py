@@ -6,16 +6,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 
 import torch
+from huggingface_hub import snapshot_download
 from trl import SFTTrainer, get_peft_config, get_quantization_config
 
 from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
 from unicorn_hf.training.collator import UnicornDataCollator
 from unicorn_hf.training.config import UnicornModelConfig, UnicornTrainingConfig, require
-from unicorn_hf.transfer.statistics import TransferStatistics
+from unicorn_hf.transfer.statistics import STATS_FILES, TransferStatistics
+from unicorn_hf.utils.hub import load_dataset_folder
 
 
 logger = logging.getLogger(__name__)
@@ -167,15 +171,10 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 # ---- run plumbing shared by the two recipes -----------------------------------------------------------------------
 def statistics_folder(script_args) -> str:
     """Where the transfer statistics are: `statistics_path`, else the dataset folder, else the Hub dataset repo."""
-    import os
-
     if script_args.statistics_path:
         return script_args.statistics_path
     if os.path.isdir(script_args.dataset_name):
         return script_args.dataset_name
-    from huggingface_hub import snapshot_download
-
-    from unicorn_hf.transfer.statistics import STATS_FILES
 
     return snapshot_download(script_args.dataset_name, repo_type="dataset", allow_patterns=list(STATS_FILES))
 
@@ -189,8 +188,6 @@ def statistics_source(script_args) -> str:
 def load_train_split(script_args):
     """The stage-3 config named in the YAML (a local folder or a Hub dataset), optionally cut to `max_train_samples`
     rows. A local folder is read from its parquet shards by path (`hub.load_dataset_folder`)."""
-    from unicorn_hf.utils.hub import load_dataset_folder
-
     require(script_args, "dataset_name", "dataset_config", stage="training")
     dataset = load_dataset_folder(
         script_args.dataset_name, script_args.dataset_config, split=script_args.dataset_train_split
@@ -233,9 +230,6 @@ def tokens_seen_before(checkpoint: str | None) -> int:
     TRL's `SFTTrainer` counts `num_tokens` in an attribute that a resumed run starts at 0; the count it logged is
     in the checkpoint's `log_history`.
     """
-    import json
-    import os
-
     path = os.path.join(checkpoint, "trainer_state.json") if checkpoint else None
     if path is None or not os.path.isfile(path):
         return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from unicorn_hf.encoders import PairedEncoder
 from unicorn_hf.modeling.modality_transfer import (
@@ -37,6 +38,7 @@ from unicorn_hf.modeling.modality_transfer import (
     transfer_text,
 )
 from unicorn_hf.transfer.statistics import TransferStatistics
+from unicorn_hf.utils.assets import photographs
 
 
 logger = logging.getLogger(__name__)
@@ -141,8 +143,6 @@ def _pca_2d(*groups: torch.Tensor) -> list[torch.Tensor]:
 def plot_modality_gap(before: tuple, after: tuple, report: dict, path: Path, title: str) -> Path:
     """Two PCA panels (before / after) with each caption joined to its image. Object-oriented matplotlib, so no
     global pyplot state or display backend is touched (renders with Agg)."""
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(11, 5), dpi=100)
     for axis, (name, (text, image)) in zip(figure.subplots(1, 2), (("before", before), ("after", after)), strict=True):
         text_2d, image_2d = _pca_2d(text, image)
@@ -171,8 +171,6 @@ def modality_gap_report(
     """Encode a paired set (default: `unicorn_hf.utils.assets.photographs()`), measure, plot; writes `modality_gap.png`
     and `modality_gap.json` under `out` and returns the report."""
     if pairs is None:
-        from unicorn_hf.utils.assets import photographs
-
         pairs = photographs()
     captions = [photo.caption for photo, _ in pairs]
     text_u = encoder.encode_text(captions)  # [N, D]

