@@ -13,7 +13,7 @@ from datasets import Dataset, List, Value, load_dataset
 from unicorn_hf import encoders as encoders_module
 from unicorn_hf.encoders import load_encoder
 from unicorn_hf.modeling.modality_transfer import TransferSettings
-from unicorn_hf.transfer import pipeline
+from unicorn_hf.transfer import encoding, pipeline, writing
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.hub import configs_metadata, write_card, write_dataset_config
@@ -140,7 +140,7 @@ def test_transfer_writes_hub_folder_with_float16_embeds(inputs, tmp_path, plante
         "recall@5",
         "image_to_text_recall@1",
     }
-    assert not (out / pipeline.WORK_DIR).exists()
+    assert not (out / encoding.WORK_DIR).exists()
     planted_token.assert_absent(out)  # no file the stage writes (and --push_to_hub would upload) holds HF_TOKEN
 
 
@@ -162,7 +162,7 @@ def test_resume_after_a_killed_run_is_identical_and_skips_finished_shards(inputs
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_transfer(encoder_args, args)
     out = Path(args.output_dir)
-    assert len(list((out / pipeline.WORK_DIR).glob("captions-u-*.safetensors"))) == 2
+    assert len(list((out / encoding.WORK_DIR).glob("captions-u-*.safetensors"))) == 2
     assert not TransferStatistics.exists(out)
 
     def counting_encode_text(self, texts):
@@ -231,7 +231,7 @@ def test_resume_after_a_run_killed_while_writing(inputs, tmp_path, monkeypatch):
     reference = pipeline.run_transfer(encoder_args, args)
 
     encoder_args, args = _args(inputs, tmp_path / "resumed", **memory)
-    written, original = [], pipeline._write_shard
+    written, original = [], writing._write_shard
 
     def dying_write_shard(table, embeds, features, path):
         if len(written) == 6:  # all 5 caption shards and the first instruction shard are staged
@@ -239,11 +239,11 @@ def test_resume_after_a_run_killed_while_writing(inputs, tmp_path, monkeypatch):
         written.append(path)
         original(table, embeds, features, path)
 
-    monkeypatch.setattr(pipeline, "_write_shard", dying_write_shard)
+    monkeypatch.setattr(writing, "_write_shard", dying_write_shard)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_transfer(encoder_args, args)
     written.clear()
-    monkeypatch.setattr(pipeline, "_write_shard", lambda *a: (written.append(a[-1]), original(*a)))
+    monkeypatch.setattr(writing, "_write_shard", lambda *a: (written.append(a[-1]), original(*a)))
     out = pipeline.run_transfer(encoder_args, args)
     assert [path.name for path in written] == ["shard-00001.parquet"]  # the one unfinished instruction shard
 
@@ -342,7 +342,7 @@ def test_the_packaged_image_mean_source_is_photographs_no_evaluation_scores_on()
     scored = {photo.name for photo in SKIMAGE_PHOTOGRAPHS} | {"motorcycle_left", "motorcycle_right", "chelsea"}
     assert not {Path(file).stem for _, file in UNSCORED_PHOTOGRAPHS} & scored
     encoder = load_encoder(TINY, device="cpu", dtype="float32", batch_size=4, init_seed=42)
-    mean, count = pipeline.estimate_image_mean(encoder, "pkg://unscored-photographs", None, None)
+    mean, count = encoding.estimate_image_mean(encoder, "pkg://unscored-photographs", None, None)
     images = packaged_images("pkg://unscored-photographs")
     assert count == len(images) == len(UNSCORED_PHOTOGRAPHS) and all(image.mode == "RGB" for image in images)
     torch.testing.assert_close(mean, encoder.encode_image(images).mean(0), atol=1e-5, rtol=0)

@@ -23,48 +23,26 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import shutil
-import zlib
 from dataclasses import asdict
 from pathlib import Path
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
-from datasets import Dataset, Features, Image, List, Value, load_dataset
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from unicorn_hf.data_contract import CAPTIONS_COLUMNS, IMAGE_EMBEDS, INSTRUCTIONS_COLUMNS
 from unicorn_hf.encoders import PairedEncoder, load_encoder
 from unicorn_hf.transfer.card import write_transfer_card
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.diagnostics import modality_gap_report
-from unicorn_hf.transfer.method_statistics import build_memory, realign_statistics
+from unicorn_hf.transfer.encoding import WORK_DIR, encode_captions, method_statistics
 from unicorn_hf.transfer.sources import ShardedSource
 from unicorn_hf.transfer.statistics import TransferStatistics
-from unicorn_hf.utils.assets import PACKAGED_SCHEME, packaged_images
-from unicorn_hf.utils.drops import DROPS_FILE, DropLog
+from unicorn_hf.transfer.writing import caption_index, publish, write_captions, write_instructions
+from unicorn_hf.utils.drops import DROPS_FILE
 from unicorn_hf.utils.paths import portable_record
 
 
 logger = logging.getLogger(__name__)
 
-WORK_DIR = ".transfer_work"
 RUN_FILE = "transfer_run.json"
-_SHARD = "{split}-{index:05d}-of-{total:05d}.parquet"  # the layout of `unicorn_hf.utils.hub.write_dataset_config`
-
-
-# --- small helpers ---------------------------------------------------------------------------------------------
-
-
-def _atomic(path: Path) -> Path:
-    """Temporary sibling of `path`; rename it onto `path` once complete so a killed run never leaves half a file."""
-    return path.with_name(f".{path.name}.tmp")
 
 
 def _check_columns(source: ShardedSource, expected: tuple[str, ...]) -> None:
@@ -75,282 +53,6 @@ def _check_columns(source: ShardedSource, expected: tuple[str, ...]) -> None:
         raise ValueError(f"{source.name} already has `{IMAGE_EMBEDS}`: point the transfer at stage-1/2 output")
     if len(source) == 0:
         raise ValueError(f"{source.name} has no rows")
-
-
-def _num_shards(num_rows: int, shard_size: int) -> int:
-    return max(1, math.ceil(num_rows / shard_size))
-
-
-def _caption_key(caption: str) -> int:
-    return zlib.crc32(caption.encode())  # compact stand-in for the caption text in the id map
-
-
-# --- pass 1: encode ----------------------------------------------------------------------------------------------
-
-
-def _encode_shard(encoder: PairedEncoder, ids: list[str], captions: list[str], duplicate: set[int], start: int):
-    """Embeddings [n, D], keep mask [n], drops and truncation count of one caption shard."""
-    drops = DropLog(stage="transfer", rows_in=len(ids))
-    keep = torch.ones(len(ids), dtype=torch.bool)
-    for row, (row_id, caption) in enumerate(zip(ids, captions, strict=True)):
-        if start + row in duplicate:
-            keep[row] = False
-            drops.drop("duplicate_id", row_id)
-        elif not isinstance(caption, str) or not caption.strip():
-            keep[row] = False
-            drops.drop("empty_caption", row_id)
-    u = torch.zeros(len(ids), encoder.dim)  # [n, D]; dropped rows stay zero and never enter the mean
-    texts = [captions[row] for row in keep.nonzero().flatten().tolist()]
-    truncated = 0
-    if texts:
-        u[keep], truncated = encoder.encode_text_and_count(texts)
-    finite = torch.isfinite(u).all(dim=-1)  # [n]; e.g. float16 overflow in the text tower
-    for row in (keep & ~finite).nonzero().flatten().tolist():
-        drops.drop("non_finite_embedding", ids[row])
-    keep &= finite
-    u[~keep] = 0.0
-    return u, keep, drops, truncated
-
-
-def encode_captions(
-    encoder: PairedEncoder, captions: ShardedSource, shard_size: int, duplicate: set[int], work: Path
-) -> tuple[torch.Tensor, int, DropLog, int | None]:
-    """Pass 1 over every caption shard (finished shards are read back). Returns the float64 sum of the kept
-    embeddings [D], the kept count, the drops and the number of truncated captions (None: not measurable)."""
-    total = torch.zeros(encoder.dim, dtype=torch.float64)
-    kept, truncated, drops = 0, 0, DropLog(stage="transfer")
-    with tqdm(total=len(captions), desc="encode captions", unit="caption") as bar:
-        for shard, rows in enumerate(captions.shards(shard_size, ["id", "caption"])):
-            path = work / f"captions-u-{shard:05d}.safetensors"
-            if not path.is_file():
-                u, keep, shard_drops, shard_truncated = _encode_shard(
-                    encoder,
-                    rows.column("id").to_pylist(),
-                    rows.column("caption").to_pylist(),
-                    duplicate,
-                    shard * shard_size,
-                )
-                metadata = {"drops": json.dumps(shard_drops.to_dict()), "truncated": json.dumps(shard_truncated)}
-                tensors = {"u": u, "keep": keep, "sum": u[keep].double().sum(dim=0)}
-                save_file(tensors, str(_atomic(path)), metadata=metadata)
-                os.replace(_atomic(path), path)
-            else:
-                logger.debug("Caption shard %d already encoded (%s)", shard, path)
-            tensors, metadata = load_file(str(path)), _read_metadata(path)
-            total += tensors["sum"]
-            kept += int(tensors["keep"].sum())
-            drops.merge(DropLog.from_dict(json.loads(metadata["drops"])))
-            shard_truncated = json.loads(metadata["truncated"])
-            truncated = None if truncated is None or shard_truncated is None else truncated + shard_truncated
-            bar.update(rows.num_rows)
-    return total, kept, drops, truncated
-
-
-def _read_metadata(path: Path) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as handle:
-        return handle.metadata()
-
-
-# --- image mean --------------------------------------------------------------------------------------------------
-
-
-def estimate_image_mean(
-    encoder: PairedEncoder, source: str, column: str | None, max_images: int | None
-) -> tuple[torch.Tensor, int]:
-    """Mean [D] of the L2-normalised image embeddings of unlabeled images: an image folder (`imagefolder`), a
-    dataset folder / Hub id with the images in `column`, or a packaged set (`pkg://unscored-photographs`)."""
-    if source.startswith(PACKAGED_SCHEME):
-        if column is not None:
-            raise ValueError(f"image_mean_source {source!r} is a packaged image set; it takes no image_mean_column")
-        column = "image"
-        images = Dataset.from_dict({column: packaged_images(source)}, features=Features({column: Image()}))
-    elif column is None:
-        if not Path(source).is_dir():
-            raise ValueError(f"image_mean_source {source!r} is not a folder; name the image column of a dataset")
-        images, column = load_dataset("imagefolder", data_dir=source, split="train"), "image"
-    else:
-        images = load_dataset(source, split="train")
-    if column not in images.column_names:
-        raise ValueError(f"image_mean_source {source!r} has no column {column!r} (has {images.column_names})")
-    if max_images is not None:
-        images = images.select(range(min(max_images, len(images))))
-    if len(images) == 0:
-        raise ValueError(f"image_mean_source {source!r} holds no images")
-    images = images.select_columns([column])
-    total, count = torch.zeros(encoder.dim, dtype=torch.float64), 0
-    step = encoder.batch_size or len(images)
-    for batch in tqdm(images.iter(batch_size=step), total=math.ceil(len(images) / step), desc="encode images"):
-        w = encoder.encode_image(batch[column])  # [B, D]
-        finite = torch.isfinite(w).all(dim=-1)
-        if not finite.all():
-            logger.warning("Skipping %d image(s) with non-finite embeddings in %s", int((~finite).sum()), source)
-        total += w[finite].double().sum(dim=0)
-        count += int(finite.sum())
-    if count == 0:
-        raise ValueError(f"no finite image embedding in {source!r}")
-    logger.info("image_mean from %d image(s) of %s", count, source)
-    return (total / count).float(), count
-
-
-def method_statistics(
-    encoder: PairedEncoder, args: TransferArguments, work: Path, text_mean: torch.Tensor, num_kept: int
-) -> TransferStatistics:
-    """Everything the configured method needs, from the stash of pass 1: the image mean of unlabeled images,
-    ReAlign's scale and mu_hat (whenever an image mean is known, so that the diagnostics can show ReAlign too), the
-    memory. `text_mean` [D] is the kept captions' mean."""
-    image_mean, num_images, scale, realign_mean, memory = None, None, None, None, None
-    if args.image_mean_source is not None:
-        image_mean, num_images = estimate_image_mean(
-            encoder, args.image_mean_source, args.image_mean_column, args.image_mean_max_images
-        )
-        scale, realign_mean = realign_statistics(work, text_mean, image_mean)
-    if args.memory_size is not None:
-        memory = build_memory(encoder, args.memory_source, work, num_kept, args.memory_size, args.seed)
-        logger.info("memory of %d text embeddings from %s", len(memory), args.memory_source)
-    return TransferStatistics(
-        encoder_id=encoder.id,
-        encoder=encoder.spec.to_dict(),
-        dim=encoder.dim,
-        text_mean=text_mean,
-        num_rows=num_kept,
-        normalized_input=True,  # every PairedEncoder returns L2-normalised embeddings
-        settings=args.settings(0 if memory is None else len(memory)),
-        image_mean=image_mean,
-        num_images=num_images,
-        realign_mean=realign_mean,
-        realign_scale=scale,
-        memory=memory,
-        memory_source=None if memory is None else portable_record(args.memory_source, args.output_dir),
-    )
-
-
-# --- passes 2 and 3: write -----------------------------------------------------------------------------------------
-
-
-class _StashReader:
-    """Embeddings of pass 1 by global caption row, one stash shard in memory at a time."""
-
-    def __init__(self, work: Path, shard_size: int) -> None:
-        self.work, self.shard_size = work, shard_size
-        self._shard, self._u = -1, torch.empty(0)
-
-    def rows(self, rows: list[int]) -> torch.Tensor:
-        out = []
-        for row in rows:
-            shard = row // self.shard_size
-            if shard != self._shard:
-                self._shard, self._u = shard, load_file(str(self.work / f"captions-u-{shard:05d}.safetensors"))["u"]
-            out.append(self._u[row % self.shard_size])
-        return torch.stack(out) if out else torch.empty(0, self._u.shape[-1] if self._u.numel() else 0)
-
-
-def _embed(stats: TransferStatistics, u: torch.Tensor) -> np.ndarray:
-    # The text side without noise: the noise methods (CapDec, C3) draw theirs afresh in every training step.
-    return stats.embed_text(u).to(torch.float16).numpy()  # [n, D]
-
-
-def _staged(work: Path, config_name: str, shard: int) -> Path:
-    return work / config_name / f"shard-{shard:05d}.parquet"
-
-
-def _write_shard(table: pa.Table, embeds: np.ndarray, features: Features, path: Path) -> None:
-    """Write one staged shard atomically; a shard whose rows were all dropped leaves an `.empty` marker instead
-    (a zero-row parquet file cannot be read back by `datasets`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if table.num_rows == 0:
-        path.with_suffix(".empty").touch()
-        return
-    column = pa.FixedSizeListArray.from_arrays(pa.array(embeds.reshape(-1), type=pa.float16()), embeds.shape[-1])
-    table = table.append_column(IMAGE_EMBEDS, column).select(list(features))
-    pq.write_table(table.cast(features.arrow_schema), str(_atomic(path)))
-    os.replace(_atomic(path), path)
-
-
-def _is_staged(path: Path) -> bool:
-    return path.is_file() or path.with_suffix(".empty").is_file()
-
-
-def publish(work: Path, out: Path, config_name: str) -> list[Path]:
-    """Move the staged non-empty shards of a config to `out/<config>/train-{i}-of-{n}.parquet` (renames only)."""
-    staged = sorted((work / config_name).glob("shard-*.parquet"))
-    target = out / config_name
-    target.mkdir(parents=True, exist_ok=True)
-    for stale in target.glob("train-*.parquet"):
-        stale.unlink()
-    paths = [target / _SHARD.format(split="train", index=i, total=len(staged)) for i in range(len(staged))]
-    for source, path in zip(staged, paths, strict=True):
-        os.replace(source, path)
-    return paths
-
-
-def _output_features(source: ShardedSource, dim: int) -> Features:
-    features = source.features.copy()
-    features[IMAGE_EMBEDS] = List(Value("float16"), length=dim)
-    return features
-
-
-def write_captions(captions: ShardedSource, args: TransferArguments, stats: TransferStatistics, work: Path) -> None:
-    """Pass 2: stage every caption shard with its kept rows and their `image_embeds`."""
-    features, num_shards = _output_features(captions, stats.dim), _num_shards(len(captions), args.shard_size)
-    shards = captions.shards(args.shard_size)
-    for shard, table in tqdm(enumerate(shards), total=num_shards, desc="write captions", unit="shard"):
-        path = _staged(work, args.captions_config, shard)
-        if _is_staged(path):
-            continue
-        stash = load_file(str(work / f"captions-u-{shard:05d}.safetensors"))
-        keep = stash["keep"]
-        table = table.filter(pa.array(keep.numpy()))
-        _write_shard(table, _embed(stats, stash["u"][keep]), features, path)
-
-
-def caption_index(captions: ShardedSource, shard_size: int, work: Path) -> dict[str, tuple[int, int]]:
-    """id -> (caption row, crc32 of the caption) over the kept captions: the hash map of the instruction join."""
-    index = {}
-    for shard, rows in enumerate(captions.shards(shard_size, ["id", "caption"])):
-        start = shard * shard_size
-        keep = load_file(str(work / f"captions-u-{shard:05d}.safetensors"))["keep"].tolist()
-        ids, texts = rows.column("id").to_pylist(), rows.column("caption").to_pylist()
-        for offset, (row_id, caption, kept) in enumerate(zip(ids, texts, keep, strict=True)):
-            if kept:
-                index[row_id] = (start + offset, _caption_key(caption))
-    return index
-
-
-def write_instructions(
-    instructions: ShardedSource, args: TransferArguments, stats: TransferStatistics, work: Path, index: dict
-) -> DropLog:
-    """Pass 3: stage every instruction shard, each row with the embedding of the caption it was made from."""
-    features, num_shards = _output_features(instructions, stats.dim), _num_shards(len(instructions), args.shard_size)
-    stash, drops = _StashReader(work, args.shard_size), DropLog("transfer")
-    shards = instructions.shards(args.shard_size)
-    for shard, table in tqdm(enumerate(shards), total=num_shards, desc="write instructions", unit="shard"):
-        path = _staged(work, args.instructions_config, shard)
-        drops_path = work / f"instructions-drops-{shard:05d}.json"
-        if _is_staged(path) and drops_path.is_file():
-            drops.merge(DropLog.load(drops_path))
-            continue
-        shard_drops, keep, rows = DropLog("transfer", rows_in=table.num_rows), [], []
-        for row_id, caption in zip(table.column("id").to_pylist(), table.column("caption").to_pylist(), strict=True):
-            kept = False
-            entry = index.get(row_id)  # O(1) join, never a scan of the captions
-            if entry is None:
-                shard_drops.drop("caption_id_missing", row_id)
-            elif not isinstance(caption, str) or _caption_key(caption) != entry[1]:
-                shard_drops.drop("caption_mismatch", row_id)
-            else:
-                rows.append(entry[0])
-                kept = True
-            keep.append(kept)
-        keep_mask = pa.array(keep, type=pa.bool_())
-        u = stash.rows(rows) if rows else torch.empty(0, stats.dim)
-        shard_drops.save(_atomic(drops_path))
-        os.replace(_atomic(drops_path), drops_path)
-        _write_shard(table.filter(keep_mask), _embed(stats, u), features, path)
-        drops.merge(shard_drops)
-    return drops
-
-
-# --- the stage -----------------------------------------------------------------------------------------------------
 
 
 def _run_record(encoder: PairedEncoder, args: TransferArguments, sources: dict[str, ShardedSource]) -> dict:
