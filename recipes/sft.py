@@ -30,33 +30,22 @@ import os
 from pathlib import Path
 
 from peft import PeftModel
-from transformers import set_seed
 from trl import SFTTrainer, TrlParser
 
-from unicorn_hf.cards import write_training_card
 from unicorn_hf.modeling.processing_unicorn import accept_structured_content
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
-from unicorn_hf.training.data import prepare_dataset
 from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
-from unicorn_hf.training.metadata import build_metadata, make_config_portable, read_previous, write_metadata
-from unicorn_hf.training.resume import checkpoint_to_resume
+from unicorn_hf.training.metadata import build_metadata, make_config_portable, read_previous
+from unicorn_hf.training.run import publish_stage, start_stage, tokenize_train_split
 from unicorn_hf.training.stages import (
     build_trainer,
     copy_modality_statistics,
     count_parameters,
     load_stage_checkpoint,
-    load_train_split,
     lora_config,
     set_trainable_parts,
-    statistics_folder,
-    statistics_source,
     train,
 )
-from unicorn_hf.transfer.statistics import TransferStatistics
-from unicorn_hf.utils.hub import push_folder
-from unicorn_hf.utils.logging import setup_logging
-from unicorn_hf.utils.preflight import check_reference, check_unicorn_config
-from unicorn_hf.utils.processes import die_with_launcher
 
 
 logger = logging.getLogger(__name__)
@@ -80,19 +69,9 @@ def chat_template_from_args(training_args: UnicornTrainingConfig) -> str | None:
 def main(
     script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
 ) -> SFTTrainer:
-    setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
-    die_with_launcher()  # killed with `accelerate launch`, not left training on its own
-    set_seed(training_args.seed)
-    # Every path or Hub id this run reads, before anything loads: a typo is named, not blamed on the network.
-    check_reference(model_args.model_name_or_path, field="model_name_or_path", kind="model",
-                    revision=model_args.model_revision)  # fmt: skip
-    check_unicorn_config(model_args.model_name_or_path, revision=model_args.model_revision)
-    check_reference(script_args.dataset_name, field="dataset_name", kind="dataset")
-    check_reference(script_args.statistics_path, field="statistics_path", kind="dataset")
-    resume_from = checkpoint_to_resume(training_args)
+    statistics, resume_from = start_stage(STAGE, script_args, training_args, model_args)
 
     # Model: the pretraining checkpoint; the statistics of this dataset must come from the same encoder.
-    statistics = TransferStatistics.load(statistics_folder(script_args), source=statistics_source(script_args))
     model, processor = load_stage_checkpoint(model_args, training_args)
     copy_modality_statistics(model, statistics)
     set_trainable_parts(model, model_args, STAGE)
@@ -103,18 +82,9 @@ def main(
         processor.chat_template = processor.tokenizer.chat_template = wrapped
 
     # Data: rendered dialogues, loss on assistant turns; untrainable rows are dropped and counted.
-    raw = load_train_split(script_args)
-    with training_args.main_process_first(desc="tokenizing the dialogues"):
-        prepared = prepare_dataset(
-            raw,
-            stage=STAGE,
-            processor=processor,
-            embed_dim=model.config.embed_dim,
-            max_length=training_args.max_length,
-            chat_template=chat_template,
-            num_proc=training_args.dataset_num_proc,
-            where=f"{script_args.dataset_name} [{script_args.dataset_config}]",
-        )
+    prepared = tokenize_train_split(
+        STAGE, script_args, training_args, processor, model.config.embed_dim, chat_template=chat_template
+    )
     trainer = build_trainer(model, processor, training_args, prepared.dataset, peft_config=peft_config)
     carried = None
     if model_args.image_tower_encoder is not None and trainer.accelerator.is_main_process:
@@ -169,14 +139,7 @@ def main(
     record["initialized_from"] = {"name_or_path": model_args.model_name_or_path, "revision": model_args.model_revision}
     record["chat_template_source"] = "yaml" if chat_template else "tokenizer"
     record["image_tower"] = image_tower
-    if trainer.accelerator.is_main_process:
-        write_metadata(record, output_dir)
-        write_training_card(output_dir, training_args.hub_model_id)
-    trainer.accelerator.wait_for_everyone()
-    if training_args.push_to_hub and trainer.accelerator.is_main_process:
-        # the folder as saved: trainer.push_to_hub would save the trainer's model over the merged one / the one with
-        # the tower, and write TRL's text-generation card over the project's
-        push_folder(output_dir, training_args.hub_model_id or Path(output_dir).name, repo_type="model")
+    publish_stage(trainer, record, training_args)
     return trainer
 
 

@@ -1,0 +1,102 @@
+"""What both training recipes do around their trainer, in order: start the stage, tokenize the train split, publish.
+
+`recipes/pretrain.py` and `recipes/sft.py` differ in the model they start from (a fresh Unicorn model around the
+base LLM, or the pretraining checkpoint) and in what they save (the SFT stage's LoRA merge and carried image tower);
+everything else is here, so the two scripts read top to bottom like alignment-handbook's `scripts/sft.py`:
+
+    statistics, resume_from = start_stage("pretrain", script_args, training_args, model_args)
+    model, processor = build_pretrain_model(model_args, training_args, statistics)
+    prepared = tokenize_train_split("pretrain", script_args, training_args, processor, model.config.embed_dim)
+    trainer = build_trainer(model, processor, training_args, prepared.dataset)
+    ...
+    publish_stage(trainer, record, training_args)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from transformers import set_seed
+from trl import SFTTrainer
+
+from unicorn_hf.cards import write_training_card
+from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
+from unicorn_hf.training.data import PreparedData, prepare_dataset
+from unicorn_hf.training.metadata import write_metadata
+from unicorn_hf.training.resume import checkpoint_to_resume
+from unicorn_hf.training.stages import load_train_split, statistics_folder, statistics_source
+from unicorn_hf.transfer.statistics import TransferStatistics
+from unicorn_hf.utils.hub import push_folder
+from unicorn_hf.utils.logging import setup_logging
+from unicorn_hf.utils.preflight import check_reference, check_unicorn_config
+from unicorn_hf.utils.processes import die_with_launcher
+
+
+logger = logging.getLogger(__name__)
+
+STAGE_DATA = {"pretrain": "captions", "sft": "dialogues"}  # what a stage tokenizes, for its progress line
+
+
+def start_stage(
+    stage: str,
+    script_args: UnicornScriptArguments,
+    training_args: UnicornTrainingConfig,
+    model_args: UnicornModelConfig,
+) -> tuple[TransferStatistics, str | None]:
+    """Logging, the death signal of `accelerate launch`, the seed, then every path or Hub id the run reads (a typo is
+    named before anything loads, not blamed on the network; an SFT start checkpoint's config is checked whole).
+
+    Returns the transfer statistics of the training data and the checkpoint to resume from (None: a fresh run).
+    Raises `ReferenceNotFoundError` / `ValueError` naming the field, and what `TransferStatistics.load` raises."""
+    setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
+    die_with_launcher()  # killed with `accelerate launch`, not left training on its own
+    set_seed(training_args.seed)
+    check_reference(model_args.model_name_or_path, field="model_name_or_path", kind="model",
+                    revision=model_args.model_revision)  # fmt: skip
+    if stage == "sft":  # it starts from a Unicorn checkpoint, whose config must be whole
+        check_unicorn_config(model_args.model_name_or_path, revision=model_args.model_revision)
+    check_reference(script_args.dataset_name, field="dataset_name", kind="dataset")
+    check_reference(script_args.statistics_path, field="statistics_path", kind="dataset")
+    resume_from = checkpoint_to_resume(training_args)
+    statistics = TransferStatistics.load(statistics_folder(script_args), source=statistics_source(script_args))
+    return statistics, resume_from
+
+
+def tokenize_train_split(
+    stage: str,
+    script_args: UnicornScriptArguments,
+    training_args: UnicornTrainingConfig,
+    processor,
+    embed_dim: int,
+    chat_template: str | None = None,
+) -> PreparedData:
+    """The train split of `dataset_name [dataset_config]`, validated and tokenized for `stage`
+    (`unicorn_hf.training.data.prepare_dataset`: untrainable rows are dropped and counted). The main process goes
+    first; the others reuse its cache."""
+    raw = load_train_split(script_args)
+    with training_args.main_process_first(desc=f"tokenizing the {STAGE_DATA[stage]}"):
+        return prepare_dataset(
+            raw,
+            stage=stage,
+            processor=processor,
+            embed_dim=embed_dim,
+            max_length=training_args.max_length,
+            chat_template=chat_template,
+            caption_prompt=script_args.caption_prompt if stage == "pretrain" else None,
+            num_proc=training_args.dataset_num_proc,
+            where=f"{script_args.dataset_name} [{script_args.dataset_config}]",
+        )
+
+
+def publish_stage(trainer: SFTTrainer, record: dict, training_args: UnicornTrainingConfig) -> None:
+    """After the checkpoint is saved in `output_dir`: its record (`unicorn_training.json`) and model card, then, with
+    `push_to_hub`, the folder as saved (`trainer.push_to_hub` would save the trainer's model again over a merged or
+    tower-carrying one, and write TRL's text-generation card over the project's)."""
+    output_dir = training_args.output_dir
+    if trainer.accelerator.is_main_process:
+        write_metadata(record, output_dir)
+        write_training_card(output_dir, training_args.hub_model_id)
+    trainer.accelerator.wait_for_everyone()
+    if training_args.push_to_hub and trainer.accelerator.is_main_process:
+        push_folder(output_dir, training_args.hub_model_id or Path(output_dir).name, repo_type="model")
