@@ -16,12 +16,13 @@ from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))  # `unicorn_fixtures`, which distilabel re-imports by module path
 SCRIPTS = {"captions": "synthesize_captions", "instructions": "synthesize_instructions"}
 
 
 def main(stage: str, argv: list[str]) -> None:
+    from unicorn_fixtures.echo_llm import EchoLLM
     from unicorn_hf.synthesis import captions, instructions
-    from unicorn_hf.synthesis.testing import EchoLLM
 
     def build_llm(args):
         return EchoLLM(

@@ -1,7 +1,7 @@
 """An offline, deterministic distilabel LLM for the synthesis tests (interruption, resume, secrets).
 
-Not used by the recipes; kept in the package (like `unicorn_hf.evaluation.testing`) because distilabel re-imports
-every LLM of a cached pipeline by its module path, and the interruption tests run the recipes in a subprocess.
+distilabel re-imports every LLM of a cached pipeline by its module path (`unicorn_fixtures.echo_llm`), so the
+process that runs a recipe with it (`tests/helpers/synthesis_stage.py`) puts `tests/` on `sys.path` first.
 """
 
 from __future__ import annotations
