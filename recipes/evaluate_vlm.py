@@ -65,21 +65,21 @@ def main(model_args: EvalModelArguments, data_args: EvalDataArguments, args: Eva
             raise FileNotFoundError(
                 f"{name}={path!r}: no such file; run recipes/{script} first (the quickstart does) or set {name}: null"
             )
+    checkpoint = Path(model_args.model_name_or_path)
+    if (args.update_model_card or args.push_to_hub) and not checkpoint.is_dir():
+        raise ValueError(
+            f"--update_model_card / --push_to_hub need a local checkpoint folder; {checkpoint} is not one."
+        )
     summary = run_evaluation(model_args, data_args, args)
 
     # The checkpoint's card with these results is written under output_dir; only --update_model_card also writes it
     # into the checkpoint folder (outside output_dir: the user asks for it by name).
-    checkpoint = Path(model_args.model_name_or_path)
     if checkpoint.is_dir():
         sees = json.loads(Path(args.sees_results).read_text()) if args.sees_results else None
         ladder = json.loads(Path(args.ladder_results).read_text()) if args.ladder_results else None
         write_stage_card(checkpoint, Path(args.output_dir), summary, into_checkpoint=args.update_model_card,
                          push=args.push_to_hub, repo_id=args.hub_model_id, template_path=args.model_card_template,
                          sees=sees, ladder=ladder)  # fmt: skip
-    elif args.update_model_card or args.push_to_hub:
-        raise ValueError(
-            f"--update_model_card / --push_to_hub need a local checkpoint folder; {checkpoint} is not one."
-        )
     return summary
 
 

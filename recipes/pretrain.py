@@ -44,8 +44,6 @@ STAGE = "pretrain"
 def main(
     script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
 ) -> SFTTrainer:
-    if model_args.use_peft:
-        raise ValueError("Pretraining trains the projector only; use_peft belongs to the SFT stage.")
     statistics, resume_from = start_stage(STAGE, script_args, training_args, model_args)
 
     # Model: base LLM + fresh projector, sized by the statistics of the data it will see.

@@ -86,6 +86,17 @@ def main(
         STAGE, script_args, training_args, processor, model.config.embed_dim, chat_template=chat_template
     )
     trainer = build_trainer(model, processor, training_args, prepared.dataset, peft_config=peft_config)
+    if (
+        peft_config is not None
+        and model_args.merge_adapters
+        and (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled)
+    ):
+        # Refused before training, not after it: the merge needs the whole model on one process.
+        raise ValueError(
+            "merge_adapters under DeepSpeed/FSDP is not supported here: set merge_adapters: false (the adapters are "
+            f"saved in {training_args.output_dir}/{ADAPTER_DIR}) and merge them offline with "
+            "PeftModel.from_pretrained(...).merge_and_unload()."
+        )
     carried = None
     if model_args.image_tower_encoder is not None and trainer.accelerator.is_main_process:
         # Before training: an encoder that cannot be carried is an error now, not after the run.
@@ -106,12 +117,6 @@ def main(
     merged_lora = isinstance(trainer.model, PeftModel) and bool(model_args.merge_adapters)
     if merged_lora:
         trainer.save_model(os.path.join(output_dir, ADAPTER_DIR))
-        if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
-            raise RuntimeError(
-                f"Merging LoRA adapters under sharded training is not supported here; the adapters are in "
-                f"{output_dir}/{ADAPTER_DIR}: merge them offline with "
-                "PeftModel.from_pretrained(...).merge_and_unload()."
-            )
         merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
         if trainer.accelerator.is_main_process:
             merged.save_pretrained(output_dir)

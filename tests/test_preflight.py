@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,21 @@ def test_unknown_extra_keys_load_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="unicorn_hf.utils.preflight"):
         check_unicorn_config(unicorn_config(tmp_path / "clean"))
     assert caplog.text == ""  # what save_pretrained writes is all known
+
+
+@pytest.mark.parametrize(
+    ("script", "yaml", "overrides", "named"),
+    [
+        ("pretrain", "pretrain.yaml", ("--image_tower_encoder", "local-dir:x", "--image_tower_mean", "image"),
+         "image_tower_encoder, image_tower_mean: set for pretrain, but only the SFT stage reads them"),
+        ("pretrain", "pretrain.yaml", ("--use_peft", "true"), "use_peft: set for pretrain"),
+        ("pretrain", "pretrain.yaml", ("--chat_template_path", "t.jinja"), "chat_template_path: set for pretrain"),
+        ("sft", "sft.yaml", ("--caption_prompt", "<image> What is this?"),
+         "caption_prompt: set for sft, but only the pretraining stage reads them"),
+    ],
+)  # fmt: skip
+def test_a_setting_of_the_other_training_stage_is_refused_not_ignored(script, yaml, overrides, named, tmp_path):
+    """The user trial's case: `image_tower_encoder` in a pretrain run was accepted and did nothing."""
+    with pytest.raises(ValueError, match=re.escape(named)):
+        run(script, yaml, *overrides, "--output_dir", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()  # refused before anything started

@@ -3,7 +3,7 @@
 Runs only in the vLLM venv that `make serve-check` builds (vLLM's CPU build pins its own torch); elsewhere it skips
 with the reason. The checkpoint is the quickstart's SFT folder (`UNICORN_SERVE_MODEL`, default outputs/tiny/sft),
 which carries its image tower; `UNICORN_SERVE_MODEL_NO_TOWER` is the same checkpoint without it (the check script
-writes it with `scripts/serve_check.py strip-tower`). The servers listen on 127.0.0.1 only and every wait is bounded.
+writes it with `scripts/serve_check_strip_tower.py`). The servers listen on 127.0.0.1 only and every wait is bounded.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ MEAN_MODE_DESCRIPTIONS = {
 
 def attach_encoder_image_tower(model: UnicornForConditionalGeneration, processor: UnicornProcessor, encoder, mean):
     """Make a checkpoint work from its folder alone: the encoder's image tower in the model, its image processor in
-    the processor (save both afterwards). `mean` as in `UnicornForConditionalGeneration.attach_image_tower`."""
+    the processor (save both afterwards). `mean` as in `unicorn_hf.training.builder.attach_image_tower`."""
     if encoder.id != model.config.encoder_id:
         raise ValueError(f"The model was trained on {model.config.encoder_id!r} embeddings, not {encoder.id!r}.")
     tower, image_processor = image_tower_from_encoder(encoder)

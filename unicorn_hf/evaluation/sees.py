@@ -24,6 +24,7 @@ from unicorn_hf.experiments.probes import training_dialogue_probe
 from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions
 from unicorn_hf.experiments.scoring import load_image_qa, score_modes
 from unicorn_hf.lit.recipe import trained_encoder_pairs
+from unicorn_hf.synthesis.pair_text import TEXT_RECORD
 from unicorn_hf.training.metadata import package_versions
 from unicorn_hf.utils.paths import portable_record
 
@@ -31,7 +32,6 @@ from unicorn_hf.utils.paths import portable_record
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-TEXT_RECORD = "pair_text.json"  # written by recipes/pair_text.py beside the training text: the question templates
 MODES = (
     EvaluationMode("sighted", mean="eval", inputs="images"),
     EvaluationMode("blind_zero", mean="eval", inputs="zero"),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from unicorn_hf.cards import write_stage_card
 from unicorn_hf.encoders import load_encoder
-from unicorn_hf.evaluation.sees import TEXT_RECORD, held_out_pairs, load_text_record
+from unicorn_hf.evaluation.sees import held_out_pairs, load_text_record
 from unicorn_hf.experiments.bootstrap import accuracy_interval, paired_difference
 from unicorn_hf.experiments.ladder import (
     QUESTION_KINDS,
@@ -38,6 +38,7 @@ from unicorn_hf.experiments.probes import training_dialogue_probe
 from unicorn_hf.experiments.questions import QuestionTemplates, evaluation_questions, title_in_prompt_questions
 from unicorn_hf.experiments.scoring import load_image_qa
 from unicorn_hf.synthesis.config import _from_mapping
+from unicorn_hf.synthesis.pair_text import TEXT_RECORD
 from unicorn_hf.training.metadata import package_versions, pretraining_caption_prompt, read_previous
 from unicorn_hf.utils.paths import portable_record
 

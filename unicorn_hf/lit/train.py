@@ -45,7 +45,7 @@ RECALL_KS = (1, 5)  # the reported cut-offs (a report format, not a tuned value)
 _MAX_LOGIT_SCALE = math.log(100)  # CLIP's clamp: temperature never below 0.01
 
 
-def is_finished(output_dir: str | Path) -> bool:
+def encoder_is_trained(output_dir: str | Path) -> bool:
     folder = Path(output_dir)
     return all((folder / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE))
 
@@ -121,7 +121,7 @@ def train_encoder(
 ) -> Path:
     """Run the whole recipe; returns the open_clip `local-dir:` folder. Skips work already finished."""
     output_dir = Path(training_args.output_dir)
-    if is_finished(output_dir) and not training_args.overwrite:
+    if encoder_is_trained(output_dir) and not training_args.overwrite:
         logger.info("Encoder already trained in %s (pass --overwrite to retrain)", output_dir)
         return output_dir
     if training_args.num_threads is not None:

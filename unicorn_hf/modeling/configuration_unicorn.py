@@ -25,7 +25,6 @@ VISION_TOWERS = {
     "siglip_vision_model": ("SiglipVisionModel", "pooler_output", "hidden_size"),
     "timm_wrapper": ("TimmWrapperForImageClassification", "logits", "num_labels"),
 }
-IMAGE_TOWER_MEANS = IMAGE_MEAN_CHOICES
 
 
 def projector_depth(projector_type: str) -> int:
@@ -124,10 +123,10 @@ class UnicornConfig(PreTrainedConfig):
             raise ValueError(f"num_image_tokens must be >= 1, got {self.num_image_tokens}.")
         if self.vision_config is not None:
             check_vision_config(self.vision_config, self.embed_dim)
-            if self.image_tower_mean not in IMAGE_TOWER_MEANS:
+            if self.image_tower_mean not in IMAGE_MEAN_CHOICES:
                 raise ValueError(
                     f"image_tower_mean={self.image_tower_mean!r}: a checkpoint with an image tower must say which "
-                    f"mean shifts its embeddings, one of {IMAGE_TOWER_MEANS}."
+                    f"mean shifts its embeddings, one of {IMAGE_MEAN_CHOICES}."
                 )
             method = self.modality_transfer["method"]
             if method not in IMAGE_MEAN_METHODS and self.image_tower_mean != "none":
@@ -156,4 +155,4 @@ def check_vision_config(vision_config: PreTrainedConfig, embed_dim: int) -> None
         )
 
 
-__all__ = ["IMAGE_TOWER_MEANS", "VISION_TOWERS", "UnicornConfig", "check_vision_config"]
+__all__ = ["VISION_TOWERS", "UnicornConfig", "check_vision_config"]

@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from unicorn_hf.data_contract import CAPTIONS_COLUMN_DESCRIPTIONS, CAPTIONS_CONFIG
 from unicorn_hf.synthesis.cards import (
     CACHE_DIRNAME,
     arguments_dict,
@@ -27,15 +28,6 @@ from unicorn_hf.utils.drops import DropLog
 
 
 logger = logging.getLogger(__name__)
-
-CONFIG_NAME = "captions"
-COLUMNS = {
-    "id": "stable id derived from the seed (source name + hash of the normalised seed text)",
-    "seed": "the sparse caption seed (an open-domain caption or a label in a template)",
-    "seed_source": "name of the seed source in the recipe",
-    "caption": "the detailed caption written by the LLM",
-    "model_name": "the LLM that wrote the caption",
-}
 
 
 def output_tokens(row: dict) -> int | None:
@@ -112,18 +104,18 @@ def synthesize_captions(
             f"(revision `{identity['revision']}`, backend `{identity['backend']}`) from {seed_drops.rows_out} caption "
             "seeds. There are no images: stage 3 encodes these captions into stand-in image embeddings."
         ),
-        columns=COLUMNS,
+        columns=CAPTIONS_COLUMN_DESCRIPTIONS,
         sections={
             "Statistics": stats_markdown(stats),
             "Rows in, rows out, drop reasons": drops_markdown([seed_drops, drops]),
             "Generation": f"Prompt `prompts/{prompt_path(caption_args.prompt).name}`; settings `{gen}`; the executed "
             "distilabel pipeline is `pipeline.yaml`, all arguments are in `generation.json`.",
         },
-        config_name=CONFIG_NAME,
+        config_name=CAPTIONS_CONFIG,
     )
     summary = write_stage_folder(
         out_args.output_dir,
-        CONFIG_NAME,
+        CAPTIONS_CONFIG,
         rows,
         [seed_drops, drops],
         stats,

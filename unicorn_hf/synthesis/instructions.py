@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jinja2 import StrictUndefined, Template
 
+from unicorn_hf.data_contract import INSTRUCTIONS_COLUMN_DESCRIPTIONS, INSTRUCTIONS_CONFIG
 from unicorn_hf.synthesis.cards import (
     CACHE_DIRNAME,
     arguments_dict,
@@ -40,15 +41,6 @@ from unicorn_hf.utils.preflight import check_reference
 
 
 logger = logging.getLogger(__name__)
-
-CONFIG_NAME = "instructions"
-COLUMNS = {
-    "id": "id of the caption (and of its seed) the dialogue was made from",
-    "task": "mc (multiple choice, answer = bare letter) | qa (open questions) | reasoning (step-by-step answers)",
-    "caption": "the stage-1 caption the dialogue is about",
-    "messages": "[{role, content}]; the first user turn starts with the single `<image>` placeholder",
-    "model_name": "the LLM that wrote the dialogue",
-}
 
 
 def load_captions(args: InstructionArguments) -> list[dict]:
@@ -232,7 +224,7 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
             "JSON and validated with pydantic; failures were sent back for repair or dropped with their reason "
             "(`rejects.jsonl`)."
         ),
-        columns=COLUMNS,
+        columns=INSTRUCTIONS_COLUMN_DESCRIPTIONS,
         sections={
             "Statistics": stats_markdown({k: v for k, v in stats.items() if k != "rounds"}),
             "Rows in, rows out, drop reasons": drops_markdown([drops]),
@@ -240,11 +232,11 @@ def synthesize_instructions(args: InstructionArguments, llm_args: LLMArguments, 
             f"repair rounds {args.max_repairs}; per round: {rounds}; the executed distilabel pipeline is "
             "`pipeline.yaml`, all arguments are in `generation.json`.",
         },
-        config_name=CONFIG_NAME,
+        config_name=INSTRUCTIONS_CONFIG,
     )
     summary = write_stage_folder(
         out_args.output_dir,
-        CONFIG_NAME,
+        INSTRUCTIONS_CONFIG,
         rows,
         [drops],
         stats,

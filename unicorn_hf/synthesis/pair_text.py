@@ -16,7 +16,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from unicorn_hf.data_contract import CAPTIONS_COLUMNS, CAPTIONS_CONFIG, INSTRUCTIONS_CONFIG
+from unicorn_hf.data_contract import CAPTIONS_COLUMNS, CAPTIONS_CONFIG, CONFIG_NAMES, INSTRUCTIONS_CONFIG
 from unicorn_hf.experiments.questions import QuestionTemplates, group_by_source, training_dialogues
 from unicorn_hf.experiments.splits import hash_rank
 from unicorn_hf.lit.pairs import Pair, collect_pairs
@@ -27,6 +27,8 @@ from unicorn_hf.utils.hub import configs_metadata, load_dataset_folder, write_ca
 
 
 logger = logging.getLogger(__name__)
+
+TEXT_RECORD = "pair_text.json"  # beside the training text: its question templates and option count (read by sees)
 
 SEED_SOURCE = "pair_caption"
 CONCEPT_SOURCE = "concept_bank"
@@ -78,7 +80,7 @@ def write_text_folder(
     folder = Path(folder)
     write_dataset_config(Dataset.from_list(captions), folder, CAPTIONS_CONFIG)
     write_dataset_config(Dataset.from_list(dialogues), folder, INSTRUCTIONS_CONFIG)
-    write_card(folder, {"configs": configs_metadata(["captions", "instructions"])}, body)
+    write_card(folder, {"configs": configs_metadata(list(CONFIG_NAMES))}, body)
     (folder / PAIR_IDS_FILE).write_text(json.dumps(pair_of_row, indent=0) + "\n")
     return folder
 
@@ -224,5 +226,5 @@ def run_pair_text(args: PairTextArguments) -> Path:
         "templates": asdict(templates), "num_options": args.num_options, "pairs": len(chosen),
         "pair_scope": args.pair_scope, "caption_form": args.caption_form, "dropped": dropped, **carried,
     }  # fmt: skip
-    (folder / "pair_text.json").write_text(json.dumps(record, indent=1) + "\n")
+    (folder / TEXT_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     return folder

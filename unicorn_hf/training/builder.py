@@ -15,8 +15,13 @@ import torch
 from tokenizers import AddedToken
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from unicorn_hf.modeling.configuration_unicorn import IMAGE_TOWER_MEANS, UnicornConfig, check_vision_config
-from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_METHODS, TransferSettings, UnicornModalityTransfer
+from unicorn_hf.modeling.configuration_unicorn import UnicornConfig, check_vision_config
+from unicorn_hf.modeling.modality_transfer import (
+    IMAGE_MEAN_CHOICES,
+    IMAGE_MEAN_METHODS,
+    TransferSettings,
+    UnicornModalityTransfer,
+)
 from unicorn_hf.modeling.modeling_unicorn import UnicornForConditionalGeneration
 from unicorn_hf.modeling.processing_unicorn import UnicornProcessor
 from unicorn_hf.utils.assets import forget_gguf_quantization, resolve_model_path
@@ -221,8 +226,8 @@ def attach_image_tower(
         model.modality_statistics.image_mean.copy_(mean.to(model.modality_statistics.image_mean))
         model.config.has_image_mean = True
         mean = "image"
-    if mean not in IMAGE_TOWER_MEANS:
-        raise ValueError(f"mean must be one of {IMAGE_TOWER_MEANS} or a [D] tensor, got {mean!r}.")
+    if mean not in IMAGE_MEAN_CHOICES:
+        raise ValueError(f"mean must be one of {IMAGE_MEAN_CHOICES} or a [D] tensor, got {mean!r}.")
     if method not in IMAGE_MEAN_METHODS and mean != "none":
         raise ValueError(
             f"mean={mean!r}: the modality transfer method {method!r} subtracts no image mean; pass mean='none'."

@@ -27,9 +27,6 @@ from unicorn_hf.training.builder import attach_image_tower
 
 logger = logging.getLogger(__name__)
 
-# What a YAML can name as the carried tower's image mean (a [D] tensor is for Python callers of `attach_image_tower`).
-TOWER_MEANS = IMAGE_MEAN_CHOICES
-
 
 @dataclass
 class CarriedTower:
@@ -49,8 +46,10 @@ def prepare_image_tower(
 
     Raises `TowerNotCarriable` (naming the ways out) when no transformers class holds the tower faithfully.
     """
-    if mean not in TOWER_MEANS:
-        raise ValueError(f"image_tower_mean must be one of {TOWER_MEANS} with image_tower_encoder set, got {mean!r}")
+    if mean not in IMAGE_MEAN_CHOICES:
+        raise ValueError(
+            f"image_tower_mean must be one of {IMAGE_MEAN_CHOICES} with image_tower_encoder set, got {mean!r}"
+        )
     if method not in IMAGE_MEAN_METHODS and mean != "none":
         raise ValueError(
             f"image_tower_mean: {mean}, but the modality transfer method {method!r} subtracts no image mean (only "
@@ -93,4 +92,4 @@ def carry_image_tower(folder: str | Path, carried: CarriedTower) -> dict:
     }
 
 
-__all__ = ["TOWER_MEANS", "CarriedTower", "carry_image_tower", "prepare_image_tower"]
+__all__ = ["CarriedTower", "carry_image_tower", "prepare_image_tower"]

@@ -36,6 +36,26 @@ from unicorn_hf.utils.processes import die_with_launcher
 logger = logging.getLogger(__name__)
 
 STAGE_DATA = {"pretrain": "captions", "sft": "dialogues"}  # what a stage tokenizes, for its progress line
+# Settings that only the other stage reads: set for this one, they would be ignored without a word.
+OTHER_STAGE_SETTINGS = {
+    "pretrain": ("use_peft", "image_tower_encoder", "image_tower_mean", "chat_template_path"),
+    "sft": ("caption_prompt",),
+}
+
+
+def check_stage_settings(
+    stage: str,
+    script_args: UnicornScriptArguments,
+    training_args: UnicornTrainingConfig,
+    model_args: UnicornModelConfig,
+) -> None:
+    """Raise `ValueError` naming every setting of `OTHER_STAGE_SETTINGS[stage]` that is set (the YAML or the command
+    line gave a value this stage would ignore)."""
+    values = {**vars(script_args), **vars(model_args), "chat_template_path": training_args.chat_template_path}
+    foreign = [name for name in OTHER_STAGE_SETTINGS[stage] if values.get(name) not in (None, False)]
+    if foreign:
+        other = "SFT" if stage == "pretrain" else "pretraining"
+        raise ValueError(f"{', '.join(foreign)}: set for {stage}, but only the {other} stage reads them; remove them.")
 
 
 def start_stage(
@@ -48,7 +68,9 @@ def start_stage(
     named before anything loads, not blamed on the network; an SFT start checkpoint's config is checked whole).
 
     Returns the transfer statistics of the training data and the checkpoint to resume from (None: a fresh run).
-    Raises `ReferenceNotFoundError` / `ValueError` naming the field, and what `TransferStatistics.load` raises."""
+    Raises `ReferenceNotFoundError` / `ValueError` naming the field (`check_stage_settings` included), and what
+    `TransferStatistics.load` raises."""
+    check_stage_settings(stage, script_args, training_args, model_args)
     setup_logging(logging.INFO if training_args.should_log else logging.WARNING)
     die_with_launcher()  # killed with `accelerate launch`, not left training on its own
     set_seed(training_args.seed)

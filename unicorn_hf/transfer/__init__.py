@@ -1,8 +1,3 @@
-"""Stage 3, modality representation transfer: paired encoders, mean-shift statistics, the sharded transfer stage and
-modality-gap diagnostics (`recipes/transfer.py`)."""
-
-from unicorn_hf.encoders import PairedEncoder, load_encoder
-from unicorn_hf.transfer.statistics import TransferStatistics
-
-
-__all__ = ["PairedEncoder", "TransferStatistics", "load_encoder"]
+"""Stage 3, modality representation transfer: the sharded transfer stage (`pipeline.py`: pass 1 `encoding.py`,
+passes 2-3 `writing.py`), its statistics (`statistics.py`, `method_statistics.py`), card and modality-gap diagnostics
+(`recipes/transfer.py`). The paired encoders it uses are `unicorn_hf.encoders`."""
