@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from transformers import HfArgumentParser
+from trl import TrlParser
 
 from unicorn_hf.encoders import load_encoder
 from unicorn_hf.lit.pairs import collect_pairs, restrict_pairs
@@ -96,5 +96,9 @@ def main(args: DiagnosticsArguments) -> Path:
     return out
 
 
+def make_parser() -> TrlParser:
+    return TrlParser((DiagnosticsArguments,))
+
+
 if __name__ == "__main__":
-    main(*HfArgumentParser(DiagnosticsArguments).parse_args_into_dataclasses())
+    main(*make_parser().parse_args_and_config())
