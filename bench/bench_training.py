@@ -260,7 +260,7 @@ def bench_sft(lm_path: str, args, folder: Path) -> dict:
     from unicorn_fixtures.synthetic import write_synthetic_transfer_folder
     from unicorn_hf.training.config import UnicornTrainingConfig
     from unicorn_hf.training.data import prepare_dataset
-    from unicorn_hf.training.stages import build_trainer
+    from unicorn_hf.training.setup import build_trainer
 
     rows = args.batch_size * (args.steps + args.warmup)
     data = write_synthetic_transfer_folder(

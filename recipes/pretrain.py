@@ -27,7 +27,7 @@ from trl import SFTTrainer, TrlParser
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.metadata import build_metadata, make_config_portable
 from unicorn_hf.training.run import publish_stage, start_stage, tokenize_train_split
-from unicorn_hf.training.stages import (
+from unicorn_hf.training.setup import (
     build_pretrain_model,
     build_trainer,
     copy_modality_statistics,

@@ -37,7 +37,7 @@ from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArgument
 from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
 from unicorn_hf.training.metadata import build_metadata, make_config_portable, read_previous
 from unicorn_hf.training.run import publish_stage, start_stage, tokenize_train_split
-from unicorn_hf.training.stages import (
+from unicorn_hf.training.setup import (
     build_trainer,
     copy_modality_statistics,
     count_parameters,

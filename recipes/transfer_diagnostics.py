@@ -21,12 +21,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from trl import TrlParser
 
 from unicorn_hf.encoders import load_encoder
-from unicorn_hf.lit.pairs import collect_pairs, restrict_pairs
-from unicorn_hf.lit.recipe import HELD_OUT_IDS_FILE
+from unicorn_hf.lit.recipe import parse_config, trained_encoder_pairs
 from unicorn_hf.modeling.modality_transfer import TransferSettings, transfer_image, transfer_text
 from unicorn_hf.transfer.diagnostics import gap_metrics, modality_gap
 from unicorn_hf.transfer.statistics import TransferStatistics
@@ -46,24 +44,22 @@ class DiagnosticsArguments:
     batch_size: int = field(default=64, metadata={"help": "Images / captions per encoder forward pass."})
 
 
-def held_out_pairs(recipe: dict) -> list:
-    """The encoder's held-out pairs, rebuilt from the packages exactly as its recipe drew them."""
-    pairs, drops = collect_pairs(
-        recipe["sources"], recipe["max_pairs_per_source"], recipe["seed"], recipe["image_size"]
-    )
-    return restrict_pairs(pairs, Path(recipe["output_dir"]) / HELD_OUT_IDS_FILE, drops)
+def held_out_pairs(encoder_recipe: str, encoder_dir: str) -> list:
+    """The encoder's held-out pairs, rebuilt from the packages exactly as its recipe drew them, in its pair order
+    (`unicorn_hf.lit.recipe.trained_encoder_pairs`)."""
+    pairs, held_out_ids = trained_encoder_pairs(encoder_recipe, encoder_dir)
+    held_out = set(held_out_ids)
+    return [pair for pair in pairs if pair.id in held_out]
 
 
 def main(args: DiagnosticsArguments) -> Path:
     setup_logging()
-    recipe = yaml.safe_load(Path(args.encoder_recipe).read_text())
+    encoder_dir = parse_config(args.encoder_recipe)[2].output_dir
     stats = TransferStatistics.load(args.transfer_dir)
-    encoder = load_encoder(
-        f"local-dir:{recipe['output_dir']}", device="cpu", dtype="float32", batch_size=args.batch_size
-    )
+    encoder = load_encoder(f"local-dir:{encoder_dir}", device="cpu", dtype="float32", batch_size=args.batch_size)
     if encoder.id != stats.encoder_id:
         raise ValueError(f"{args.transfer_dir} was embedded by {stats.encoder_id!r}, not by {encoder.id!r}")
-    pairs = held_out_pairs(recipe)
+    pairs = held_out_pairs(args.encoder_recipe, encoder_dir)
     text_u = encoder.encode_text([pair.caption for pair in pairs])  # [N, D]
     image_u = encoder.encode_image([pair.load() for pair in pairs])  # [N, D]
     report, _, _ = modality_gap(text_u, image_u, stats)

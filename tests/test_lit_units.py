@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from unicorn_hf.lit import pairs as pairs_module
 from unicorn_hf.lit import pretrained_towers
-from unicorn_hf.lit.evaluation import evaluate_pairs, mean_shift, modality_gap, recall_at_k
+from unicorn_hf.lit.evaluation import centroid_gap, evaluate_pairs, mean_shift, recall_at_k
 from unicorn_hf.lit.pairs import (
     Pair,
     UnreadableImageError,
@@ -40,8 +40,8 @@ def test_modality_gap_and_mean_shift_close_it():
     offset = torch.zeros(8)
     offset[0] = 3.0  # each modality sits in its own cone, as in real CLIP models
     images, texts = F.normalize(content + offset, dim=-1), F.normalize(content - offset, dim=-1)
-    before = modality_gap(images, texts)
-    after = modality_gap(mean_shift(images, images.mean(0)), mean_shift(texts, texts.mean(0)))
+    before = centroid_gap(images, texts)
+    after = centroid_gap(mean_shift(images, images.mean(0)), mean_shift(texts, texts.mean(0)))
     assert before["centroid_distance"] > 1.0 and after["centroid_distance"] < 0.1
     assert after["matched_cosine"] > before["matched_cosine"]
     report = evaluate_pairs(images, texts, images.mean(0), texts.mean(0), ks=(1,))

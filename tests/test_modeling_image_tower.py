@@ -135,7 +135,7 @@ def test_training_never_touches_the_tower(checkpoint):
     """The tower stays frozen whatever trains, and the training collator feeds embeddings, never pixels."""
     from unicorn_hf.training.collator import UnicornDataCollator
     from unicorn_hf.training.config import UnicornModelConfig
-    from unicorn_hf.training.stages import set_trainable_parts
+    from unicorn_hf.training.setup import set_trainable_parts
 
     folder, _, processor = checkpoint
     model = AutoModelForImageTextToText.from_pretrained(folder)

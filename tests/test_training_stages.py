@@ -260,7 +260,7 @@ def test_stock_sft_loss_equals_the_models_full_logit_loss(tiny_lm_path, tmp_path
     from unicorn_hf.training.builder import build_from_text_model
     from unicorn_hf.training.config import UnicornTrainingConfig
     from unicorn_hf.training.data import prepare_dataset
-    from unicorn_hf.training.stages import build_trainer, load_train_split
+    from unicorn_hf.training.setup import build_trainer, load_train_split
 
     model, processor = build_from_text_model(
         tiny_lm_path, embed_dim=DIM, projector_type="mlp2x_gelu", num_image_tokens=4

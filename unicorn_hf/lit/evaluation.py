@@ -35,7 +35,7 @@ def mean_shift(embeds: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     return F.normalize(embeds - mean, dim=-1)
 
 
-def modality_gap(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, float]:
+def centroid_gap(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, float]:
     """Distance between the two modality centroids and the mean cosine of matched pairs."""
     centroid_distance = (image_embeds.mean(0) - text_embeds.mean(0)).norm().item()
     matched_cosine = F.cosine_similarity(image_embeds, text_embeds, dim=-1).mean().item()
@@ -55,6 +55,6 @@ def evaluate_pairs(
     the image set), so the held-out centroid distance after the shift is not zero by construction.
     """
     shifted_images, shifted_texts = mean_shift(image_embeds, image_mean), mean_shift(text_embeds, text_mean)
-    before = {**recall_at_k(image_embeds, text_embeds, ks), **modality_gap(image_embeds, text_embeds)}
-    after = {**recall_at_k(shifted_images, shifted_texts, ks), **modality_gap(shifted_images, shifted_texts)}
+    before = {**recall_at_k(image_embeds, text_embeds, ks), **centroid_gap(image_embeds, text_embeds)}
+    after = {**recall_at_k(shifted_images, shifted_texts, ks), **centroid_gap(shifted_images, shifted_texts)}
     return {"before_shift": before, "after_shift": after}

@@ -25,7 +25,7 @@ from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArgument
 from unicorn_hf.training.data import PreparedData, prepare_dataset
 from unicorn_hf.training.metadata import write_metadata
 from unicorn_hf.training.resume import checkpoint_to_resume
-from unicorn_hf.training.stages import load_train_split, statistics_folder, statistics_source
+from unicorn_hf.training.setup import load_train_split, statistics_folder, statistics_source
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.hub import push_folder
 from unicorn_hf.utils.logging import setup_logging

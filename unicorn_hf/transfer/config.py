@@ -131,7 +131,7 @@ class TransferArguments:
         if self.memory_size is not None and self.seed is None:
             raise ValueError("memory_size is set but `seed` is not: the memory is a seeded subsample of its texts")
         if self.memory_source not in (None, CAPTIONS_MEMORY) and not Path(self.memory_source).is_file():
-            # checked here, before any text is encoded (method_statistics reads the file later)
+            # checked here, before any text is encoded (compute_statistics reads the file later)
             raise ValueError(
                 f"memory_source {self.memory_source!r} is neither {CAPTIONS_MEMORY!r} nor an existing text file "
                 "(one text per line)"

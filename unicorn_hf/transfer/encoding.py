@@ -150,7 +150,7 @@ def estimate_image_mean(
     return (total / count).float(), count
 
 
-def method_statistics(
+def compute_statistics(
     encoder: PairedEncoder, args: TransferArguments, work: Path, text_mean: torch.Tensor, num_kept: int
 ) -> TransferStatistics:
     """Everything the configured method needs, from the stash of pass 1: the image mean of unlabeled images,

@@ -32,7 +32,7 @@ from unicorn_hf.encoders import PairedEncoder, load_encoder
 from unicorn_hf.transfer.card import write_transfer_card
 from unicorn_hf.transfer.config import EncoderArguments, TransferArguments
 from unicorn_hf.transfer.diagnostics import modality_gap_report
-from unicorn_hf.transfer.encoding import WORK_DIR, encode_captions, method_statistics
+from unicorn_hf.transfer.encoding import WORK_DIR, compute_statistics, encode_captions
 from unicorn_hf.transfer.sources import ShardedSource
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.transfer.writing import caption_index, publish, write_captions, write_instructions
@@ -135,7 +135,7 @@ def run_transfer(
     drops.rows_in = len(captions)
     if kept == 0:
         raise ValueError(f"no caption of {args.captions_path} survived encoding: {drops.summary()}")
-    stats = method_statistics(encoder, args, work, text_mean=(total / kept).float(), num_kept=kept)
+    stats = compute_statistics(encoder, args, work, text_mean=(total / kept).float(), num_kept=kept)
     logger.info("text_mean over %d captions: |mu_T| = %.4f", kept, float(stats.text_mean.norm()))
     write_captions(captions, args, stats, work)
     all_drops = {"captions": drops}

@@ -1,4 +1,4 @@
-"""Stage set-up: which model each stage starts from, what is frozen, LoRA, and the trainer.
+"""Trainer set-up of the two training stages: which model each starts from, what is frozen, LoRA, and the trainer.
 
 - Pretraining builds a fresh Unicorn model from the base LLM and trains the projector only (the LLM is frozen).
 - SFT loads the pretraining checkpoint and trains the projector plus the LLM: all of it, or LoRA adapters (PEFT).
@@ -159,13 +159,6 @@ def lora_config(model_args: UnicornModelConfig):
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"trainable": trainable, "total": sum(p.numel() for p in model.parameters())}
-
-
-# ---- trainer -----------------------------------------------------------------------------------------------------
-# TRL's stock `SFTTrainer` trains both stages: its fused LM head runs `model.base_model` (`UnicornModel`: the image
-# merge and the text backbone) and sends only the positions with a target through the LM head, in chunks, so the
-# 576 image positions and the prompts never reach the (128k-wide) vocabulary projection. Nothing is left for a
-# subclass to do.
 
 
 # ---- run plumbing shared by the two recipes -----------------------------------------------------------------------
