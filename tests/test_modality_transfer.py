@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from unicorn_fixtures.folder_pipeline import BLOCK_UNICORN_HF, pipeline_answer
 from unicorn_fixtures.hf_clip import EMBED_DIM, write_tiny_hf_clip
 from unicorn_hf.encoders import load_encoder
-from unicorn_hf.evaluation.inference import UnicornImageQA, attach_encoder_image_tower
+from unicorn_hf.evaluation.inference import UnicornImageQA
 from unicorn_hf.modeling.modality_transfer import (
     TRANSFER_METHODS,
     TransferSettings,
@@ -28,6 +28,7 @@ from unicorn_hf.modeling.modality_transfer import (
     transfer_text,
 )
 from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
+from unicorn_hf.training.image_tower import attach_encoder_image_tower
 from unicorn_hf.transfer.config import TransferArguments
 from unicorn_hf.transfer.statistics import TransferStatistics
 from unicorn_hf.utils.assets import photographs

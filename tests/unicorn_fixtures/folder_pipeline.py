@@ -30,8 +30,8 @@ BLOCK_UNICORN_HF = textwrap.dedent(
 def save_with_image_tower(folder, lm_path: str, encoder, images, embed_dim: int, num_image_tokens: int):
     """A random-init tiny Unicorn over `lm_path` for `encoder`'s embeddings, its stored image mean taken over
     `images`, saved into `folder` with the encoder's image tower and image processor. Returns (model, processor)."""
-    from unicorn_hf.evaluation.inference import attach_encoder_image_tower
     from unicorn_hf.training.builder import build_from_text_model, set_modality_transfer
+    from unicorn_hf.training.image_tower import attach_encoder_image_tower
 
     torch.manual_seed(0)
     model, processor = build_from_text_model(

@@ -41,7 +41,6 @@ from unicorn_hf.encoders.image_tower import image_tower_from_encoder
 from unicorn_hf.encoders.loading import load_encoder_for
 from unicorn_hf.modeling import UnicornForConditionalGeneration, UnicornProcessor
 from unicorn_hf.modeling.modality_transfer import IMAGE_MEAN_METHODS
-from unicorn_hf.training.builder import attach_image_tower
 
 
 logger = logging.getLogger(__name__)
@@ -53,16 +52,6 @@ MEAN_MODE_DESCRIPTIONS = {
     "text": "training caption mean (text_mean) as fallback",
     "none": "no shift",
 }
-
-
-def attach_encoder_image_tower(model: UnicornForConditionalGeneration, processor: UnicornProcessor, encoder, mean):
-    """Make a checkpoint work from its folder alone: the encoder's image tower in the model, its image processor in
-    the processor (save both afterwards). `mean` as in `unicorn_hf.training.builder.attach_image_tower`."""
-    if encoder.id != model.config.encoder_id:
-        raise ValueError(f"The model was trained on {model.config.encoder_id!r} embeddings, not {encoder.id!r}.")
-    tower, image_processor = image_tower_from_encoder(encoder)
-    attach_image_tower(model, tower, mean=mean)
-    processor.image_processor = image_processor
 
 
 def load_images(items: Sequence) -> list:
@@ -339,7 +328,6 @@ __all__ = [
     "MEAN_MODE_DESCRIPTIONS",
     "BoundUnicornProcessor",
     "UnicornImageQA",
-    "attach_encoder_image_tower",
     "image_tower_from_encoder",
     "load_images",
     "make_pipeline",

@@ -71,16 +71,40 @@ def prepare_image_tower(
     return CarriedTower(tower=tower, image_processor=image_processor, mean=mean, encoder_id=encoder.id)
 
 
+def attach_tower(
+    model: UnicornForConditionalGeneration,
+    processor: UnicornProcessor,
+    tower: torch.nn.Module,
+    image_processor,
+    mean: str | torch.Tensor,
+    encoder_id: str,
+) -> None:
+    """Put a converted tower (in the model's dtype) into `model` and its image processor into `processor` (save both
+    afterwards). Raises `ValueError` when the model was trained on another encoder's embeddings than `encoder_id`;
+    `mean` as in `unicorn_hf.training.builder.attach_image_tower`."""
+    if model.config.encoder_id != encoder_id:
+        raise ValueError(f"The model was trained on {model.config.encoder_id!r} embeddings, not {encoder_id!r}.")
+    attach_image_tower(model, tower.to(model.dtype), mean=mean)
+    processor.image_processor = image_processor
+
+
+def attach_encoder_image_tower(
+    model: UnicornForConditionalGeneration, processor: UnicornProcessor, encoder, mean: str | torch.Tensor
+) -> None:
+    """Make a checkpoint work from its folder alone: the paired `encoder`'s image tower, converted
+    (`unicorn_hf.encoders.image_tower.image_tower_from_encoder`), in the model and its image processor in the
+    processor (save both afterwards). Raises `TowerNotCarriable` or `ValueError` as those two do."""
+    tower, image_processor = image_tower_from_encoder(encoder)
+    attach_tower(model, processor, tower, image_processor, mean, encoder.id)
+
+
 def carry_image_tower(folder: str | Path, carried: CarriedTower) -> dict:
     """Reload the checkpoint in `folder`, attach the tower (in the checkpoint's dtype) and the image processor, and
     save both back into `folder`. Returns what the run's metadata records about it (no machine path)."""
     folder = str(folder)
     model = UnicornForConditionalGeneration.from_pretrained(folder, dtype="auto")
     processor = UnicornProcessor.from_pretrained(folder)
-    if model.config.encoder_id != carried.encoder_id:
-        raise ValueError(f"{folder} was trained on {model.config.encoder_id!r} embeddings, not {carried.encoder_id!r}")
-    attach_image_tower(model, carried.tower.to(model.dtype), mean=carried.mean)
-    processor.image_processor = carried.image_processor
+    attach_tower(model, processor, carried.tower, carried.image_processor, carried.mean, carried.encoder_id)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     logger.info("Saved %s with its image tower: pipeline('image-text-to-text', model=%r) takes images", folder, folder)
@@ -92,4 +116,4 @@ def carry_image_tower(folder: str | Path, carried: CarriedTower) -> dict:
     }
 
 
-__all__ = ["CarriedTower", "carry_image_tower", "prepare_image_tower"]
+__all__ = ["CarriedTower", "attach_encoder_image_tower", "attach_tower", "carry_image_tower", "prepare_image_tower"]
