@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from unicorn_hf.utils.paths import hash_file
+
 
 LOCAL_DIR_PREFIX = "local-dir:"
 HF_PREFIX = "hf:"
@@ -28,7 +30,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 # the encoder *is*, so it is left out of the fingerprint and re-pointed at the folder on load.
 _PATH_FIELDS = ("hf_model_name", "hf_tokenizer_name")
 _FINGERPRINT_CHARS = 16  # shown in ids; the spec keeps the full sha256
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,6 @@ def relative_hint(given: str | Path) -> str | None:
     return None if path.is_absolute() or str(given).startswith("~") else path.as_posix()
 
 
-def _hash_file(digest, path: Path) -> None:
-    digest.update(path.name.encode())
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-
-
 def fingerprint_open_clip_folder(folder: Path) -> str:
     """sha256 of an open_clip folder's architecture (`model_cfg` without path fields) and its weight files."""
     digest = hashlib.sha256()
@@ -108,7 +102,7 @@ def fingerprint_open_clip_folder(folder: Path) -> str:
                 tower.pop(key, None)
     digest.update(json.dumps(model_cfg, sort_keys=True).encode())
     for path in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES):
-        _hash_file(digest, path)
+        hash_file(digest, path, path.name)
     return digest.hexdigest()
 
 
@@ -116,7 +110,7 @@ def fingerprint_files(paths: Iterable[Path]) -> str:
     """sha256 over files (name and bytes), in name order: a weights file, or a transformers folder's weights+config."""
     digest = hashlib.sha256()
     for path in sorted(paths, key=lambda p: p.name):
-        _hash_file(digest, path)
+        hash_file(digest, path, path.name)
     return digest.hexdigest()
 
 

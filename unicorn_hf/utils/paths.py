@@ -46,15 +46,21 @@ def _is_prefixed_path(text: str) -> bool:
     return "://" not in text and _PREFIXED_PATH.match(text) is not None
 
 
+def hash_file(digest, path: Path, name: str) -> None:
+    """Feed `name` and then the bytes of the file at `path` (read in 1 MiB chunks) into a hashlib `digest`: the one
+    way a file enters every content fingerprint (records here, encoder specs in `unicorn_hf.encoders.spec`)."""
+    digest.update(name.encode())
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+
+
 def content_fingerprint(path: Path) -> str:
     """sha256 over a file's bytes, or over a folder's files (relative name and bytes, in name order)."""
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
-        digest.update((file.name if file == path else file.relative_to(path).as_posix()).encode())
-        with file.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+        hash_file(digest, file, file.name if file == path else file.relative_to(path).as_posix())
     return digest.hexdigest()
 
 
@@ -116,4 +122,11 @@ def portable_command(argv: Sequence[str], start: str | os.PathLike) -> str:
     return shlex.join(words)
 
 
-__all__ = ["OUTPUT_DIR_MARKER", "content_fingerprint", "portable_command", "portable_path", "portable_record"]
+__all__ = [
+    "OUTPUT_DIR_MARKER",
+    "content_fingerprint",
+    "hash_file",
+    "portable_command",
+    "portable_path",
+    "portable_record",
+]
