@@ -26,7 +26,7 @@ from trl import SFTTrainer, TrlParser
 
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.metadata import build_metadata, make_config_portable
-from unicorn_hf.training.run import publish_stage, start_stage, tokenize_train_split
+from unicorn_hf.training.run import publish_stage, read_chat_template, start_stage, tokenize_train_split
 from unicorn_hf.training.setup import (
     build_pretrain_model,
     build_trainer,
@@ -55,7 +55,12 @@ def main(
 
     # Data: `<image> caption` (or the caption as the reply to `caption_prompt`), validated and tokenized once.
     prepared = tokenize_train_split(
-        STAGE, script_args, training_args, processor, model.config.embed_dim, chat_template=training_args.chat_template
+        STAGE,
+        script_args,
+        training_args,
+        processor,
+        model.config.embed_dim,
+        chat_template=read_chat_template(training_args),
     )
     trainer = build_trainer(model, processor, training_args, prepared.dataset)
     train_result = train(trainer, resume_from)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from peft import PeftModel
 from trl import SFTTrainer, TrlParser
@@ -36,7 +35,7 @@ from unicorn_hf.modeling.processing_unicorn import accept_structured_content
 from unicorn_hf.training.config import UnicornModelConfig, UnicornScriptArguments, UnicornTrainingConfig
 from unicorn_hf.training.image_tower import carry_image_tower, prepare_image_tower
 from unicorn_hf.training.metadata import build_metadata, make_config_portable, read_previous
-from unicorn_hf.training.run import publish_stage, start_stage, tokenize_train_split
+from unicorn_hf.training.run import publish_stage, read_chat_template, start_stage, tokenize_train_split
 from unicorn_hf.training.setup import (
     build_trainer,
     copy_modality_statistics,
@@ -53,19 +52,6 @@ STAGE = "sft"
 ADAPTER_DIR = "adapter"
 
 
-def chat_template_from_args(training_args: UnicornTrainingConfig) -> str | None:
-    """The YAML's template: inline `chat_template`, or TRL's `chat_template_path` when it is a Jinja file."""
-    if training_args.chat_template and training_args.chat_template_path:
-        raise ValueError("Set chat_template (inline) or chat_template_path (a .jinja file), not both.")
-    path = training_args.chat_template_path
-    if path is None:
-        return training_args.chat_template
-    if not (os.path.isfile(path) and path.endswith((".jinja", ".j2"))):
-        # TRL would clone another tokenizer's template and add its tokens, which would shift the <image> id.
-        raise ValueError(f"chat_template_path={path!r}: Unicorn takes a .jinja file here (or inline chat_template).")
-    return Path(path).read_text()
-
-
 def main(
     script_args: UnicornScriptArguments, training_args: UnicornTrainingConfig, model_args: UnicornModelConfig
 ) -> SFTTrainer:
@@ -76,7 +62,7 @@ def main(
     copy_modality_statistics(model, statistics)
     set_trainable_parts(model, model_args, STAGE)
     peft_config = lora_config(model_args)
-    if chat_template := chat_template_from_args(training_args):
+    if chat_template := read_chat_template(training_args):
         # Saved with the processor; structured content ([{"type": "image"}, {"type": "text", ...}]) works too.
         wrapped = accept_structured_content(chat_template, processor.image_token)
         processor.chat_template = processor.tokenizer.chat_template = wrapped

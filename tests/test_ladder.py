@@ -196,13 +196,12 @@ def test_encoder_rung_ranks_by_cosine_with_the_captioned_candidates():
 
 
 def test_title_text_leaves_out_held_out_titles_and_counts_them(tmp_path, monkeypatch):
-    from unicorn_hf.lit import recipe
     from unicorn_hf.synthesis import pair_text
     from unicorn_hf.utils.hub import load_dataset_folder
 
     pairs = _pairs(["cat", "dog", "owl", "bus", "tree", "Cat", "sun"])
     held_out = ["emoji/0", "emoji/1"]  # cat and dog; "Cat" (another pair) shares a held-out title
-    monkeypatch.setattr(recipe, "trained_encoder_pairs", lambda config, folder: (pairs, held_out))
+    monkeypatch.setattr(pair_text, "trained_encoder_pairs", lambda config, folder: (pairs, held_out))
     args = pair_text.PairTextArguments(
         captions_path=None, instructions_path=None, encoder_config="unused.yaml", encoder_dir="unused",
         num_pairs=None, num_options=3, mc_question="What is shown?", mc_suffix="Letter.",
@@ -250,15 +249,14 @@ def test_summary_pairs_every_rung_with_the_blind_controls_and_rung_b_and_the_qui
 
 
 def test_concept_bank_labels_join_the_captions_but_never_a_held_out_title(tmp_path, monkeypatch):
-    from unicorn_hf.lit import recipe
     from unicorn_hf.synthesis import concepts, pair_text
     from unicorn_hf.utils.drops import DropLog
     from unicorn_hf.utils.hub import load_dataset_folder
 
     pairs = _pairs(["cat", "dog", "owl", "bus", "tree"])
     bank = [concepts.Concept(f"n0{i}", (name,), "a gloss") for i, name in enumerate(["Dog", "crane", "owl", "crane"])]
-    monkeypatch.setattr(recipe, "trained_encoder_pairs", lambda config, folder: (pairs, ["emoji/1"]))
-    monkeypatch.setattr(concepts, "concept_bank", lambda path: (bank, DropLog(stage="concepts")))
+    monkeypatch.setattr(pair_text, "trained_encoder_pairs", lambda config, folder: (pairs, ["emoji/1"]))
+    monkeypatch.setattr(pair_text, "concept_bank", lambda path: (bank, DropLog(stage="concepts")))
     args = pair_text.PairTextArguments(
         captions_path=None, instructions_path=None, encoder_config="unused.yaml", encoder_dir="unused",
         num_pairs=None, num_options=3, mc_question="What is shown?", mc_suffix="Letter.",
@@ -413,19 +411,20 @@ def test_ladder_arguments_are_checked_and_command_line_rules_read_as_json():
 def test_the_ladders_inputs_are_checked_before_any_model_loads(tmp_path, monkeypatch):
     """A missing question record, a wrong option count or a missing training-dialogue folder is refused by name
     before the held-out pairs, the encoder or the checkpoint are read (the helper's trial waited 2-8 min for these)."""
-    from unicorn_hf.evaluation import sees
     from unicorn_hf.experiments import ladder_run
 
     def no_work(*args, **kwargs):
         raise AssertionError("reached model work before the inputs were checked")
 
-    monkeypatch.setattr(sees, "held_out_pairs", no_work)
+    monkeypatch.setattr(ladder_run, "held_out_pairs", no_work)
     base = {
         "model_name_or_path": "m", "encoder_config": "e.yaml", "encoder_dir": "e", "num_images": 4,
         "num_candidates": 4, "text_form": "title", "image_rules": [{"name": "stored_mean"}], "zero_shot_prompts": {},
         "batch_size": 2, "bootstrap_resamples": 10, "confidence": 0.95, "seed": 0, "output_dir": str(tmp_path),
         "questions_path": str(tmp_path / "text"), "max_new_tokens": 4,
     }  # fmt: skip
+    with pytest.raises(ValueError, match="update_model_card needs a local checkpoint folder; m is not one"):
+        ladder_run.run_ladder(ladder_run.LadderArguments(**base, update_model_card=True))
     with pytest.raises(FileNotFoundError, match=r"questions_path: .*pair_text.json is missing"):
         ladder_run.run_ladder(ladder_run.LadderArguments(**base))
     (tmp_path / "text").mkdir()

@@ -177,13 +177,17 @@ def test_unknown_extra_keys_load_with_a_warning(tmp_path, caplog):
         ("pretrain", "pretrain.yaml", ("--image_tower_encoder", "local-dir:x", "--image_tower_mean", "image"),
          "image_tower_encoder, image_tower_mean: set for pretrain, but only the SFT stage reads them"),
         ("pretrain", "pretrain.yaml", ("--use_peft", "true"), "use_peft: set for pretrain"),
-        ("pretrain", "pretrain.yaml", ("--chat_template_path", "t.jinja"), "chat_template_path: set for pretrain"),
+        ("pretrain", "pretrain.yaml", ("--chat_template_path", "t.jinja"),
+         "chat_template_path: pretraining reads a chat template only with `caption_prompt`"),
+        ("pretrain", "pretrain.yaml", ("--chat_template", "{% bogus"),
+         "chat_template: pretraining reads a chat template only with `caption_prompt`"),
         ("sft", "sft.yaml", ("--caption_prompt", "<image> What is this?"),
          "caption_prompt: set for sft, but only the pretraining stage reads them"),
     ],
 )  # fmt: skip
 def test_a_setting_of_the_other_training_stage_is_refused_not_ignored(script, yaml, overrides, named, tmp_path):
-    """The user trial's case: `image_tower_encoder` in a pretrain run was accepted and did nothing."""
+    """The user trials' cases: `image_tower_encoder` in a pretrain run, or a (broken) chat template without
+    `caption_prompt`, was accepted and did nothing."""
     with pytest.raises(ValueError, match=re.escape(named)):
         run(script, yaml, *overrides, "--output_dir", str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()  # refused before anything started

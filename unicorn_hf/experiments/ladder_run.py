@@ -204,6 +204,8 @@ def write_ladder_card(args: LadderArguments, ladder: dict) -> Path | None:
 
 def run_ladder(args: LadderArguments) -> dict:
     """Score every rung; write and return `ladder.json` (also `ladder.md` and `ladder.png`)."""
+    if args.update_model_card and not Path(args.model_name_or_path).is_dir():
+        raise ValueError(f"update_model_card needs a local checkpoint folder; {args.model_name_or_path} is not one.")
     start = time.perf_counter()
     # Every input is checked before the encoder and the model load.
     record = _question_record(args) if args.questions_path is not None else None

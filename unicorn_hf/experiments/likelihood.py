@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from unicorn_hf.data_contract import IMAGE_EMBEDS
+
 
 @torch.inference_mode()
 def labelled_log_likelihoods(model, collate: Callable[[list[dict]], dict], rows: Sequence[dict], batch_size: int):
@@ -30,7 +32,7 @@ def labelled_log_likelihoods(model, collate: Callable[[list[dict]], dict], rows:
         logits = model(
             input_ids=batch["input_ids"].to(model.device),
             attention_mask=batch["attention_mask"].to(model.device),
-            image_embeds=batch["image_embeds"].to(model.device, model.dtype),
+            image_embeds=batch[IMAGE_EMBEDS].to(model.device, model.dtype),
         ).logits  # [B, T, V]
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2).float().cpu(), labels, reduction="none"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from unicorn_hf.data_contract import TASKS
+from unicorn_hf.data_contract import CAPTIONS_CONFIG, TASKS
 from unicorn_hf.synthesis.concepts import CONCEPT_BANKS, LABEL_FORMATS
 
 
@@ -226,7 +226,7 @@ class InstructionArguments:
 
     captions_dataset: str = field(metadata={"help": "Stage-1 output folder or Hub dataset id."})
     tasks: list[TaskConfig] = field(default_factory=list, metadata={"help": "The tasks and their proportions."})
-    captions_config: str = field(default="captions", metadata={"help": "Config name of the captions dataset."})
+    captions_config: str = field(default=CAPTIONS_CONFIG, metadata={"help": "Config name of the captions dataset."})
     num_dialogues: int | None = field(
         default=None, metadata={"help": "How many captions become dialogues (paper: 471K of 1.2M); None = all."}
     )

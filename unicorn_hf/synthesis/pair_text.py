@@ -16,7 +16,13 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from unicorn_hf.data_contract import CAPTIONS_COLUMNS, CAPTIONS_CONFIG, CONFIG_NAMES, INSTRUCTIONS_CONFIG
+from unicorn_hf.data_contract import (
+    CAPTIONS_COLUMNS,
+    CAPTIONS_CONFIG,
+    CONFIG_NAMES,
+    INSTRUCTIONS_COLUMNS,
+    INSTRUCTIONS_CONFIG,
+)
 from unicorn_hf.experiments.questions import QuestionTemplates, group_by_source, training_dialogues
 from unicorn_hf.experiments.splits import hash_rank
 from unicorn_hf.lit.pairs import Pair, collect_pairs
@@ -209,7 +215,7 @@ def run_pair_text(args: PairTextArguments) -> Path:
         )
         captions, carried["captions"] = rows + captions, len(rows)
     if args.instructions_path is not None:
-        columns = ["id", "task", "caption", "messages", "model_name"]
+        columns = list(INSTRUCTIONS_COLUMNS)
         rows = load_dataset_folder(args.instructions_path, INSTRUCTIONS_CONFIG).select_columns(columns).to_list()
         dialogues, carried["instructions"] = rows + dialogues, len(rows)
     body = (

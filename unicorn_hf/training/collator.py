@@ -65,5 +65,5 @@ class UnicornDataCollator:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,
-            "image_embeds": image_embeds.to(self.embeds_dtype),
+            IMAGE_EMBEDS: image_embeds.to(self.embeds_dtype),
         }

@@ -15,6 +15,7 @@ everything else is here, so the two scripts read top to bottom like alignment-ha
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from transformers import set_seed
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 STAGE_DATA = {"pretrain": "captions", "sft": "dialogues"}  # what a stage tokenizes, for its progress line
 # Settings that only the other stage reads: set for this one, they would be ignored without a word.
 OTHER_STAGE_SETTINGS = {
-    "pretrain": ("use_peft", "image_tower_encoder", "image_tower_mean", "chat_template_path"),
+    "pretrain": ("use_peft", "image_tower_encoder", "image_tower_mean"),
     "sft": ("caption_prompt",),
 }
 
@@ -50,12 +51,33 @@ def check_stage_settings(
     model_args: UnicornModelConfig,
 ) -> None:
     """Raise `ValueError` naming every setting of `OTHER_STAGE_SETTINGS[stage]` that is set (the YAML or the command
-    line gave a value this stage would ignore)."""
+    line gave a value this stage would ignore), and a chat template given to pretraining without `caption_prompt`
+    (the plain `<image> caption` rows use no template)."""
     values = {**vars(script_args), **vars(model_args), "chat_template_path": training_args.chat_template_path}
     foreign = [name for name in OTHER_STAGE_SETTINGS[stage] if values.get(name) not in (None, False)]
     if foreign:
         other = "SFT" if stage == "pretrain" else "pretraining"
         raise ValueError(f"{', '.join(foreign)}: set for {stage}, but only the {other} stage reads them; remove them.")
+    templates = [name for name in ("chat_template", "chat_template_path") if getattr(training_args, name)]
+    if stage == "pretrain" and templates and script_args.caption_prompt is None:
+        raise ValueError(
+            f"{', '.join(templates)}: pretraining reads a chat template only with `caption_prompt` (the chat format); "
+            "the plain `<image> caption` rows use none. Set caption_prompt, or remove them."
+        )
+
+
+def read_chat_template(training_args: UnicornTrainingConfig) -> str | None:
+    """The YAML's chat template: inline `chat_template`, or TRL's `chat_template_path` when it is a Jinja file; None
+    (the tokenizer's own). Raises `ValueError` when both are set or the path is not a .jinja/.j2 file."""
+    if training_args.chat_template and training_args.chat_template_path:
+        raise ValueError("Set chat_template (inline) or chat_template_path (a .jinja file), not both.")
+    path = training_args.chat_template_path
+    if path is None:
+        return training_args.chat_template
+    if not (os.path.isfile(path) and path.endswith((".jinja", ".j2"))):
+        # TRL would clone another tokenizer's template and add its tokens, which would shift the <image> id.
+        raise ValueError(f"chat_template_path={path!r}: Unicorn takes a .jinja file here (or inline chat_template).")
+    return Path(path).read_text()
 
 
 def start_stage(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unicorn_hf.data_contract import CAPTIONS_CONFIG, INSTRUCTIONS_CONFIG
 from unicorn_hf.modeling.modality_transfer import NEEDS_IMAGE_MEAN, TransferSettings
 
 
@@ -69,8 +70,10 @@ class TransferArguments:
     instructions_path: str | None = field(
         default=None, metadata={"help": "Stage-2 output folder or Hub id (config `instructions`); null = none."}
     )
-    captions_config: str = field(default="captions", metadata={"help": "Config name of the captions dataset."})
-    instructions_config: str = field(default="instructions", metadata={"help": "Config name of the instructions."})
+    captions_config: str = field(default=CAPTIONS_CONFIG, metadata={"help": "Config name of the captions dataset."})
+    instructions_config: str = field(
+        default=INSTRUCTIONS_CONFIG, metadata={"help": "Config name of the instructions."}
+    )
     image_mean_source: str | None = field(
         default=None,
         metadata={
