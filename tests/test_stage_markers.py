@@ -44,3 +44,10 @@ def test_read_marker_of_an_unfinished_folder_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_marker(tmp_path)
     assert json.loads(write_marker(tmp_path).read_text()).keys() == {"finished_at"}
+
+
+def test_a_marker_can_keep_the_digest_only(tmp_path):
+    """The stage runner's markers: settings that may name paths of this machine are not written, only their digest."""
+    record = read_marker(write_marker(tmp_path, settings={"model": "/abs/model"}, keep_settings=False).parent)
+    assert "config" not in record and record["config_sha256"] == settings_digest({"model": "/abs/model"})
+    assert changed_settings(record, {"model": "/abs/other"}) == []  # changed, no keys to name

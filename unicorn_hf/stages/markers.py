@@ -6,8 +6,10 @@ experiment such as `unicorn_hf.experiments.does_it_see`) leaves `.stage_done.jso
     {"command": [...], "seconds": 12.3, "config_sha256": "...", "config": {...}, "finished_at": 1733561234.5}
 
 Only `finished_at` is always there. `config_sha256` is the digest of the settings the stage ran with, which a re-run
-compares before it skips the stage; `config` is those settings as a record keeps them (with no path of this
-machine: `unicorn_hf.utils.paths.portable_record`), so that a refusal can name the keys that changed.
+compares before it skips the stage; `config` is those settings, kept only by a caller whose settings hold no path of
+this machine (the experiment's, made portable with `unicorn_hf.utils.paths.portable_record`), so that a refusal can
+name the keys that changed. The stage runner keeps the digest only: its YAMLs may name any path, and making them
+portable would hash the content of every absolute path they name.
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ def read_marker(folder: str | Path) -> dict:
 
 
 def write_marker(
-    folder: str | Path, record: dict | None = None, settings: dict | None = None, stored: dict | None = None
+    folder: str | Path, record: dict | None = None, settings: dict | None = None, *, keep_settings: bool = True
 ) -> Path:
-    """Mark `folder` finished: `record` (e.g. command, seconds) plus, when given, the digest of `settings` and
-    `stored`, the settings as the marker keeps them (default: `settings` itself)."""
+    """Mark `folder` finished: `record` (e.g. command, seconds) plus, when given, the digest of `settings` and, with
+    `keep_settings`, the settings themselves (only for settings that hold no path of this machine)."""
     record = dict(record or {})
     if settings is not None:
-        record |= {"config_sha256": settings_digest(settings), "config": settings if stored is None else stored}
+        record["config_sha256"] = settings_digest(settings)
+        if keep_settings:
+            record["config"] = settings
     record["finished_at"] = time.time()
     path = Path(folder) / DONE_MARKER
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,16 +54,15 @@ def write_marker(
     return path
 
 
-def changed_settings(marker: dict, settings: dict, stored: dict | None = None) -> list[str] | None:
+def changed_settings(marker: dict, settings: dict) -> list[str] | None:
     """None when `marker` was written with `settings`; else the keys whose value changed between the marker's
-    `config` and `stored` (the settings as `write_marker` was given them; default `settings`), empty when the marker
-    records only a digest. A marker with no digest at all predates recorded settings: it returns None too, and the
-    caller says that it cannot tell."""
+    `config` and `settings`, empty when the marker records only a digest. A marker with no digest at all predates
+    recorded settings: it returns None too, and the caller says that it cannot tell."""
     if "config_sha256" not in marker or marker["config_sha256"] == settings_digest(settings):
         return None
     old = marker.get("config")
     if old is None:
         return []
     old = json.loads(json.dumps(old, default=str))
-    new = json.loads(json.dumps(settings if stored is None else stored, default=str))
+    new = json.loads(json.dumps(settings, default=str))
     return sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 from trl import TrlParser
 
-from unicorn_hf.stages.markers import DONE_MARKER, changed_settings, settings_digest, write_marker
+from unicorn_hf.stages.markers import DONE_MARKER, settings_digest, write_marker
 from unicorn_hf.stages.report import StageResult, render_summary
 from unicorn_hf.utils.logging import setup_logging
 from unicorn_hf.utils.paths import portable_command, portable_record
@@ -99,21 +99,15 @@ def stage_config_path(args: StageRunArguments, stage: str) -> Path:
     return Path(stage) if _is_path(stage) else Path(args.recipe_dir) / f"{stage}.yaml"
 
 
-def recipe_script(kind: str, near: str | Path) -> Path:
-    """The script of a stage kind in the nearest folder above `near` that has it (`recipes/tiny` and
+def script_path(args: StageRunArguments, stage: str) -> Path:
+    """The stage's script in the nearest folder above the recipe folder that has it (`recipes/tiny` and
     `recipes/concept_titles/gpu` -> `recipes/<script>`: a checkout, or the copy `materialize` wrote), else the one
-    shipped with the package. Raises `KeyError` for an unknown stage kind."""
-    script = STAGE_SCRIPTS[kind]
-    for folder in Path(near).parents:
+    shipped with the package. Raises `ValueError` for an unknown stage kind."""
+    script = STAGE_SCRIPTS[stage_kind(stage)]
+    for folder in Path(args.recipe_dir).parents:
         if (folder / script).is_file():
             return folder / script
     return bundled_dir("recipes") / script
-
-
-def script_path(args: StageRunArguments, stage: str) -> Path:
-    """The stage's script (`recipe_script` of its kind, near the recipe folder). Raises `ValueError` for an unknown
-    stage kind."""
-    return recipe_script(stage_kind(stage), Path(args.recipe_dir) / "_")
 
 
 def stage_command(args: StageRunArguments, stage: str) -> list[str]:
@@ -149,11 +143,6 @@ def config_digest(args: StageRunArguments, stage: str) -> str:
     return settings_digest(stage_config(args, stage))
 
 
-def _stored_settings(args: StageRunArguments, stage: str) -> dict:
-    """The stage's settings as its marker keeps them: no path of this machine."""
-    return portable_record(stage_config(args, stage), stage_output_dir(args, stage))
-
-
 def check_finished_stage(args: StageRunArguments, stage: str, marker: Path) -> None:
     """A finished stage is skipped only if it was made with the settings its YAML holds now.
 
@@ -163,14 +152,12 @@ def check_finished_stage(args: StageRunArguments, stage: str, marker: Path) -> N
     """
     record = json.loads(marker.read_text())
     config_path = stage_config_path(args, stage)
-    changed = changed_settings(record, stage_config(args, stage), _stored_settings(args, stage))
     if "config_sha256" not in record:
         logger.warning("[%s] %s does not record its settings: cannot tell whether %s changed since", stage, marker,
                        config_path)  # fmt: skip
-    elif changed is not None:
-        keys = f" ({', '.join(changed)})" if changed else ""
+    elif record["config_sha256"] != config_digest(args, stage):
         raise SystemExit(
-            f"Stage {stage!r}: {marker.parent} was made with other settings{keys} than {config_path} holds now. "
+            f"Stage {stage!r}: {marker.parent} was made with other settings than {config_path} holds now. "
             f"Re-run with --overwrite to redo the finished stages, or point that stage's output_dir elsewhere."
         )
 
@@ -333,7 +320,7 @@ def _run_stage(args: StageRunArguments, stage: str, earlier: list[str], remade: 
     seconds = run_command(stage, command)
     recorded = portable_command(command[1:] if command[0] == sys.executable else command, output_dir)
     record = {"command": recorded, "seconds": round(seconds, 1)}
-    write_marker(output_dir, record, stage_config(args, stage), _stored_settings(args, stage))
+    write_marker(output_dir, record, stage_config(args, stage), keep_settings=False)
     logger.info("[%s] done in %.0fs -> %s", stage, seconds, output_dir)
     summary = collect_summary(output_dir, summary_file)
     return StageResult(stage, printable, output_dir, seconds, summary, recorded_seconds=seconds)

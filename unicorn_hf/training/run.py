@@ -53,7 +53,7 @@ def check_stage_settings(
     """Raise `ValueError` naming every setting of `OTHER_STAGE_SETTINGS[stage]` that is set (the YAML or the command
     line gave a value this stage would ignore), and a chat template given to pretraining without `caption_prompt`
     (the plain `<image> caption` rows use no template)."""
-    values = {**vars(script_args), **vars(model_args), "chat_template_path": training_args.chat_template_path}
+    values = {**vars(script_args), **vars(model_args)}
     foreign = [name for name in OTHER_STAGE_SETTINGS[stage] if values.get(name) not in (None, False)]
     if foreign:
         other = "SFT" if stage == "pretrain" else "pretraining"
@@ -127,7 +127,7 @@ def tokenize_train_split(
             embed_dim=embed_dim,
             max_length=training_args.max_length,
             chat_template=chat_template,
-            caption_prompt=script_args.caption_prompt if stage == "pretrain" else None,
+            caption_prompt=script_args.caption_prompt,  # None for SFT (`check_stage_settings`)
             num_proc=training_args.dataset_num_proc,
             where=f"{script_args.dataset_name} [{script_args.dataset_config}]",
         )
